@@ -1,0 +1,49 @@
+//! The `kios` command line.
+
+use clap::{Parser, Subcommand};
+
+use crate::commands;
+
+/// kiOS host tools: build the init and images, boot them in QEMU, test and measure them.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kios",
+    version,
+    after_help = "Run from the repository as `cargo kios <COMMAND>`.\n\
+                  Downloads are cached in $KIOS_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/kios)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build the init for amd64 and arm64 and report its stripped size against the 64 KiB limit.
+    Size(commands::size::SizeArgs),
+    /// Boot the stand-in test image in QEMU, stream its console, then show the boot timeline.
+    Demo(commands::demo::DemoArgs),
+    /// Run every test: unit tests of the tools and the init, then the QEMU end-to-end tests.
+    Test,
+}
+
+impl Cli {
+    pub fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Size(args) => commands::size::run(&args),
+            Command::Demo(args) => commands::demo::run(&args),
+            Command::Test => commands::test::run(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,117 @@
+//! `kios size`: the stripped init's size per arch against the 64 KiB budget.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::arch::Arch;
+use crate::standin_image::INIT_PACKAGE;
+use crate::workspace::Workspace;
+
+/// The init's size budget: it must stay small enough to be noise in boot time and image size.
+pub const INIT_SIZE_LIMIT_BYTES: u64 = 64 * 1024;
+
+#[derive(Debug, clap::Args)]
+pub struct SizeArgs {
+    /// Print JSON (`{"init_bytes":{"amd64":N,"arm64":M},...}`) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct SizeReport {
+    init_bytes: BTreeMap<Arch, u64>,
+    limit_bytes: u64,
+    within_limit: BTreeMap<Arch, bool>,
+}
+
+impl SizeReport {
+    fn new(init_bytes: BTreeMap<Arch, u64>) -> SizeReport {
+        let within_limit = init_bytes
+            .iter()
+            .map(|(arch, bytes)| (*arch, *bytes <= INIT_SIZE_LIMIT_BYTES))
+            .collect();
+        SizeReport {
+            init_bytes,
+            limit_bytes: INIT_SIZE_LIMIT_BYTES,
+            within_limit,
+        }
+    }
+
+    fn table(&self) -> String {
+        let mut table = format!(
+            "{:<6} {:>12} {:>12}  {}\n",
+            "arch", "init bytes", "limit", "within"
+        );
+        for (arch, bytes) in &self.init_bytes {
+            let within = if *bytes <= self.limit_bytes {
+                "yes"
+            } else {
+                "NO"
+            };
+            table.push_str(&format!(
+                "{:<6} {:>12} {:>12}  {within}\n",
+                arch.debian_name(),
+                bytes,
+                self.limit_bytes
+            ));
+        }
+        table
+    }
+
+    fn over_limit(&self) -> Vec<Arch> {
+        self.within_limit
+            .iter()
+            .filter(|(_, within)| !**within)
+            .map(|(arch, _)| *arch)
+            .collect()
+    }
+}
+
+pub fn run(args: &SizeArgs) -> Result<()> {
+    let workspace = Workspace::locate()?;
+    let mut init_bytes = BTreeMap::new();
+    for arch in Arch::ALL {
+        let init = workspace.build_musl_binary(INIT_PACKAGE, arch)?;
+        let metadata =
+            std::fs::metadata(&init).with_context(|| format!("reading {}", init.display()))?;
+        init_bytes.insert(arch, metadata.len());
+    }
+    let report = SizeReport::new(init_bytes);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).context("encoding JSON")?
+        );
+    } else {
+        print!("{}", report.table());
+    }
+    let over = report.over_limit();
+    if !over.is_empty() {
+        let names: Vec<&str> = over.iter().map(|arch| arch.debian_name()).collect();
+        bail!(
+            "the init is over the {INIT_SIZE_LIMIT_BYTES}-byte limit on {}",
+            names.join(", ")
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_shape_and_limit_check() {
+        let report = SizeReport::new(BTreeMap::from([(Arch::Amd64, 1200), (Arch::Arm64, 70000)]));
+        assert_eq!(
+            serde_json::to_string(&report).unwrap(),
+            r#"{"init_bytes":{"amd64":1200,"arm64":70000},"limit_bytes":65536,"within_limit":{"amd64":true,"arm64":false}}"#
+        );
+        assert_eq!(report.over_limit(), [Arch::Arm64]);
+        assert!(report
+            .table()
+            .contains("arm64         70000        65536  NO"));
+    }
+}

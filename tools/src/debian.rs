@@ -1,0 +1,404 @@
+//! Debian binary packages fetched with apt into the cache and extracted.
+//!
+//! `apt-get download` needs no root; the .deb is checked against the
+//! SHA256 apt's signed package lists give, then unpacked with `dpkg-deb -x`.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+use crate::arch::Arch;
+use crate::cache::cache_subdir;
+use crate::host_packages::run_apt;
+use crate::progress::with_step;
+
+/// One version of one binary package for one architecture.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DebianPackage {
+    pub name: String,
+    pub version: String,
+    pub arch: Arch,
+}
+
+impl DebianPackage {
+    /// `name:arch=version`, the form apt-get and apt-cache accept.
+    fn apt_spec(&self) -> String {
+        format!("{}:{}={}", self.name, self.arch, self.version)
+    }
+
+    /// apt's own file-name form of the version (the epoch colon escaped).
+    fn file_stem(&self) -> String {
+        format!(
+            "{}_{}_{}",
+            self.name,
+            self.version.replace(':', "%3a"),
+            self.arch
+        )
+    }
+}
+
+/// Fetches the candidate version of `name` for `arch` and returns the
+/// directory it is extracted into.
+pub fn fetch_debian_package(name: &str, arch: Arch) -> Result<PathBuf> {
+    fetch(&candidate(name, arch)?)
+}
+
+/// The vmlinuz of Debian's cloud kernel for `arch` (following the
+/// `linux-image-cloud-<arch>` metapackage to the concrete image package).
+pub fn debian_cloud_kernel(arch: Arch) -> Result<PathBuf> {
+    let metapackage = format!("linux-image-cloud-{arch}");
+    let image = resolve_dependency(&candidate(&metapackage, arch)?, "linux-image-")?;
+    let extracted = fetch(&image)?;
+    let boot = extracted.join("boot");
+    let entries = std::fs::read_dir(&boot)
+        .with_context(|| format!("listing {} from {}", boot.display(), image.name))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("listing {}", boot.display()))?;
+        if entry.file_name().to_string_lossy().starts_with("vmlinuz-") {
+            return Ok(entry.path());
+        }
+    }
+    bail!("{} {} has no boot/vmlinuz-*", image.name, image.version)
+}
+
+/// The version apt would install (refreshing the package lists once if
+/// they do not know the package yet and we may do so).
+pub fn candidate(name: &str, arch: Arch) -> Result<DebianPackage> {
+    let spec = format!("{name}:{arch}");
+    let version = match candidate_version(&spec)? {
+        Some(version) => version,
+        None if rustix::process::geteuid().is_root() => {
+            run_apt(Command::new("apt-get").arg("update"))?;
+            candidate_version(&spec)?
+                .with_context(|| format!("apt knows no installable version of {spec}"))?
+        }
+        None => bail!(
+            "apt knows no installable version of {spec}; \
+             run `sudo apt-get update` (and for a foreign arch `sudo dpkg --add-architecture {arch}`)"
+        ),
+    };
+    Ok(DebianPackage {
+        name: name.to_string(),
+        version,
+        arch,
+    })
+}
+
+fn candidate_version(spec: &str) -> Result<Option<String>> {
+    let policy = apt_cache(&["policy", spec])?;
+    Ok(parse_candidate(&policy))
+}
+
+fn parse_candidate(policy: &str) -> Option<String> {
+    policy
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Candidate:"))
+        .map(str::trim)
+        .filter(|version| *version != "(none)")
+        .map(str::to_string)
+}
+
+/// The first dependency of `package` whose name starts with `prefix`, at
+/// the exact version it pins (or that dependency's candidate).
+pub fn resolve_dependency(package: &DebianPackage, prefix: &str) -> Result<DebianPackage> {
+    let fields = show(package)?;
+    let depends = fields
+        .get("Depends")
+        .map(String::as_str)
+        .unwrap_or_default();
+    let (name, pinned_version) = parse_depends(depends)
+        .into_iter()
+        .find(|(name, _)| name.starts_with(prefix))
+        .with_context(|| {
+            format!(
+                "{} {} depends on no {prefix}* package",
+                package.name, package.version
+            )
+        })?;
+    match pinned_version {
+        Some(version) => Ok(DebianPackage {
+            name,
+            version,
+            arch: package.arch,
+        }),
+        None => candidate(&name, package.arch),
+    }
+}
+
+/// `Depends:` as (name, exact version if pinned with `=`), taking the
+/// first choice of each `a | b` alternative.
+fn parse_depends(depends: &str) -> Vec<(String, Option<String>)> {
+    depends
+        .split(',')
+        .filter_map(|clause| clause.split('|').next())
+        .filter_map(|choice| {
+            let choice = choice.trim();
+            let (name, constraint) = match choice.split_once('(') {
+                Some((name, rest)) => (name.trim(), Some(rest.trim_end_matches(')').trim())),
+                None => (choice, None),
+            };
+            let name = name.split(':').next().unwrap_or(name);
+            if name.is_empty() {
+                return None;
+            }
+            let pinned = constraint
+                .and_then(|c| c.strip_prefix('='))
+                .map(|version| version.trim().to_string());
+            Some((name.to_string(), pinned))
+        })
+        .collect()
+}
+
+/// The fields of the package's first `apt-cache show` stanza.
+fn show(package: &DebianPackage) -> Result<BTreeMap<String, String>> {
+    let text = apt_cache(&["show", &package.apt_spec()])?;
+    let fields = parse_first_stanza(&text);
+    if fields.is_empty() {
+        bail!("`apt-cache show {}` printed nothing", package.apt_spec());
+    }
+    Ok(fields)
+}
+
+fn parse_first_stanza(text: &str) -> BTreeMap<String, String> {
+    let mut fields: BTreeMap<String, String> = BTreeMap::new();
+    let mut last_key: Option<String> = None;
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            break;
+        }
+        if line.starts_with([' ', '\t']) {
+            // A continuation line (e.g. the long description).
+            if let Some(value) = last_key.as_ref().and_then(|key| fields.get_mut(key)) {
+                value.push('\n');
+                value.push_str(line.trim());
+            }
+            continue;
+        }
+        if let Some((key, value)) = line.split_once(':') {
+            fields.insert(key.to_string(), value.trim().to_string());
+            last_key = Some(key.to_string());
+        }
+    }
+    fields
+}
+
+/// Downloads (if needed), verifies and extracts `package`; returns the extracted tree.
+pub fn fetch(package: &DebianPackage) -> Result<PathBuf> {
+    let arch_dir = cache_subdir("debian")?.join(package.arch.debian_name());
+    let extracted = arch_dir.join(package.file_stem());
+    // Written last, so a half-finished extraction is never reused.
+    let complete_marker = extracted.join(".kios-extracted");
+    if complete_marker.exists() {
+        return Ok(extracted);
+    }
+    let expected_sha256 = show(package)?
+        .remove("SHA256")
+        .with_context(|| format!("`apt-cache show {}` has no SHA256", package.apt_spec()))?;
+    let debs = arch_dir.join("debs");
+    let deb = debs.join(format!("{}.deb", package.file_stem()));
+    if !deb.exists() || sha256_file(&deb)? != expected_sha256 {
+        download(package, &debs, &deb)?;
+    }
+    let actual_sha256 = sha256_file(&deb)?;
+    if actual_sha256 != expected_sha256 {
+        bail!(
+            "{} has SHA256 {actual_sha256}, but apt's package list says {expected_sha256}",
+            deb.display()
+        );
+    }
+    with_step(
+        format!("extracting {} {}", package.name, package.version),
+        || {
+            // Per-process scratch: a developer and CI may fetch at the same time.
+            let partial = arch_dir.join(format!(
+                ".{}.partial-{}",
+                package.file_stem(),
+                std::process::id()
+            ));
+            remove_dir_if_present(&partial)?;
+            run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&partial))?;
+            std::fs::write(partial.join(".kios-extracted"), &expected_sha256)
+                .with_context(|| format!("marking {} complete", partial.display()))?;
+            if complete_marker.exists() {
+                // Another process finished first; its tree is as good as ours.
+                return remove_dir_if_present(&partial);
+            }
+            remove_dir_if_present(&extracted)?;
+            std::fs::rename(&partial, &extracted)
+                .with_context(|| format!("moving {} into place", extracted.display()))
+        },
+    )?;
+    Ok(extracted)
+}
+
+fn download(package: &DebianPackage, debs: &Path, deb: &Path) -> Result<()> {
+    with_step(
+        format!(
+            "downloading {} {} ({})",
+            package.name, package.version, package.arch
+        ),
+        || {
+            // A private directory, so the one .deb in it is ours whatever apt names it.
+            let scratch = debs.join(format!(".download-{}", std::process::id()));
+            remove_dir_if_present(&scratch)?;
+            std::fs::create_dir_all(&scratch)
+                .with_context(|| format!("creating {}", scratch.display()))?;
+            run(Command::new("apt-get")
+                .args(["download", &package.apt_spec()])
+                .current_dir(&scratch))?;
+            let downloaded = only_file_in(&scratch)?;
+            std::fs::rename(&downloaded, deb)
+                .with_context(|| format!("moving the download to {}", deb.display()))?;
+            remove_dir_if_present(&scratch)
+        },
+    )
+}
+
+fn only_file_in(dir: &Path) -> Result<PathBuf> {
+    let mut files = std::fs::read_dir(dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<std::io::Result<Vec<_>>>()
+        .with_context(|| format!("listing {}", dir.display()))?;
+    match files.len() {
+        1 => Ok(files.remove(0)),
+        n => bail!(
+            "expected one downloaded .deb in {}, found {n}",
+            dir.display()
+        ),
+    }
+}
+
+fn remove_dir_if_present(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(error).with_context(|| format!("removing {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let read = file
+            .read(&mut buffer)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn apt_cache(args: &[&str]) -> Result<String> {
+    let output = Command::new("apt-cache")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running `apt-cache {}`", args.join(" ")))?;
+    if !output.status.success() {
+        bail!(
+            "`apt-cache {}` failed ({}): {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn run(command: &mut Command) -> Result<()> {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {program}"))?;
+    if !output.status.success() {
+        bail!(
+            "{program} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_candidate_from_apt_cache_policy() {
+        let policy = "linux-image-cloud-amd64:\n  Installed: (none)\n  Candidate: 6.1.192-2\n  Version table:\n";
+        assert_eq!(parse_candidate(policy), Some("6.1.192-2".to_string()));
+        assert_eq!(
+            parse_candidate("foo:\n  Installed: (none)\n  Candidate: (none)\n"),
+            None
+        );
+        assert_eq!(parse_candidate(""), None);
+    }
+
+    #[test]
+    fn depends_keeps_names_and_exact_pins() {
+        let parsed = parse_depends(
+            "linux-image-6.1.0-56-cloud-amd64 (= 6.1.192-2), libc6:any (>= 2.34), a | b",
+        );
+        assert_eq!(
+            parsed,
+            vec![
+                (
+                    "linux-image-6.1.0-56-cloud-amd64".to_string(),
+                    Some("6.1.192-2".to_string())
+                ),
+                ("libc6".to_string(), None),
+                ("a".to_string(), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn first_stanza_fields_with_continuations() {
+        let text = "Package: p\nVersion: 1\nDescription: short\n long line\nSHA256: abc\n\nPackage: p\nVersion: 2\n";
+        let fields = parse_first_stanza(text);
+        assert_eq!(fields["Version"], "1");
+        assert_eq!(fields["SHA256"], "abc");
+        assert_eq!(fields["Description"], "short\nlong line");
+    }
+
+    #[test]
+    fn file_stem_escapes_the_epoch_like_apt() {
+        let package = DebianPackage {
+            name: "qemu-utils".into(),
+            version: "1:10.0.2".into(),
+            arch: Arch::Amd64,
+        };
+        assert_eq!(package.file_stem(), "qemu-utils_1%3a10.0.2_amd64");
+        assert_eq!(package.apt_spec(), "qemu-utils:amd64=1:10.0.2");
+    }
+
+    #[test]
+    fn sha256_of_a_known_file() {
+        let dir = std::env::temp_dir().join(format!("kios-sha-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("abc");
+        std::fs::write(&path, b"abc").unwrap();
+        assert_eq!(
+            sha256_file(&path).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

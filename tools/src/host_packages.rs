@@ -1,0 +1,172 @@
+//! Debian packages the host tools need (QEMU and friends).
+//!
+//! Checks with dpkg-query; installs what is missing with apt-get when
+//! running as root, otherwise names the exact command to run.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+use crate::progress::with_step;
+
+/// What `cargo kios demo` and the QEMU end-to-end tests boot with.
+pub const QEMU_PACKAGES: &[&str] = &["qemu-system-x86", "qemu-system-arm", "qemu-user-static"];
+
+const BACKPORTS_SUITE: &str = "bookworm-backports";
+const BACKPORTS_SOURCES_FILE: &str = "/etc/apt/sources.list.d/kios-backports.sources";
+const BACKPORTS_SOURCES: &str = "\
+Types: deb deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+";
+
+/// Makes sure every package in `packages` is installed.
+pub fn ensure_installed(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|package| installed_version(package).is_none())
+        .collect();
+    if missing.is_empty() {
+        eprintln!("ok: host packages present: {}", packages.join(" "));
+        return Ok(());
+    }
+    let from_backports = needs_backports();
+    let command = install_command_line(&missing, from_backports);
+    if !rustix::process::geteuid().is_root() {
+        let source_note = if from_backports && !Path::new(BACKPORTS_SOURCES_FILE).exists() {
+            format!(
+                "\n(qemu-utils comes from {BACKPORTS_SUITE}: the apt source \
+                 {BACKPORTS_SOURCES_FILE} is needed too; running this command as root writes it)"
+            )
+        } else {
+            String::new()
+        };
+        bail!(
+            "missing host packages: {}\nrun: sudo apt-get update && sudo {command}{source_note}",
+            missing.join(" ")
+        );
+    }
+    with_step(format!("installing {}", missing.join(" ")), || {
+        if from_backports {
+            ensure_backports_source()?;
+        }
+        // A fresh machine may have empty package lists.
+        run_apt(Command::new("apt-get").arg("update"))?;
+        let mut install = Command::new("apt-get");
+        install.args(["install", "-y"]);
+        if from_backports {
+            install.args(["-t", BACKPORTS_SUITE]);
+        }
+        run_apt(install.args(&missing))
+    })
+}
+
+/// The package's version when dpkg says it is installed.
+pub fn installed_version(package: &str) -> Option<String> {
+    let output = Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}\t${Version}", package])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    parse_status_and_version(&String::from_utf8_lossy(&output.stdout))
+}
+
+fn parse_status_and_version(query_output: &str) -> Option<String> {
+    let (status, version) = query_output.split_once('\t')?;
+    (status.trim() == "install ok installed").then(|| version.trim().to_string())
+}
+
+/// A `qemu-utils` from bookworm-backports Breaks bookworm's qemu-system,
+/// so the QEMU packages must then come from backports too.
+fn needs_backports() -> bool {
+    installed_version("qemu-utils").is_some_and(|version| is_backports_version(&version))
+}
+
+fn is_backports_version(version: &str) -> bool {
+    version.contains("bpo12")
+}
+
+fn install_command_line(packages: &[&str], from_backports: bool) -> String {
+    let target = if from_backports {
+        format!(" -t {BACKPORTS_SUITE}")
+    } else {
+        String::new()
+    };
+    format!("apt-get install -y{target} {}", packages.join(" "))
+}
+
+fn ensure_backports_source() -> Result<()> {
+    let path = Path::new(BACKPORTS_SOURCES_FILE);
+    if std::fs::read_to_string(path).is_ok_and(|existing| existing == BACKPORTS_SOURCES) {
+        return Ok(());
+    }
+    std::fs::write(path, BACKPORTS_SOURCES)
+        .with_context(|| format!("writing the apt source {}", path.display()))
+}
+
+/// Runs apt non-interactively; its output is shown only when it fails.
+pub fn run_apt(command: &mut Command) -> Result<()> {
+    let rendered = render(command);
+    let output = command
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running `{rendered}`"))?;
+    if !output.status.success() {
+        bail!(
+            "`{rendered}` failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+fn render(command: &Command) -> String {
+    std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|part| part.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_fully_installed_packages_have_a_version() {
+        assert_eq!(
+            parse_status_and_version("install ok installed\t1:7.2+dfsg-7"),
+            Some("1:7.2+dfsg-7".to_string())
+        );
+        assert_eq!(
+            parse_status_and_version("deinstall ok config-files\t1.0"),
+            None
+        );
+        assert_eq!(parse_status_and_version(""), None);
+    }
+
+    #[test]
+    fn backports_versions_are_recognised() {
+        assert!(is_backports_version("1:10.0.2+ds-2+deb13u1~bpo12+1"));
+        assert!(!is_backports_version("1:7.2+dfsg-7+deb12u7"));
+    }
+
+    #[test]
+    fn install_command_names_the_suite_when_needed() {
+        assert_eq!(
+            install_command_line(&["qemu-system-x86", "qemu-user-static"], true),
+            "apt-get install -y -t bookworm-backports qemu-system-x86 qemu-user-static"
+        );
+        assert_eq!(
+            install_command_line(&["qemu-system-arm"], false),
+            "apt-get install -y qemu-system-arm"
+        );
+    }
+}

@@ -1,0 +1,240 @@
+//! Reproducible initramfs images: newc cpio, gzip.
+//!
+//! Entries are kept sorted by path (so parents come before children and
+//! the bytes only depend on the contents), with mtime 0 and uid/gid 0.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use cpio::newc::{self, ModeFileType};
+use cpio::NewcBuilder;
+use flate2::{Compression, GzBuilder};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Node {
+    Directory,
+    File(Vec<u8>),
+    CharDevice { major: u32, minor: u32 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Entry {
+    permissions: u32,
+    node: Node,
+}
+
+/// The contents of an initramfs, keyed by absolute path.
+#[derive(Clone, Debug, Default)]
+pub struct Initramfs {
+    entries: BTreeMap<String, Entry>,
+}
+
+impl Initramfs {
+    pub fn new() -> Initramfs {
+        Initramfs::default()
+    }
+
+    pub fn directory(&mut self, path: &str, permissions: u32) -> &mut Self {
+        self.insert(path, permissions, Node::Directory)
+    }
+
+    pub fn file(
+        &mut self,
+        path: &str,
+        permissions: u32,
+        contents: impl Into<Vec<u8>>,
+    ) -> &mut Self {
+        self.insert(path, permissions, Node::File(contents.into()))
+    }
+
+    /// Adds a file with the contents of `source` on the host.
+    pub fn file_from_host(
+        &mut self,
+        path: &str,
+        permissions: u32,
+        source: &Path,
+    ) -> Result<&mut Self> {
+        let contents =
+            std::fs::read(source).with_context(|| format!("reading {}", source.display()))?;
+        Ok(self.file(path, permissions, contents))
+    }
+
+    pub fn char_device(
+        &mut self,
+        path: &str,
+        permissions: u32,
+        major: u32,
+        minor: u32,
+    ) -> &mut Self {
+        self.insert(path, permissions, Node::CharDevice { major, minor })
+    }
+
+    fn insert(&mut self, path: &str, permissions: u32, node: Node) -> &mut Self {
+        // The archive names entries without the leading slash, as gen_init_cpio does.
+        let name = path.trim_start_matches('/').to_string();
+        self.entries.insert(name, Entry { permissions, node });
+        self
+    }
+
+    /// The uncompressed newc archive.
+    pub fn to_cpio(&self) -> Result<Vec<u8>> {
+        self.check_parents_exist()?;
+        let mut archive = Vec::new();
+        for (index, (name, entry)) in self.entries.iter().enumerate() {
+            // Unique inode numbers: the kernel treats equal ones as hard links.
+            let inode = u32::try_from(index + 1).context("too many initramfs entries")?;
+            let builder = NewcBuilder::new(name)
+                .ino(inode)
+                .uid(0)
+                .gid(0)
+                .mtime(0)
+                .mode(entry.permissions);
+            let (builder, contents): (NewcBuilder, &[u8]) = match &entry.node {
+                Node::Directory => (
+                    builder.set_mode_file_type(ModeFileType::Directory).nlink(2),
+                    &[],
+                ),
+                Node::File(contents) => {
+                    (builder.set_mode_file_type(ModeFileType::Regular), contents)
+                }
+                Node::CharDevice { major, minor } => (
+                    builder
+                        .set_mode_file_type(ModeFileType::Char)
+                        .rdev_major(*major)
+                        .rdev_minor(*minor),
+                    &[],
+                ),
+            };
+            let size = u32::try_from(contents.len())
+                .with_context(|| format!("{name} is too large for a newc archive"))?;
+            let mut writer = builder.write(&mut archive, size);
+            writer
+                .write_all(contents)
+                .with_context(|| format!("writing {name} into the archive"))?;
+            writer
+                .finish()
+                .with_context(|| format!("finishing {name} in the archive"))?;
+        }
+        newc::trailer(&mut archive).context("writing the archive trailer")?;
+        Ok(archive)
+    }
+
+    /// The gzip-compressed archive (gzip header mtime 0, no file name).
+    pub fn to_cpio_gz(&self) -> Result<Vec<u8>> {
+        let cpio = self.to_cpio()?;
+        let mut encoder = GzBuilder::new()
+            .mtime(0)
+            .write(Vec::new(), Compression::best());
+        encoder
+            .write_all(&cpio)
+            .context("compressing the archive")?;
+        encoder.finish().context("compressing the archive")
+    }
+
+    /// Writes the gzip-compressed archive to `path` (atomically, via a temporary file).
+    pub fn write_cpio_gz(&self, path: &Path) -> Result<()> {
+        let bytes = self.to_cpio_gz()?;
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, bytes)
+            .with_context(|| format!("writing {}", partial.display()))?;
+        std::fs::rename(&partial, path)
+            .with_context(|| format!("moving {} into place", path.display()))
+    }
+
+    fn check_parents_exist(&self) -> Result<()> {
+        for name in self.entries.keys() {
+            if let Some((parent, _)) = name.rsplit_once('/') {
+                let parent_is_dir = self
+                    .entries
+                    .get(parent)
+                    .is_some_and(|entry| entry.node == Node::Directory);
+                if !parent_is_dir {
+                    bail!("initramfs entry /{name} has no parent directory /{parent}");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::io::{Cursor, Read};
+
+    /// (name, mode, uid, gid, mtime, rdev, contents) of every entry but the trailer.
+    type Listed = (String, u32, u32, u32, u32, (u32, u32), Vec<u8>);
+
+    pub(crate) fn list(cpio: &[u8]) -> Vec<Listed> {
+        let mut listed = Vec::new();
+        let mut input = Cursor::new(cpio);
+        loop {
+            let mut reader = cpio::NewcReader::new(input).unwrap();
+            let entry = reader.entry().clone();
+            if entry.is_trailer() {
+                return listed;
+            }
+            let mut contents = Vec::new();
+            reader.read_to_end(&mut contents).unwrap();
+            listed.push((
+                entry.name().to_string(),
+                entry.mode(),
+                entry.uid(),
+                entry.gid(),
+                entry.mtime(),
+                (entry.rdev_major(), entry.rdev_minor()),
+                contents,
+            ));
+            input = reader.finish().unwrap();
+        }
+    }
+
+    fn sample() -> Initramfs {
+        let mut image = Initramfs::new();
+        image
+            .file("/bin/init", 0o755, b"\x7fELF".to_vec())
+            .directory("/dev", 0o755)
+            .char_device("/dev/console", 0o600, 5, 1)
+            .directory("/bin", 0o755);
+        image
+    }
+
+    #[test]
+    fn entries_are_sorted_with_types_and_zeroed_metadata() {
+        let listed = list(&sample().to_cpio().unwrap());
+        let names: Vec<&str> = listed.iter().map(|entry| entry.0.as_str()).collect();
+        assert_eq!(names, ["bin", "bin/init", "dev", "dev/console"]);
+        assert_eq!(listed[0].1, 0o040755);
+        assert_eq!(listed[1].1, 0o100755);
+        assert_eq!(listed[1].6, b"\x7fELF");
+        assert_eq!(listed[3].1, 0o020600);
+        assert_eq!(listed[3].5, (5, 1));
+        assert!(listed
+            .iter()
+            .all(|entry| entry.2 == 0 && entry.3 == 0 && entry.4 == 0));
+    }
+
+    #[test]
+    fn the_same_contents_give_the_same_bytes() {
+        let mut reordered = Initramfs::new();
+        reordered
+            .directory("/bin", 0o755)
+            .directory("/dev", 0o755)
+            .char_device("/dev/console", 0o600, 5, 1)
+            .file("/bin/init", 0o755, b"\x7fELF".to_vec());
+        assert_eq!(
+            sample().to_cpio_gz().unwrap(),
+            reordered.to_cpio_gz().unwrap()
+        );
+    }
+
+    #[test]
+    fn a_missing_parent_directory_is_an_error() {
+        let mut image = Initramfs::new();
+        image.file("/etc/hostname", 0o644, "x\n");
+        let error = image.to_cpio().unwrap_err().to_string();
+        assert!(error.contains("/etc"), "{error}");
+    }
+}

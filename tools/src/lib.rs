@@ -1,0 +1,19 @@
+//! kiOS host tools: build images, boot them in QEMU, measure them.
+//!
+//! The `kios` binary (run as `cargo kios <command>`) is a thin CLI over
+//! this library so integration tests can use the same steps.
+
+pub mod arch;
+pub mod cache;
+pub mod cli;
+pub mod commands;
+pub mod console;
+pub mod debian;
+pub mod host_packages;
+pub mod initramfs;
+pub mod progress;
+pub mod qemu;
+pub mod standin_checks;
+pub mod standin_image;
+pub mod timeline;
+pub mod workspace;

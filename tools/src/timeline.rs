@@ -1,0 +1,210 @@
+//! The init's boot timeline, read off the console.
+//!
+//! The init prints `kios: timeline <phase> us=<µs since boot>` once per phase.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::console::Console;
+
+/// Boot phases in the order the init reaches them (the `Ord` order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Pid1,
+    MountsDone,
+    RuntimeExec,
+    RuntimeReady,
+    KubeletExec,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 5] = [
+        Phase::Pid1,
+        Phase::MountsDone,
+        Phase::RuntimeExec,
+        Phase::RuntimeReady,
+        Phase::KubeletExec,
+    ];
+
+    /// The name the init prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Pid1 => "pid1",
+            Phase::MountsDone => "mounts_done",
+            Phase::RuntimeExec => "runtime_exec",
+            Phase::RuntimeReady => "runtime_ready",
+            Phase::KubeletExec => "kubelet_exec",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Phase> {
+        Phase::ALL.into_iter().find(|phase| phase.name() == name)
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Phase → microseconds since boot (guest clock), in phase order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Timeline {
+    pub phases: BTreeMap<Phase, u64>,
+}
+
+const MARKER: &str = "kios: timeline ";
+
+impl Timeline {
+    /// The first report of each known phase; other lines are ignored.
+    pub fn from_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Timeline {
+        let mut phases = BTreeMap::new();
+        for line in lines {
+            if let Some((phase, micros)) = parse_line(line) {
+                phases.entry(phase).or_insert(micros);
+            }
+        }
+        Timeline { phases }
+    }
+
+    pub fn from_console(console: &Console) -> Timeline {
+        Timeline::from_lines(console.texts())
+    }
+
+    pub fn missing(&self) -> Vec<Phase> {
+        Phase::ALL
+            .into_iter()
+            .filter(|phase| !self.phases.contains_key(phase))
+            .collect()
+    }
+
+    /// Pairs of consecutive phases whose times go backwards.
+    pub fn out_of_order(&self) -> Vec<(Phase, Phase)> {
+        let reported: Vec<(Phase, u64)> = self.phases.iter().map(|(p, us)| (*p, *us)).collect();
+        reported
+            .windows(2)
+            .filter(|pair| pair[1].1 < pair[0].1)
+            .map(|pair| (pair[0].0, pair[1].0))
+            .collect()
+    }
+
+    /// A table: phase, guest seconds since boot, and the step from the previous phase.
+    pub fn table(&self) -> String {
+        let mut table = format!("{:<15} {:>12} {:>12}\n", "phase", "t (s)", "step (ms)");
+        let mut previous: Option<u64> = None;
+        for (phase, micros) in &self.phases {
+            let step = previous.map_or_else(
+                || "-".to_string(),
+                |before| format!("{:.3}", micros.saturating_sub(before) as f64 / 1000.0),
+            );
+            table.push_str(&format!(
+                "{:<15} {:>12.6} {:>12}\n",
+                phase.name(),
+                *micros as f64 / 1e6,
+                step
+            ));
+            previous = Some(*micros);
+        }
+        for phase in self.missing() {
+            table.push_str(&format!(
+                "{:<15} {:>12} {:>12}\n",
+                phase.name(),
+                "missing",
+                "-"
+            ));
+        }
+        table
+    }
+}
+
+fn parse_line(line: &str) -> Option<(Phase, u64)> {
+    let rest = &line[line.find(MARKER)? + MARKER.len()..];
+    let mut words = rest.split_whitespace();
+    let phase = Phase::from_name(words.next()?)?;
+    let micros = words.next()?.strip_prefix("us=")?.parse().ok()?;
+    Some((phase, micros))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "\
+[    0.000000] Linux version 6.1.0-56-cloud-amd64
+[    1.571234] kios: timeline pid1 us=1571000
+[    1.580000] kios: timeline mounts_done us=1580002
+[    1.600000] kios: start containerd pid=7
+[    1.600100] kios: timeline runtime_exec us=1600100
+[    1.700000] kios: timeline runtime_ready us=1700000
+[    1.700000] kios: timeline bogus_phase us=5
+[    1.710000] kios: timeline kubelet_exec us=1710000
+[    3.000000] kios: timeline kubelet_exec us=3000000
+";
+
+    #[test]
+    fn parses_all_phases_in_order_keeping_the_first_report() {
+        let timeline = Timeline::from_lines(SAMPLE.lines());
+        let phases: Vec<(Phase, u64)> = timeline.phases.iter().map(|(p, us)| (*p, *us)).collect();
+        assert_eq!(
+            phases,
+            [
+                (Phase::Pid1, 1_571_000),
+                (Phase::MountsDone, 1_580_002),
+                (Phase::RuntimeExec, 1_600_100),
+                (Phase::RuntimeReady, 1_700_000),
+                (Phase::KubeletExec, 1_710_000),
+            ]
+        );
+        assert!(timeline.missing().is_empty());
+        assert!(timeline.out_of_order().is_empty());
+    }
+
+    #[test]
+    fn reports_missing_and_backwards_phases() {
+        let timeline = Timeline::from_lines([
+            "kios: timeline pid1 us=900",
+            "kios: timeline runtime_exec us=800",
+        ]);
+        assert_eq!(
+            timeline.missing(),
+            [Phase::MountsDone, Phase::RuntimeReady, Phase::KubeletExec]
+        );
+        assert_eq!(timeline.out_of_order(), [(Phase::Pid1, Phase::RuntimeExec)]);
+    }
+
+    #[test]
+    fn malformed_lines_are_ignored() {
+        let timeline = Timeline::from_lines([
+            "kios: timeline pid1",
+            "kios: timeline pid1 us=",
+            "kios: timeline pid1 ms=3",
+            "kios: timeline pid1 us=-4",
+            "kios-standin: timeline pid1 us=4",
+        ]);
+        assert!(timeline.phases.is_empty());
+    }
+
+    #[test]
+    fn json_is_a_phase_to_micros_object() {
+        let timeline = Timeline::from_lines(SAMPLE.lines());
+        let json = serde_json::to_string(&timeline).unwrap();
+        assert!(
+            json.starts_with(r#"{"pid1":1571000,"mounts_done":1580002"#),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn table_lists_every_phase() {
+        let table = Timeline::from_lines(["kios: timeline pid1 us=1500000"]).table();
+        assert!(table.contains("pid1"));
+        assert!(table.contains("1.500000"));
+        assert!(table.contains("kubelet_exec"));
+        assert!(table.contains("missing"));
+    }
+}
