@@ -75,7 +75,13 @@ pub struct Line {
 }
 
 impl Line {
+    /// A line from this program (see `set_ident`).
     pub fn new(level: Level) -> Line {
+        Line::with_ident(level, ident())
+    }
+
+    /// A line on behalf of `ident`, e.g. a supervised child's captured output.
+    pub fn with_ident(level: Level, ident: &str) -> Line {
         let mut line = Line {
             buf: [0; LINE_MAX],
             len: 0,
@@ -83,7 +89,7 @@ impl Line {
         line.push("<");
         line.push_u64(level as u64);
         line.push(">");
-        line.push(ident());
+        line.push(ident);
         line.push(": ");
         line
     }

@@ -18,6 +18,8 @@
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[cfg(all(target_arch = "aarch64", not(test)))]
+mod auxv;
 pub mod kmsg;
 #[cfg(not(test))]
 mod mem;

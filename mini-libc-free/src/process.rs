@@ -3,7 +3,7 @@
 use core::ffi::CStr;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
-use linux_raw_sys::general::{__NR_clone, __NR_execve, __NR_exit_group, SIGCHLD};
+use linux_raw_sys::general::{__NR_clone, __NR_execve, __NR_exit_group, __NR_kill, SIGCHLD};
 use rustix::io::Errno;
 use rustix::process::Pid;
 
@@ -117,6 +117,13 @@ pub fn execve(path: &CStr, argv: &[&CStr], envp: &[&CStr]) -> Errno {
         Err(errno) => errno,
         Ok(_) => Errno::INVAL,
     }
+}
+
+/// Sends `signal` to every process except PID 1 itself (kill(-1, signal)),
+/// which rustix's `Pid` type cannot express.
+pub fn kill_all(signal: u32) -> Result<(), Errno> {
+    // SAFETY: kill takes two integers; pid -1 means "every process we may signal".
+    check(unsafe { syscall4(__NR_kill, -1isize as usize, signal as usize, 0, 0) }).map(drop)
 }
 
 /// Ends the process (all threads) with `code`.

@@ -30,6 +30,7 @@ core::arch::global_asm!(
     "mov x0, sp",
     "bl {entry}",
     "udf #0",
+    entry = sym start_rust,
 );
 
 extern "Rust" {

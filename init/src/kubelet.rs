@@ -1,0 +1,218 @@
+//! The kubelet's and the runtime's command lines, computed from the files
+//! in `/etc/kubernetes` at every start (a changed file takes effect on the
+//! next restart).
+
+use crate::errno::Errno;
+use crate::labels;
+use crate::log;
+use crate::log::{Level, Shown};
+use crate::node_ip;
+use crate::sys::{CommandArgv, Sys};
+
+pub const RUNTIME_BIN: &str = "/bin/containerd";
+pub const KUBELET_BIN: &str = "/bin/kubelet";
+pub const RUNTIME_SOCKET: &str = "/run/containerd/containerd.sock";
+const RUNTIME_ENDPOINT: &str = "unix:///run/containerd/containerd.sock";
+
+pub const CONFIG: &str = "/etc/kubernetes/kubelet-config.yaml";
+pub const KUBECONFIG: &str = "/etc/kubernetes/kubeconfig";
+pub const BOOTSTRAP_KUBECONFIG: &str = "/etc/kubernetes/bootstrap-kubeconfig";
+/// Where the kubelet writes the kubeconfig it gets by bootstrapping.
+pub const BOOTSTRAPPED_KUBECONFIG: &str = "/var/lib/kubelet/kubeconfig";
+pub const NODE_LABELS: &str = "/etc/kubernetes/node-labels";
+pub const NODE_IP: &str = "/etc/kubernetes/node-ip";
+pub const CREDENTIAL_PROVIDERS: &str = "/etc/kubernetes/credential-providers.yaml";
+pub const CREDENTIAL_PROVIDER_BIN_DIR: &str = "/usr/libexec/kubernetes/credential-providers";
+pub const STATIC_PODS: &str = "/etc/kubernetes/manifests";
+
+/// Small files (labels, node IP) are read whole up to this size.
+const SMALL_FILE_MAX: usize = 8192;
+
+/// The runtime's command line: containerd reads /etc/containerd/config.toml itself.
+pub fn runtime_argv() -> CommandArgv {
+    let mut argv = CommandArgv::new();
+    // A one-word argv always fits.
+    let _ = argv.push(&[RUNTIME_BIN]);
+    argv
+}
+
+/// Whether an optional config file is there to pass on; logs what the
+/// init does instead when it is not.
+fn usable<S: Sys>(sys: &mut S, path: &str, instead: &str) -> bool {
+    match sys.file_size(path) {
+        Ok(0) => {
+            log!(sys, Level::Warning, "{}: empty, {}", path, instead);
+            false
+        }
+        Ok(_) => true,
+        Err(Errno::NOENT) => {
+            log!(sys, Level::Info, "{}: not present, {}", path, instead);
+            false
+        }
+        Err(errno) => {
+            log!(
+                sys,
+                Level::Warning,
+                "{}: unreadable ({}), {}",
+                path,
+                errno,
+                instead
+            );
+            false
+        }
+    }
+}
+
+/// Reads a small file whole; None (with one log line) if it is missing,
+/// unreadable or too big to be what it claims.
+fn read_small<'b, S: Sys>(
+    sys: &mut S,
+    path: &str,
+    buf: &'b mut [u8],
+    instead: &str,
+) -> Option<&'b [u8]> {
+    match sys.read_file(path, buf) {
+        Ok(read) if read.truncated => {
+            log!(
+                sys,
+                Level::Warning,
+                "{}: larger than {} bytes, {}",
+                path,
+                buf.len(),
+                instead
+            );
+            None
+        }
+        Ok(read) => Some(&buf[..read.len]),
+        Err(Errno::NOENT) => {
+            log!(sys, Level::Info, "{}: not present, {}", path, instead);
+            None
+        }
+        Err(errno) => {
+            log!(
+                sys,
+                Level::Warning,
+                "{}: unreadable ({}), {}",
+                path,
+                errno,
+                instead
+            );
+            None
+        }
+    }
+}
+
+/// The kubelet's command line from what `/etc/kubernetes` holds.
+pub fn kubelet_argv<S: Sys>(sys: &mut S) -> CommandArgv {
+    let mut argv = CommandArgv::new();
+    push_flag(sys, &mut argv, &[KUBELET_BIN]);
+    push_flag(sys, &mut argv, &["--container-runtime=remote"]);
+    push_flag(
+        sys,
+        &mut argv,
+        &["--container-runtime-endpoint=", RUNTIME_ENDPOINT],
+    );
+
+    if usable(
+        sys,
+        CONFIG,
+        "using the kubelet's defaults and static pods from /etc/kubernetes/manifests",
+    ) {
+        push_flag(sys, &mut argv, &["--config=", CONFIG]);
+    } else {
+        push_flag(sys, &mut argv, &["--pod-manifest-path=", STATIC_PODS]);
+    }
+
+    let has_kubeconfig = sys.file_size(KUBECONFIG).is_ok_and(|size| size > 0);
+    let has_bootstrap = sys
+        .file_size(BOOTSTRAP_KUBECONFIG)
+        .is_ok_and(|size| size > 0);
+    if has_bootstrap {
+        push_flag(
+            sys,
+            &mut argv,
+            &["--bootstrap-kubeconfig=", BOOTSTRAP_KUBECONFIG],
+        );
+    }
+    match (has_kubeconfig, has_bootstrap) {
+        (true, _) => push_flag(sys, &mut argv, &["--kubeconfig=", KUBECONFIG]),
+        (false, true) => push_flag(sys, &mut argv, &["--kubeconfig=", BOOTSTRAPPED_KUBECONFIG]),
+        (false, false) => log!(
+            sys,
+            Level::Info,
+            "{} and {}: not present, kubelet runs standalone",
+            KUBECONFIG,
+            BOOTSTRAP_KUBECONFIG
+        ),
+    }
+
+    if usable(sys, CREDENTIAL_PROVIDERS, "no image credential providers") {
+        push_flag(
+            sys,
+            &mut argv,
+            &["--image-credential-provider-config=", CREDENTIAL_PROVIDERS],
+        );
+        push_flag(
+            sys,
+            &mut argv,
+            &[
+                "--image-credential-provider-bin-dir=",
+                CREDENTIAL_PROVIDER_BIN_DIR,
+            ],
+        );
+    }
+
+    push_node_ip(sys, &mut argv);
+    push_node_labels(sys, &mut argv);
+    argv
+}
+
+/// Appends one flag; a full command line drops it with one log line.
+fn push_flag<S: Sys>(sys: &mut S, argv: &mut CommandArgv, parts: &[&str]) {
+    if argv.push(parts).is_err() {
+        log!(
+            sys,
+            Level::Err,
+            "kubelet command line full, dropped {}",
+            parts[0]
+        );
+    }
+}
+
+fn push_node_ip<S: Sys>(sys: &mut S, argv: &mut CommandArgv) {
+    let mut buf = [0u8; SMALL_FILE_MAX];
+    let Some(content) = read_small(sys, NODE_IP, &mut buf, "kubelet picks the node IP") else {
+        return;
+    };
+    match node_ip::parse(content) {
+        Ok(ip) => push_flag(sys, argv, &["--node-ip=", &ip]),
+        Err(reason) => log!(
+            sys,
+            Level::Warning,
+            "{}: {}, kubelet picks the node IP",
+            NODE_IP,
+            reason
+        ),
+    }
+}
+
+fn push_node_labels<S: Sys>(sys: &mut S, argv: &mut CommandArgv) {
+    let mut buf = [0u8; SMALL_FILE_MAX];
+    let Some(content) = read_small(sys, NODE_LABELS, &mut buf, "no node labels") else {
+        return;
+    };
+    let list = labels::parse_file(content, |label, reason| {
+        log!(
+            sys,
+            Level::Warning,
+            "node-labels: dropped invalid label {} ({})",
+            Shown(label),
+            reason
+        );
+    });
+    if list.is_empty() {
+        log!(sys, Level::Info, "{}: no valid labels", NODE_LABELS);
+    } else {
+        push_flag(sys, argv, &["--node-labels=", &list]);
+    }
+}

@@ -1,0 +1,699 @@
+//! [`Sys`] on a real kernel: rustix for what it covers, mini-libc-free for
+//! fork, execve, signal masks and signalfd. Also the event loop's
+//! mechanics: epoll over the signalfd, the system socket, its clients and
+//! the pipes that capture the runtime's and the kubelet's output.
+
+use core::ffi::CStr;
+use core::mem::MaybeUninit;
+
+use kios_init::cmdline::PanicPolicy;
+use kios_init::errno::Errno;
+use kios_init::log::Level;
+use kios_init::protocol::peer_allowed;
+use kios_init::sys::{
+    signo, ClientId, CommandArgv, Event, ExitStatus, FileRead, MountOp, Pid, PowerAction, Signal,
+    Sys, SysResult,
+};
+use mini_libc_free::kmsg::{self, Line};
+use mini_libc_free::process::{self, Fork};
+use mini_libc_free::signal::{self, SigSet};
+use rustix::event::epoll;
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno as RawErrno;
+use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
+use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType};
+use rustix::process::{WaitId, WaitIdOptions, WaitOptions};
+
+/// The signals PID 1 reads from its signalfd instead of handling.
+const SIGNALS: SigSet = SigSet::EMPTY
+    .with(signo::SIGCHLD)
+    .with(signo::SIGTERM)
+    .with(signo::SIGINT)
+    .with(signo::SIGPWR)
+    .with(linux_raw_sys::general::SIGHUP);
+
+/// The environment every child gets.
+const CHILD_ENV: [&CStr; 2] = [c"PATH=/bin", c"HOME=/"];
+
+const MAX_CLIENTS: usize = 8;
+/// Output pipes: one per supervised start, kept until the last writer
+/// (which may be a grandchild) closes it.
+const MAX_OUTPUTS: usize = 8;
+/// Captured output lines longer than this are split.
+const OUTPUT_LINE_MAX: usize = 480;
+/// A pipe this large absorbs bursts, so a child never waits on the init.
+const OUTPUT_PIPE_BYTES: usize = 1 << 20;
+
+const TOKEN_SIGNALS: u64 = 0;
+const TOKEN_LISTENER: u64 = 1;
+const TOKEN_CLIENT: u64 = 1 << 32;
+const TOKEN_OUTPUT: u64 = 2 << 32;
+const TOKEN_KIND: u64 = !0xffff_ffff;
+
+struct Client {
+    id: u32,
+    fd: OwnedFd,
+}
+
+struct Output {
+    id: u32,
+    name: &'static str,
+    fd: OwnedFd,
+    line: heapless::Vec<u8, OUTPUT_LINE_MAX>,
+}
+
+impl Output {
+    fn flush(&mut self) {
+        if !self.line.is_empty() {
+            let mut line = Line::with_ident(kmsg::Level::Info, self.name);
+            line.push_bytes(&self.line);
+            line.emit();
+            self.line.clear();
+        }
+    }
+
+    fn take(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            if byte == b'\n' {
+                self.flush();
+            } else if self.line.push(byte).is_err() {
+                self.flush();
+                let _ = self.line.push(byte);
+            }
+        }
+    }
+}
+
+pub struct Linux {
+    epoll: OwnedFd,
+    signals: OwnedFd,
+    listener: Option<OwnedFd>,
+    clients: heapless::Vec<Client, MAX_CLIENTS>,
+    outputs: heapless::Vec<Output, MAX_OUTPUTS>,
+    pending: heapless::Deque<Event, 64>,
+    /// Children may be left to reap after the pending queue filled up.
+    reap_pending: bool,
+    next_id: u32,
+}
+
+fn errno(raw: RawErrno) -> Errno {
+    Errno(raw.raw_os_error())
+}
+
+fn level(level: Level) -> kmsg::Level {
+    match level {
+        Level::Err => kmsg::Level::Err,
+        Level::Warning => kmsg::Level::Warning,
+        Level::Notice => kmsg::Level::Notice,
+        Level::Info => kmsg::Level::Info,
+    }
+}
+
+/// Runs `f` with `text` as a NUL-terminated string (mount data wants one).
+fn with_cstr<T>(text: &str, f: impl FnOnce(&CStr) -> SysResult<T>) -> SysResult<T> {
+    let mut buf = [0u8; 256];
+    let bytes = text.as_bytes();
+    if bytes.len() >= buf.len() || bytes.contains(&0) {
+        return Err(Errno::INVAL);
+    }
+    buf[..bytes.len()].copy_from_slice(bytes);
+    let cstr = CStr::from_bytes_until_nul(&buf).map_err(|_| Errno::INVAL)?;
+    f(cstr)
+}
+
+impl Linux {
+    /// Blocks the signals PID 1 reads, makes Ctrl-Alt-Del a SIGINT, and sets
+    /// up the epoll set with the signalfd.
+    pub fn new() -> Result<Linux, RawErrno> {
+        signal::block(SIGNALS)?;
+        let signals = signal::signalfd(SIGNALS)?;
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        epoll::add(
+            &epoll,
+            &signals,
+            epoll::EventData::new_u64(TOKEN_SIGNALS),
+            epoll::EventFlags::IN,
+        )?;
+        // Without this the kernel reboots at once on Ctrl-Alt-Del.
+        let _ = rustix::system::reboot(rustix::system::RebootCommand::CadOff);
+        Ok(Linux {
+            epoll,
+            signals,
+            listener: None,
+            clients: heapless::Vec::new(),
+            outputs: heapless::Vec::new(),
+            pending: heapless::Deque::new(),
+            reap_pending: false,
+            next_id: 0,
+        })
+    }
+
+    fn next_id(&mut self) -> u32 {
+        self.next_id = self.next_id.wrapping_add(1);
+        self.next_id
+    }
+
+    fn read_signals(&mut self) {
+        while let Ok(Some(number)) = signal::read_signal(&self.signals) {
+            if number == signo::SIGCHLD {
+                self.reap_pending = true;
+            } else if self.pending.push_back(Event::Signal(number)).is_err() {
+                break;
+            }
+        }
+    }
+
+    /// Collects every exited child; stops early if the queue is full.
+    fn reap(&mut self) {
+        self.reap_pending = false;
+        while !self.pending.is_full() {
+            let (pid, status) = match rustix::process::waitpid(None, WaitOptions::NOHANG) {
+                Ok(Some(exited)) => exited,
+                Ok(None) | Err(_) => return,
+            };
+            let status = match (status.exit_status(), status.terminating_signal()) {
+                (Some(code), _) => ExitStatus::Exited(code),
+                (None, Some(signal)) => ExitStatus::Signaled(signal),
+                // Stopped or continued: not an exit.
+                (None, None) => continue,
+            };
+            let _ = self.pending.push_back(Event::ChildExited {
+                pid: Pid(pid.as_raw_nonzero().get()),
+                status,
+            });
+        }
+        self.reap_pending = true;
+    }
+
+    fn accept_clients(&mut self) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        while let Ok(fd) =
+            rustix::net::accept_with(listener, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK)
+        {
+            let uid = rustix::net::sockopt::socket_peercred(&fd).map(|cred| cred.uid.as_raw());
+            match uid {
+                Ok(uid) if peer_allowed(uid) => {}
+                Ok(uid) => {
+                    mini_libc_free::kmsg!(
+                        kmsg::Level::Warning,
+                        "system socket: refused client uid={}",
+                        uid
+                    );
+                    continue;
+                }
+                Err(_) => continue,
+            }
+            if self.clients.is_full() {
+                kmsg::write(
+                    kmsg::Level::Warning,
+                    "system socket: too many clients, refused one",
+                );
+                continue;
+            }
+            self.next_id = self.next_id.wrapping_add(1);
+            let id = self.next_id;
+            let token = epoll::EventData::new_u64(TOKEN_CLIENT | u64::from(id));
+            if epoll::add(&self.epoll, &fd, token, epoll::EventFlags::IN).is_ok() {
+                let _ = self.clients.push(Client { id, fd });
+            }
+        }
+    }
+
+    fn read_client(&mut self, id: u32) {
+        let Some(index) = self.clients.iter().position(|client| client.id == id) else {
+            return;
+        };
+        let free = self.pending.capacity() - self.pending.len();
+        if free == 0 {
+            // Level-triggered: epoll reports the bytes again next round.
+            return;
+        }
+        let mut buf = [0u8; 16];
+        let want = free.min(buf.len());
+        match rustix::net::recv(
+            &self.clients[index].fd,
+            &mut buf[..want],
+            RecvFlags::DONTWAIT,
+        ) {
+            Ok((0, _)) => self.drop_client(ClientId(id)),
+            Ok((n, _)) => {
+                for &byte in &buf[..n] {
+                    let _ = self.pending.push_back(Event::Request {
+                        client: ClientId(id),
+                        byte,
+                    });
+                }
+            }
+            Err(RawErrno::AGAIN) | Err(RawErrno::INTR) => {}
+            Err(_) => self.drop_client(ClientId(id)),
+        }
+    }
+
+    fn read_output(&mut self, id: u32) {
+        let Some(index) = self.outputs.iter().position(|output| output.id == id) else {
+            return;
+        };
+        let mut buf = [0u8; 4096];
+        let output = &mut self.outputs[index];
+        match rustix::io::read(&output.fd, &mut buf) {
+            Ok(0) => {
+                output.flush();
+                let _ = epoll::delete(&self.epoll, &output.fd);
+                self.outputs.swap_remove(index);
+            }
+            Ok(n) => output.take(&buf[..n]),
+            Err(RawErrno::AGAIN) | Err(RawErrno::INTR) => {}
+            Err(_) => {
+                let _ = epoll::delete(&self.epoll, &output.fd);
+                self.outputs.swap_remove(index);
+            }
+        }
+    }
+
+    fn dispatch(&mut self, token: u64) {
+        match (token & TOKEN_KIND, (token & 0xffff_ffff) as u32) {
+            (0, _) if token == TOKEN_SIGNALS => self.read_signals(),
+            (0, _) if token == TOKEN_LISTENER => self.accept_clients(),
+            (TOKEN_CLIENT, id) => self.read_client(id),
+            (TOKEN_OUTPUT, id) => self.read_output(id),
+            _ => {}
+        }
+    }
+
+    /// A close-on-exec pipe for a child's stdout and stderr; the init's
+    /// end is non-blocking and registered for reading.
+    fn output_pipe(&mut self, name: &'static str) -> SysResult<(u32, OwnedFd, OwnedFd)> {
+        let (read_end, write_end) =
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(errno)?;
+        rustix::fs::fcntl_setfl(&read_end, OFlags::NONBLOCK).map_err(errno)?;
+        // Best effort: the default 64 KiB still works, with less slack.
+        let _ = rustix::pipe::fcntl_setpipe_size(&read_end, OUTPUT_PIPE_BYTES);
+        let id = self.next_id();
+        let _ = name;
+        Ok((id, read_end, write_end))
+    }
+}
+
+/// In the forked child: reset the signal mask, start a session, wire up
+/// stdio, exec. Never returns; a failed exec ends the child at once.
+fn exec_child(path: &CStr, argv: &[&CStr], stdin: Option<&OwnedFd>, output: &OwnedFd) -> ! {
+    let _ = signal::set_mask(SigSet::EMPTY);
+    let _ = rustix::process::setsid();
+    if let Some(stdin) = stdin {
+        let _ = rustix::stdio::dup2_stdin(stdin);
+    }
+    let _ = rustix::stdio::dup2_stdout(output);
+    let _ = rustix::stdio::dup2_stderr(output);
+    let failure = process::execve(path, argv, &CHILD_ENV);
+    let mut line = Line::new(kmsg::Level::Err);
+    line.push("exec ");
+    line.push_bytes(path.to_bytes());
+    line.push(" failed: errno ");
+    line.push_u64(failure.raw_os_error() as u64);
+    line.emit();
+    process::exit(127)
+}
+
+impl Sys for Linux {
+    fn now_us(&mut self) -> u64 {
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+        now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1000
+    }
+
+    fn log(&mut self, at: Level, msg: &str) {
+        kmsg::write(level(at), msg);
+    }
+
+    fn open_kmsg(&mut self) -> SysResult<()> {
+        kmsg::open("/dev/kmsg").map_err(errno)
+    }
+
+    fn set_panic_policy(&mut self, policy: PanicPolicy) {
+        mini_libc_free::set_panic_action(match policy {
+            PanicPolicy::Reboot => mini_libc_free::PanicAction::Reboot,
+            PanicPolicy::Halt => mini_libc_free::PanicAction::Halt,
+            PanicPolicy::PowerOff => mini_libc_free::PanicAction::PowerOff,
+        });
+    }
+
+    fn mkdir(&mut self, path: &str, mode: u32) -> SysResult<()> {
+        rustix::fs::mkdir(path, Mode::from_raw_mode(mode)).map_err(errno)
+    }
+
+    fn mount(&mut self, op: &MountOp<'_>) -> SysResult<()> {
+        match *op {
+            MountOp::Fs {
+                source,
+                target,
+                fstype,
+                flags,
+                data,
+            } => with_cstr(data, |data| {
+                rustix::mount::mount(
+                    source,
+                    target,
+                    fstype,
+                    MountFlags::from_bits_retain(flags),
+                    data,
+                )
+                .map_err(errno)
+            }),
+            MountOp::Bind { source, target } => {
+                rustix::mount::mount_bind(source, target).map_err(errno)
+            }
+            MountOp::Move { source, target } => {
+                rustix::mount::mount_move(source, target).map_err(errno)
+            }
+            MountOp::ReadOnly { target } => {
+                rustix::mount::mount_remount(target, MountFlags::BIND | MountFlags::RDONLY, c"")
+                    .map_err(errno)
+            }
+            MountOp::SharedRecursive { target } => rustix::mount::mount_change(
+                target,
+                MountPropagationFlags::SHARED | MountPropagationFlags::REC,
+            )
+            .map_err(errno),
+        }
+    }
+
+    fn unmount(&mut self, target: &str, detach: bool) -> SysResult<()> {
+        let flags = if detach {
+            UnmountFlags::DETACH
+        } else {
+            UnmountFlags::empty()
+        };
+        rustix::mount::unmount(target, flags).map_err(errno)
+    }
+
+    fn chdir(&mut self, path: &str) -> SysResult<()> {
+        rustix::process::chdir(path).map_err(errno)
+    }
+
+    fn chroot(&mut self, path: &str) -> SysResult<()> {
+        rustix::process::chroot(path).map_err(errno)
+    }
+
+    fn read_file(&mut self, path: &str, buf: &mut [u8]) -> SysResult<FileRead> {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY,
+            Mode::empty(),
+        )
+        .map_err(errno)?;
+        let mut len = 0;
+        while len < buf.len() {
+            match rustix::io::read(&fd, &mut buf[len..]) {
+                Ok(0) => {
+                    return Ok(FileRead {
+                        len,
+                        truncated: false,
+                    })
+                }
+                Ok(n) => len += n,
+                Err(RawErrno::INTR) => {}
+                Err(e) => return Err(errno(e)),
+            }
+        }
+        let mut probe = [0u8; 1];
+        let truncated = matches!(rustix::io::read(&fd, &mut probe), Ok(1));
+        Ok(FileRead { len, truncated })
+    }
+
+    fn write_file(&mut self, path: &str, data: &[u8]) -> SysResult<()> {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOCTTY,
+            Mode::empty(),
+        )
+        .map_err(errno)?;
+        let mut written = 0;
+        while written < data.len() {
+            match rustix::io::write(&fd, &data[written..]) {
+                Ok(n) => written += n,
+                Err(RawErrno::INTR) => {}
+                Err(e) => return Err(errno(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn file_size(&mut self, path: &str) -> SysResult<u64> {
+        let stat = rustix::fs::stat(path).map_err(errno)?;
+        match rustix::fs::FileType::from_raw_mode(stat.st_mode) {
+            rustix::fs::FileType::RegularFile => Ok(stat.st_size as u64),
+            rustix::fs::FileType::Directory => Err(Errno::ISDIR),
+            _ => Err(Errno::INVAL),
+        }
+    }
+
+    fn set_hostname(&mut self, name: &str) -> SysResult<()> {
+        rustix::system::sethostname(name.as_bytes()).map_err(errno)
+    }
+
+    fn netlink_route(&mut self, request: &[u8], reply: &mut [u8]) -> SysResult<usize> {
+        let socket = rustix::net::socket_with(
+            AddressFamily::NETLINK,
+            SocketType::RAW,
+            SocketFlags::CLOEXEC,
+            // The default protocol for netlink is NETLINK_ROUTE.
+            None,
+        )
+        .map_err(errno)?;
+        rustix::net::send(&socket, request, SendFlags::empty()).map_err(errno)?;
+        let (len, _) = rustix::net::recv(&socket, reply, RecvFlags::empty()).map_err(errno)?;
+        Ok(len)
+    }
+
+    fn load_module(&mut self, path: &str) -> SysResult<()> {
+        let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(errno)?;
+        rustix::system::finit_module(&fd, c"", 0).map_err(errno)
+    }
+
+    fn spawn(&mut self, name: &'static str, argv: &CommandArgv) -> SysResult<Pid> {
+        let mut args: heapless::Vec<&CStr, 32> = heapless::Vec::new();
+        for arg in argv.iter_with_nul() {
+            let arg = CStr::from_bytes_with_nul(arg).map_err(|_| Errno::INVAL)?;
+            args.push(arg).map_err(|_| Errno::TOOBIG)?;
+        }
+        let path = *args.first().ok_or(Errno::INVAL)?;
+        let stdin =
+            rustix::fs::open("/dev/null", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok();
+        let (id, read_end, write_end) = self.output_pipe(name)?;
+        match process::fork().map_err(errno)? {
+            Fork::Child => exec_child(path, &args, stdin.as_ref(), &write_end),
+            Fork::Parent(pid) => {
+                drop(write_end);
+                let token = epoll::EventData::new_u64(TOKEN_OUTPUT | u64::from(id));
+                let registered = !self.outputs.is_full()
+                    && epoll::add(&self.epoll, &read_end, token, epoll::EventFlags::IN).is_ok();
+                if registered {
+                    let _ = self.outputs.push(Output {
+                        id,
+                        name,
+                        fd: read_end,
+                        line: heapless::Vec::new(),
+                    });
+                } else {
+                    // Dropping the read end would kill the child's writes with EPIPE;
+                    // keep it open unread rather than lose the child.
+                    core::mem::forget(read_end);
+                    mini_libc_free::kmsg!(
+                        kmsg::Level::Warning,
+                        "{}: output not captured (too many pipes)",
+                        name
+                    );
+                }
+                Ok(Pid(pid.as_raw_nonzero().get()))
+            }
+        }
+    }
+
+    fn kill(&mut self, pid: Option<Pid>, signal: Signal) -> SysResult<()> {
+        let number = match signal {
+            Signal::Term => linux_raw_sys::general::SIGTERM,
+            Signal::Kill => linux_raw_sys::general::SIGKILL,
+        };
+        match pid {
+            None => process::kill_all(number).map_err(errno),
+            Some(pid) => {
+                let pid = rustix::process::Pid::from_raw(pid.0).ok_or(Errno::SRCH)?;
+                let signal = match signal {
+                    Signal::Term => rustix::process::Signal::TERM,
+                    Signal::Kill => rustix::process::Signal::KILL,
+                };
+                rustix::process::kill_process(pid, signal).map_err(errno)
+            }
+        }
+    }
+
+    fn wait_for_socket(&mut self, path: &str, owner: Pid, timeout_ms: u64) -> SysResult<()> {
+        use rustix::event::{PollFd, PollFlags};
+        use rustix::fs::inotify;
+
+        let (dir, name) = path.rsplit_once('/').ok_or(Errno::INVAL)?;
+        let watch = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
+            .map_err(errno)?;
+        inotify::add_watch(
+            &watch,
+            dir,
+            inotify::WatchFlags::CREATE | inotify::WatchFlags::MOVED_TO,
+        )
+        .map_err(errno)?;
+        // Checked after the watch exists, so a socket created in between is not missed.
+        if rustix::fs::access(path, rustix::fs::Access::EXISTS).is_ok() {
+            return Ok(());
+        }
+        let owner = rustix::process::Pid::from_raw(owner.0).ok_or(Errno::SRCH)?;
+        let owner = rustix::process::pidfd_open(owner, rustix::process::PidfdFlags::empty())
+            .map_err(errno)?;
+        let deadline = self.now_us() + timeout_ms * 1000;
+        let mut events = [MaybeUninit::<u8>::uninit(); 1024];
+        loop {
+            let remaining_us = deadline.saturating_sub(self.now_us());
+            if remaining_us == 0 {
+                return Err(Errno::TIMEDOUT);
+            }
+            let timeout = rustix::time::Timespec {
+                tv_sec: (remaining_us / 1_000_000) as i64,
+                tv_nsec: ((remaining_us % 1_000_000) * 1000) as i64,
+            };
+            let mut fds = [
+                PollFd::new(&watch, PollFlags::IN),
+                PollFd::new(&owner, PollFlags::IN),
+            ];
+            match rustix::event::poll(&mut fds, Some(&timeout)) {
+                Ok(_) | Err(RawErrno::INTR) => {}
+                Err(e) => return Err(errno(e)),
+            }
+            if !fds[1].revents().is_empty() {
+                return Err(Errno::SRCH);
+            }
+            let mut reader = inotify::Reader::new(&watch, &mut events);
+            while let Ok(event) = reader.next() {
+                if event
+                    .file_name()
+                    .is_some_and(|file| file.to_bytes() == name.as_bytes())
+                {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn has_children(&mut self) -> bool {
+        let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+        !matches!(
+            rustix::process::waitid(WaitId::All, options),
+            Err(RawErrno::CHILD)
+        )
+    }
+
+    fn listen(&mut self, path: &str) -> SysResult<()> {
+        let _ = rustix::fs::unlink(path);
+        let address = SocketAddrUnix::new(path).map_err(errno)?;
+        let socket = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+            None,
+        )
+        .map_err(errno)?;
+        rustix::net::bind(&socket, &address).map_err(errno)?;
+        rustix::fs::chmod(path, Mode::from_raw_mode(0o600)).map_err(errno)?;
+        rustix::net::listen(&socket, 16).map_err(errno)?;
+        epoll::add(
+            &self.epoll,
+            &socket,
+            epoll::EventData::new_u64(TOKEN_LISTENER),
+            epoll::EventFlags::IN,
+        )
+        .map_err(errno)?;
+        self.listener = Some(socket);
+        Ok(())
+    }
+
+    fn next_event(&mut self, timeout_ms: Option<u64>) -> Event {
+        if self.pending.is_empty() && self.reap_pending {
+            self.reap();
+        }
+        if let Some(event) = self.pending.pop_front() {
+            return event;
+        }
+        let timeout = timeout_ms.map(|ms| rustix::time::Timespec {
+            tv_sec: (ms / 1000) as i64,
+            tv_nsec: ((ms % 1000) * 1_000_000) as i64,
+        });
+        let mut ready = [MaybeUninit::<epoll::Event>::uninit(); 16];
+        let mut tokens: heapless::Vec<u64, 16> = heapless::Vec::new();
+        match epoll::wait(&self.epoll, &mut ready, timeout.as_ref()) {
+            Ok((events, _)) => {
+                for event in events.iter() {
+                    let _ = tokens.push(event.data.u64());
+                }
+            }
+            Err(RawErrno::INTR) => {}
+            Err(e) => {
+                mini_libc_free::kmsg!(
+                    kmsg::Level::Err,
+                    "epoll_wait failed: errno {}",
+                    e.raw_os_error()
+                );
+            }
+        }
+        for token in tokens {
+            self.dispatch(token);
+        }
+        if self.reap_pending {
+            self.reap();
+        }
+        self.pending.pop_front().unwrap_or(Event::Timeout)
+    }
+
+    fn broadcast(&mut self, byte: u8) -> usize {
+        let mut told = 0;
+        let mut dead: heapless::Vec<u32, MAX_CLIENTS> = heapless::Vec::new();
+        for client in &self.clients {
+            match rustix::net::send(
+                &client.fd,
+                &[byte],
+                SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
+            ) {
+                Ok(1) => told += 1,
+                // A client that cannot take one byte is not listening: drop it.
+                _ => {
+                    let _ = dead.push(client.id);
+                }
+            }
+        }
+        for id in dead {
+            self.drop_client(ClientId(id));
+        }
+        told
+    }
+
+    fn drop_client(&mut self, client: ClientId) {
+        if let Some(index) = self.clients.iter().position(|c| c.id == client.0) {
+            let removed = self.clients.swap_remove(index);
+            let _ = epoll::delete(&self.epoll, removed.fd.as_fd());
+        }
+    }
+
+    fn sync(&mut self) {
+        rustix::fs::sync();
+    }
+
+    fn reboot(&mut self, action: PowerAction) -> Errno {
+        let command = match action {
+            PowerAction::PowerOff => rustix::system::RebootCommand::PowerOff,
+            PowerAction::Reboot => rustix::system::RebootCommand::Restart,
+        };
+        match rustix::system::reboot(command) {
+            Ok(()) => Errno::INVAL,
+            Err(e) => errno(e),
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The base system's mounts: which filesystem goes where, with which flags.
+
+use linux_raw_sys::general::{MS_NODEV, MS_NOEXEC, MS_NOSUID};
+
+/// A filesystem the init mounts at boot.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct FsMount {
+    pub target: &'static str,
+    pub fstype: &'static str,
+    pub flags: u32,
+    pub data: &'static str,
+}
+
+const fn fs(target: &'static str, fstype: &'static str, flags: u32, data: &'static str) -> FsMount {
+    FsMount {
+        target,
+        fstype,
+        flags,
+        data,
+    }
+}
+
+const LOCKED: u32 = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+
+/// Mount points in the image's root; created while the root is still
+/// writable, since the root becomes read-only.
+pub const ROOT_MOUNT_POINTS: [&str; 7] = ["/dev", "/proc", "/sys", "/run", "/tmp", "/var", "/etc"];
+
+/// devtmpfs first: /dev/kmsg is where every later line goes. Device nodes
+/// need dev; nothing executes from /dev.
+pub const DEV: FsMount = fs("/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755");
+
+/// /proc second: the command line and the sysctls live there.
+pub const PROC: FsMount = fs("/proc", "proc", LOCKED, "");
+
+/// The rest of the base system, in order (parents before children).
+pub const BASE: [FsMount; 8] = [
+    fs("/sys", "sysfs", LOCKED, ""),
+    fs("/sys/kernel/security", "securityfs", LOCKED, ""),
+    // nsdelegate: containers get their own cgroup subtree to manage.
+    fs("/sys/fs/cgroup", "cgroup2", LOCKED, "nsdelegate"),
+    // Terminals for `kubectl exec -t`; each container mounts its own instance.
+    fs(
+        "/dev/pts",
+        "devpts",
+        MS_NOSUID | MS_NOEXEC,
+        "newinstance,ptmxmode=0666,mode=0620",
+    ),
+    fs("/dev/shm", "tmpfs", LOCKED, "mode=1777"),
+    // Sockets, runtime state and container rootfs mount points; the
+    // runtime's shims and bundles need exec here.
+    fs("/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"),
+    fs("/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"),
+    // Container storage and pod volumes: images carry setuid binaries and
+    // device nodes, and containers execute from here.
+    fs("/var", "tmpfs", 0, "mode=0755"),
+];
+
+/// Directories the runtime and the kubelet expect on the fresh tmpfs mounts.
+pub const STATE_DIRS: [(&str, u32); 6] = [
+    ("/var/lib", 0o755),
+    ("/var/lib/containerd", 0o711),
+    ("/var/lib/kubelet", 0o700),
+    ("/var/log", 0o755),
+    ("/var/log/pods", 0o755),
+    ("/run/containerd", 0o711),
+];
+
+/// Kernel settings a node needs. Optional ones may be missing (IPv6 disabled).
+pub struct Sysctl {
+    pub path: &'static str,
+    pub value: &'static str,
+    pub optional: bool,
+}
+
+pub const SYSCTLS: [Sysctl; 2] = [
+    // Pod traffic is routed through the node.
+    Sysctl {
+        path: "/proc/sys/net/ipv4/ip_forward",
+        value: "1",
+        optional: false,
+    },
+    Sysctl {
+        path: "/proc/sys/net/ipv6/conf/all/forwarding",
+        value: "1",
+        optional: true,
+    },
+];
+
+/// Userspace kmsg lines are rate-limited by default; the boot timeline and
+/// the runtime's and kubelet's output must not be dropped.
+pub const DEVKMSG_SYSCTL: &str = "/proc/sys/kernel/printk_devkmsg";

@@ -1,0 +1,238 @@
+//! TEST STAND-IN for the kernel: a [`Sys`] that records every call as a
+//! line of text, serves files from a map, fails the calls a test names,
+//! and replays scripted events. Used only by host unit tests.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::cmdline::PanicPolicy;
+use crate::errno::Errno;
+use crate::log::Level;
+use crate::sys::*;
+
+#[derive(Default)]
+pub struct RecordingSys {
+    /// Every call, in order, e.g. `mount tmpfs /run flags=6 mode=0755`.
+    pub calls: Vec<String>,
+    /// Every log line, prefixed by its level.
+    pub logs: Vec<String>,
+    pub files: BTreeMap<String, Vec<u8>>,
+    /// Calls whose recorded text starts with a key fail with its errno.
+    pub failures: Vec<(String, Errno)>,
+    pub events: VecDeque<Event>,
+    pub now_us: u64,
+    /// Each event advances the clock by this much (or to the timeout).
+    pub clients: usize,
+    pub children: usize,
+    next_pid: i32,
+}
+
+impl RecordingSys {
+    pub fn new() -> RecordingSys {
+        RecordingSys {
+            next_pid: 100,
+            ..RecordingSys::default()
+        }
+    }
+
+    pub fn with_file(mut self, path: &str, content: &[u8]) -> RecordingSys {
+        self.files.insert(path.to_string(), content.to_vec());
+        self
+    }
+
+    pub fn failing(mut self, call_prefix: &str, errno: Errno) -> RecordingSys {
+        self.failures.push((call_prefix.to_string(), errno));
+        self
+    }
+
+    fn record(&mut self, call: String) -> SysResult<()> {
+        let failure = self
+            .failures
+            .iter()
+            .find(|(prefix, _)| call.starts_with(prefix.as_str()))
+            .map(|f| f.1);
+        self.calls.push(call);
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// The recorded calls that start with `prefix`.
+    pub fn calls_starting(&self, prefix: &str) -> Vec<&str> {
+        self.calls
+            .iter()
+            .filter(|c| c.starts_with(prefix))
+            .map(String::as_str)
+            .collect()
+    }
+
+    pub fn logged(&self, needle: &str) -> bool {
+        self.logs.iter().any(|line| line.contains(needle))
+    }
+
+    /// The argv of every spawned process, in order.
+    pub fn spawned(&self) -> Vec<Vec<String>> {
+        self.calls_starting("spawn ")
+            .iter()
+            .map(|call| call.split(' ').skip(2).map(str::to_string).collect())
+            .collect()
+    }
+}
+
+impl Sys for RecordingSys {
+    fn now_us(&mut self) -> u64 {
+        self.now_us
+    }
+
+    fn log(&mut self, level: Level, msg: &str) {
+        self.logs.push(format!("{level:?}: {msg}"));
+    }
+
+    fn open_kmsg(&mut self) -> SysResult<()> {
+        self.record("open_kmsg".into())
+    }
+
+    fn set_panic_policy(&mut self, policy: PanicPolicy) {
+        self.calls.push(format!("panic_policy {policy:?}"));
+    }
+
+    fn mkdir(&mut self, path: &str, mode: u32) -> SysResult<()> {
+        self.record(format!("mkdir {path} {mode:o}"))
+    }
+
+    fn mount(&mut self, op: &MountOp<'_>) -> SysResult<()> {
+        self.record(match *op {
+            MountOp::Fs {
+                target,
+                fstype,
+                flags,
+                data,
+                ..
+            } => format!("mount {fstype} {target} flags={flags} {data}"),
+            MountOp::Bind { source, target } => format!("bind {source} {target}"),
+            MountOp::Move { source, target } => format!("move {source} {target}"),
+            MountOp::ReadOnly { target } => format!("readonly {target}"),
+            MountOp::SharedRecursive { target } => format!("rshared {target}"),
+        })
+    }
+
+    fn unmount(&mut self, target: &str, detach: bool) -> SysResult<()> {
+        self.record(format!(
+            "umount {target}{}",
+            if detach { " detach" } else { "" }
+        ))
+    }
+
+    fn chdir(&mut self, path: &str) -> SysResult<()> {
+        self.record(format!("chdir {path}"))
+    }
+
+    fn chroot(&mut self, path: &str) -> SysResult<()> {
+        self.record(format!("chroot {path}"))
+    }
+
+    fn read_file(&mut self, path: &str, buf: &mut [u8]) -> SysResult<FileRead> {
+        self.record(format!("read {path}"))?;
+        let content = self.files.get(path).ok_or(Errno::NOENT)?;
+        let len = content.len().min(buf.len());
+        buf[..len].copy_from_slice(&content[..len]);
+        Ok(FileRead {
+            len,
+            truncated: content.len() > buf.len(),
+        })
+    }
+
+    fn write_file(&mut self, path: &str, data: &[u8]) -> SysResult<()> {
+        self.record(format!("write {path} {}", String::from_utf8_lossy(data)))
+    }
+
+    fn file_size(&mut self, path: &str) -> SysResult<u64> {
+        self.record(format!("stat {path}"))?;
+        self.files
+            .get(path)
+            .map(|content| content.len() as u64)
+            .ok_or(Errno::NOENT)
+    }
+
+    fn set_hostname(&mut self, name: &str) -> SysResult<()> {
+        self.record(format!("hostname {name}"))
+    }
+
+    fn netlink_route(&mut self, request: &[u8], reply: &mut [u8]) -> SysResult<usize> {
+        self.record(format!("netlink {} bytes", request.len()))?;
+        // An ack: NLMSG_ERROR with error 0.
+        reply[..20].fill(0);
+        reply[4] = 2;
+        Ok(36)
+    }
+
+    fn load_module(&mut self, path: &str) -> SysResult<()> {
+        self.record(format!("finit_module {path}"))
+    }
+
+    fn spawn(&mut self, name: &'static str, argv: &CommandArgv) -> SysResult<Pid> {
+        let args: Vec<&str> = argv.iter().collect();
+        self.record(format!("spawn {name} {}", args.join(" ")))?;
+        self.next_pid += 1;
+        self.children += 1;
+        Ok(Pid(self.next_pid))
+    }
+
+    fn kill(&mut self, pid: Option<Pid>, signal: Signal) -> SysResult<()> {
+        match pid {
+            Some(pid) => self.record(format!("kill {} {signal:?}", pid.0)),
+            None => self.record(format!("kill all {signal:?}")),
+        }
+    }
+
+    fn wait_for_socket(&mut self, path: &str, owner: Pid, timeout_ms: u64) -> SysResult<()> {
+        self.record(format!(
+            "wait_for_socket {path} owner={} timeout={timeout_ms}",
+            owner.0
+        ))?;
+        self.now_us += 50_000;
+        Ok(())
+    }
+
+    fn has_children(&mut self) -> bool {
+        self.children > 0
+    }
+
+    fn listen(&mut self, path: &str) -> SysResult<()> {
+        self.record(format!("listen {path}"))
+    }
+
+    fn next_event(&mut self, timeout_ms: Option<u64>) -> Event {
+        match self.events.pop_front() {
+            Some(event) => {
+                self.now_us += 1000;
+                if let Event::ChildExited { .. } = event {
+                    self.children = self.children.saturating_sub(1);
+                }
+                event
+            }
+            None => {
+                // Nothing scripted: time passes to the deadline.
+                let timeout_ms =
+                    timeout_ms.expect("the init waited forever with no events scripted");
+                self.now_us += timeout_ms * 1000;
+                Event::Timeout
+            }
+        }
+    }
+
+    fn broadcast(&mut self, byte: u8) -> usize {
+        self.calls.push(format!("broadcast {byte}"));
+        self.clients
+    }
+
+    fn drop_client(&mut self, client: ClientId) {
+        self.calls.push(format!("drop_client {}", client.0));
+    }
+
+    fn sync(&mut self) {
+        self.calls.push("sync".into());
+    }
+
+    fn reboot(&mut self, action: PowerAction) -> Errno {
+        self.calls.push(format!("reboot {action:?}"));
+        Errno::PERM
+    }
+}

@@ -1,0 +1,226 @@
+//! The shutdown sequence: tell system-socket clients and wait for them
+//! (bounded), TERM everything, wait (bounded), KILL, wait (bounded), then
+//! unmount everything, sync, and power off or reboot.
+
+use crate::errno::Errno;
+use crate::log;
+use crate::log::Level;
+use crate::mountinfo;
+use crate::protocol::EVENT_SHUTDOWN;
+use crate::sys::{PowerAction, Signal, Sys};
+
+/// How long processes get between SIGTERM and SIGKILL.
+pub const TERM_TIMEOUT_MS: u64 = 10_000;
+/// How long the kernel gets to take SIGKILLed processes down.
+pub const KILL_TIMEOUT_MS: u64 = 5_000;
+/// mountinfo is read whole; a node with more mounts than fit is unmounted
+/// as far as it was read, and the rest is left to the final sync.
+const MOUNTINFO_MAX: usize = 128 * 1024;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Stage {
+    /// Clients were told (event 0x01); waiting for a 0x02 or the grace period.
+    AwaitingClients { until_us: u64 },
+    /// SIGTERM sent to every process; waiting for them to exit.
+    Terminating { until_us: u64 },
+    /// SIGKILL sent; waiting for the kernel to reap them.
+    Killing { until_us: u64 },
+    /// Nothing left to wait for: unmount, sync, power off.
+    Finishing,
+}
+
+#[derive(Debug)]
+pub struct Shutdown {
+    pub action: PowerAction,
+    pub stage: Stage,
+    started_us: u64,
+}
+
+impl Shutdown {
+    /// Starts the sequence: tells clients, or goes straight to SIGTERM when
+    /// nobody listens.
+    pub fn begin<S: Sys>(sys: &mut S, action: PowerAction, grace_ms: u64) -> Shutdown {
+        let now = sys.now_us();
+        let told = sys.broadcast(EVENT_SHUTDOWN);
+        let mut shutdown = Shutdown {
+            action,
+            stage: Stage::Finishing,
+            started_us: now,
+        };
+        if told > 0 {
+            log!(
+                sys,
+                Level::Notice,
+                "shutdown: told {} client(s), waiting up to {} ms",
+                told,
+                grace_ms
+            );
+            shutdown.stage = Stage::AwaitingClients {
+                until_us: now + grace_ms * 1000,
+            };
+        } else {
+            shutdown.terminate(sys);
+        }
+        shutdown
+    }
+
+    /// A client answered 0x02: its part is done.
+    pub fn client_continued<S: Sys>(&mut self, sys: &mut S) {
+        if let Stage::AwaitingClients { .. } = self.stage {
+            log!(sys, Level::Notice, "shutdown: client continued");
+            self.terminate(sys);
+        }
+    }
+
+    /// Moves on when the current stage's wait is over (deadline passed or
+    /// no process left). Called after every event.
+    pub fn advance<S: Sys>(&mut self, sys: &mut S) {
+        let now = sys.now_us();
+        match self.stage {
+            Stage::AwaitingClients { until_us } if now >= until_us => {
+                log!(
+                    sys,
+                    Level::Warning,
+                    "shutdown: no client continued within the grace period"
+                );
+                self.terminate(sys);
+            }
+            Stage::Terminating { until_us } => {
+                if !sys.has_children() {
+                    self.stage = Stage::Finishing;
+                } else if now >= until_us {
+                    log!(
+                        sys,
+                        Level::Warning,
+                        "shutdown: processes left after {} ms, sending SIGKILL",
+                        TERM_TIMEOUT_MS
+                    );
+                    if let Err(errno) = sys.kill(None, Signal::Kill) {
+                        log!(sys, Level::Err, "shutdown: SIGKILL failed: {}", errno);
+                    }
+                    self.stage = Stage::Killing {
+                        until_us: now + KILL_TIMEOUT_MS * 1000,
+                    };
+                }
+            }
+            Stage::Killing { until_us } => {
+                if !sys.has_children() {
+                    self.stage = Stage::Finishing;
+                } else if now >= until_us {
+                    log!(
+                        sys,
+                        Level::Err,
+                        "shutdown: processes survived SIGKILL for {} ms, going on",
+                        KILL_TIMEOUT_MS
+                    );
+                    self.stage = Stage::Finishing;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn terminate<S: Sys>(&mut self, sys: &mut S) {
+        log!(
+            sys,
+            Level::Notice,
+            "shutdown: sending SIGTERM to all processes"
+        );
+        match sys.kill(None, Signal::Term) {
+            // ESRCH: nothing but PID 1 (and kernel threads) left.
+            Ok(()) | Err(Errno::SRCH) => {}
+            Err(errno) => log!(sys, Level::Err, "shutdown: SIGTERM failed: {}", errno),
+        }
+        let now = sys.now_us();
+        self.stage = Stage::Terminating {
+            until_us: now + TERM_TIMEOUT_MS * 1000,
+        };
+    }
+
+    /// When the loop must wake up next for this shutdown.
+    pub fn deadline_us(&self) -> Option<u64> {
+        match self.stage {
+            Stage::AwaitingClients { until_us }
+            | Stage::Terminating { until_us }
+            | Stage::Killing { until_us } => Some(until_us),
+            Stage::Finishing => None,
+        }
+    }
+
+    pub fn is_finishing(&self) -> bool {
+        self.stage == Stage::Finishing
+    }
+
+    /// Unmounts everything, syncs, and powers off or reboots. Returns the
+    /// errno only if the kernel refused the reboot call.
+    pub fn finish<S: Sys>(&self, sys: &mut S) -> Errno {
+        unmount_all(sys);
+        sys.sync();
+        let elapsed_ms = (sys.now_us().saturating_sub(self.started_us)) / 1000;
+        match self.action {
+            PowerAction::PowerOff => log!(
+                sys,
+                Level::Notice,
+                "power off ({} ms after the shutdown request)",
+                elapsed_ms
+            ),
+            PowerAction::Reboot => log!(
+                sys,
+                Level::Notice,
+                "reboot ({} ms after the shutdown request)",
+                elapsed_ms
+            ),
+        }
+        let errno = sys.reboot(self.action);
+        log!(sys, Level::Err, "reboot syscall failed: {}", errno);
+        errno
+    }
+}
+
+/// Unmounts every mount but `/`, children first. A busy mount is made
+/// read-only (so its data is consistent) and then detached.
+pub fn unmount_all<S: Sys>(sys: &mut S) {
+    let mut content = [0u8; MOUNTINFO_MAX];
+    let read = match sys.read_file("/proc/self/mountinfo", &mut content) {
+        Ok(read) => read,
+        Err(errno) => {
+            log!(
+                sys,
+                Level::Err,
+                "shutdown: reading mountinfo failed: {}, nothing unmounted",
+                errno
+            );
+            return;
+        }
+    };
+    let points = mountinfo::mount_points(&content[..read.len]);
+    for point in points.iter().rev().filter(|point| point.as_str() != "/") {
+        match sys.unmount(point, false) {
+            // EINVAL/ENOENT: already gone with a parent that was detached.
+            Ok(()) | Err(Errno::INVAL) | Err(Errno::NOENT) => {}
+            Err(errno) => {
+                let read_only = sys.mount(&crate::sys::MountOp::ReadOnly { target: point });
+                let detached = sys.unmount(point, true);
+                log!(
+                    sys,
+                    Level::Warning,
+                    "shutdown: unmount {}: {}; read-only {}, detached {}",
+                    point.as_str(),
+                    errno,
+                    if read_only.is_ok() { "yes" } else { "no" },
+                    if detached.is_ok() { "yes" } else { "no" }
+                );
+            }
+        }
+    }
+    if let Err(errno) = sys.mount(&crate::sys::MountOp::ReadOnly { target: "/" }) {
+        if errno != Errno::BUSY {
+            log!(
+                sys,
+                Level::Warning,
+                "shutdown: remounting / read-only: {}",
+                errno
+            );
+        }
+    }
+}

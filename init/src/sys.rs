@@ -1,0 +1,143 @@
+//! The seam between policy and kernel: every syscall the init's policy
+//! makes goes through [`Sys`]. The binary implements it with rustix and
+//! mini-libc-free; host tests implement it with a recorder.
+
+use crate::argv::Argv;
+use crate::cmdline::PanicPolicy;
+use crate::errno::Errno;
+use crate::log::Level;
+
+pub type SysResult<T> = Result<T, Errno>;
+
+/// The argv of a process the init starts.
+pub type CommandArgv = Argv<8192, 32>;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Pid(pub i32);
+
+/// How a child ended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ExitStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Signal {
+    Term,
+    Kill,
+}
+
+/// Signal numbers PID 1 reads from its signalfd.
+pub mod signo {
+    pub const SIGINT: u32 = 2;
+    pub const SIGTERM: u32 = 15;
+    pub const SIGCHLD: u32 = 17;
+    pub const SIGPWR: u32 = 30;
+}
+
+/// Where the processes go once everything is unmounted.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PowerAction {
+    PowerOff,
+    Reboot,
+}
+
+/// One mount(2) call, in the forms the init uses.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum MountOp<'a> {
+    /// Mount a filesystem: `mount -t fstype -o flags,data source target`.
+    Fs {
+        source: &'a str,
+        target: &'a str,
+        fstype: &'a str,
+        flags: u32,
+        data: &'a str,
+    },
+    /// A bind mount of `source` on `target`.
+    Bind { source: &'a str, target: &'a str },
+    /// Move the mount at `source` to `target`.
+    Move { source: &'a str, target: &'a str },
+    /// Make the mount at `target` read-only.
+    ReadOnly { target: &'a str },
+    /// Make every mount at and below `target` shared (pod mount propagation).
+    SharedRecursive { target: &'a str },
+}
+
+/// A file's first bytes and whether there were more.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct FileRead {
+    pub len: usize,
+    pub truncated: bool,
+}
+
+/// A connected system-socket client.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ClientId(pub u32);
+
+/// What woke the event loop.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Event {
+    ChildExited {
+        pid: Pid,
+        status: ExitStatus,
+    },
+    Signal(u32),
+    /// One byte a root client sent on the system socket.
+    Request {
+        client: ClientId,
+        byte: u8,
+    },
+    Timeout,
+}
+
+pub trait Sys {
+    /// Microseconds since boot (CLOCK_BOOTTIME): the timeline's clock.
+    fn now_us(&mut self) -> u64;
+    /// One kmsg line; never fails the caller.
+    fn log(&mut self, level: Level, msg: &str);
+    /// Switches logging from the console to `/dev/kmsg`.
+    fn open_kmsg(&mut self) -> SysResult<()>;
+    fn set_panic_policy(&mut self, policy: PanicPolicy);
+
+    fn mkdir(&mut self, path: &str, mode: u32) -> SysResult<()>;
+    fn mount(&mut self, op: &MountOp<'_>) -> SysResult<()>;
+    fn unmount(&mut self, target: &str, detach: bool) -> SysResult<()>;
+    fn chdir(&mut self, path: &str) -> SysResult<()>;
+    fn chroot(&mut self, path: &str) -> SysResult<()>;
+
+    /// Reads up to `buf.len()` bytes of a file.
+    fn read_file(&mut self, path: &str, buf: &mut [u8]) -> SysResult<FileRead>;
+    fn write_file(&mut self, path: &str, data: &[u8]) -> SysResult<()>;
+    /// The size of a regular file (EISDIR or EINVAL for anything else).
+    fn file_size(&mut self, path: &str) -> SysResult<u64>;
+
+    fn set_hostname(&mut self, name: &str) -> SysResult<()>;
+    /// Sends one rtnetlink request and reads the reply into `reply`.
+    fn netlink_route(&mut self, request: &[u8], reply: &mut [u8]) -> SysResult<usize>;
+    /// finit_module on the file at `path`.
+    fn load_module(&mut self, path: &str) -> SysResult<()>;
+
+    /// Starts `argv[0]` with the init's environment; its stdout and stderr
+    /// are captured into kmsg lines labelled `name`.
+    fn spawn(&mut self, name: &'static str, argv: &CommandArgv) -> SysResult<Pid>;
+    /// Signals one process, or every process but PID 1 when `pid` is None.
+    fn kill(&mut self, pid: Option<Pid>, signal: Signal) -> SysResult<()>;
+    /// Waits until `path` exists: ETIMEDOUT after `timeout_ms`, ESRCH if
+    /// `owner` exits first.
+    fn wait_for_socket(&mut self, path: &str, owner: Pid, timeout_ms: u64) -> SysResult<()>;
+    /// Whether any child (hence any process but PID 1) is left.
+    fn has_children(&mut self) -> bool;
+
+    /// Serves the system socket at `path` (root peers only).
+    fn listen(&mut self, path: &str) -> SysResult<()>;
+    /// The next event, or `Event::Timeout` after `timeout_ms` (None: no limit).
+    fn next_event(&mut self, timeout_ms: Option<u64>) -> Event;
+    /// Sends one event byte to every client; returns how many got it.
+    fn broadcast(&mut self, byte: u8) -> usize;
+    fn drop_client(&mut self, client: ClientId);
+
+    fn sync(&mut self);
+    /// Powers off or reboots; returns only if the kernel refused.
+    fn reboot(&mut self, action: PowerAction) -> Errno;
+}
