@@ -141,8 +141,10 @@ impl<S: Sys> Init<S> {
             self.fail(error);
         }
         self.mount(&mounts::PROC);
-        if let Err(errno) = self.sys.write_file(mounts::DEVKMSG_SYSCTL, b"on") {
-            self.fail(BootError::Sysctl(mounts::DEVKMSG_SYSCTL, errno));
+        match self.sys.write_file(mounts::DEVKMSG_SYSCTL, b"on") {
+            // EINVAL: `printk.devkmsg=` on the command line fixed the setting.
+            Ok(()) | Err(Errno::INVAL) => {}
+            Err(errno) => self.fail(BootError::Sysctl(mounts::DEVKMSG_SYSCTL, errno)),
         }
         self.read_options();
         for mount in &mounts::BASE {
@@ -598,5 +600,467 @@ impl<S: Sys> Init<S> {
         while let Some(service) = self.supervisor.due(now) {
             self.start(service);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording_sys::RecordingSys;
+    use crate::sys::{ClientId, ExitStatus, Pid};
+
+    fn booted(sys: RecordingSys) -> Init<RecordingSys> {
+        let mut init = Init::new(sys);
+        init.boot();
+        init
+    }
+
+    /// Where the first call equal to `call`, or starting with `call` and a space, is.
+    fn position(sys: &RecordingSys, call: &str) -> usize {
+        sys.calls
+            .iter()
+            .position(|c| c == call || c.starts_with(&format!("{call} ")))
+            .unwrap_or_else(|| panic!("no call {call} in {:#?}", sys.calls))
+    }
+
+    #[test]
+    fn root_becomes_a_read_only_mount_before_anything_is_mounted() {
+        let init = booted(RecordingSys::new());
+        let sys = init.sys();
+        let sequence = [
+            "bind / /run",
+            "chdir /run",
+            "move . /",
+            "chroot .",
+            "chdir /",
+            "readonly /",
+        ];
+        let mut at = position(sys, "mkdir /var");
+        for call in sequence {
+            let next = position(sys, call);
+            assert!(next > at, "{call} out of order in {:#?}", sys.calls);
+            at = next;
+        }
+        assert!(at < position(sys, "mount devtmpfs /dev"));
+    }
+
+    #[test]
+    fn mounts_have_tight_flags_and_root_is_shared_last() {
+        let init = booted(RecordingSys::new());
+        let sys = init.sys();
+        let mounts = sys.calls_starting("mount ");
+        assert_eq!(
+            mounts,
+            [
+                "mount devtmpfs /dev flags=10 mode=0755",
+                "mount proc /proc flags=14 ",
+                "mount sysfs /sys flags=14 ",
+                "mount securityfs /sys/kernel/security flags=14 ",
+                "mount cgroup2 /sys/fs/cgroup flags=14 nsdelegate",
+                "mount devpts /dev/pts flags=10 newinstance,ptmxmode=0666,mode=0620",
+                "mount tmpfs /dev/shm flags=14 mode=1777",
+                "mount tmpfs /run flags=6 mode=0755",
+                "mount tmpfs /tmp flags=6 mode=1777",
+                "mount tmpfs /var flags=0 mode=0755",
+            ]
+        );
+        assert!(position(sys, "rshared /") > position(sys, "mount tmpfs /var"));
+        assert!(position(sys, "open_kmsg") > position(sys, "mount devtmpfs /dev"));
+    }
+
+    #[test]
+    fn timeline_phases_are_logged_in_order() {
+        let init = booted(RecordingSys::new());
+        let phases: Vec<&str> = init
+            .sys()
+            .logs
+            .iter()
+            .filter_map(|line| line.strip_prefix("Notice: timeline "))
+            .map(|rest| rest.split(' ').next().unwrap())
+            .collect();
+        assert_eq!(
+            phases,
+            [
+                "pid1",
+                "mounts_done",
+                "runtime_exec",
+                "runtime_ready",
+                "kubelet_exec"
+            ]
+        );
+    }
+
+    #[test]
+    fn runtime_starts_first_and_the_kubelet_after_its_socket() {
+        let init = booted(RecordingSys::new());
+        let sys = init.sys();
+        let runtime = position(sys, "spawn containerd /bin/containerd");
+        let socket = position(
+            sys,
+            "wait_for_socket /run/containerd/containerd.sock owner=101 timeout=30000",
+        );
+        let kubelet = position(sys, "spawn kubelet /bin/kubelet");
+        assert!(runtime < socket && socket < kubelet);
+        assert!(position(sys, "listen /run/system.sock") < runtime);
+    }
+
+    #[test]
+    fn a_runtime_that_never_gets_ready_still_leads_to_a_kubelet() {
+        let sys = RecordingSys::new().failing("wait_for_socket", Errno::TIMEDOUT);
+        let init = booted(sys);
+        assert!(init
+            .sys()
+            .logged("waiting for /run/containerd/containerd.sock failed: ETIMEDOUT"));
+        assert!(init
+            .sys()
+            .spawned()
+            .iter()
+            .any(|argv| argv[0] == "/bin/kubelet"));
+    }
+
+    #[test]
+    fn each_failed_step_logs_one_line_and_the_boot_goes_on() {
+        let sys = RecordingSys::new()
+            .failing("bind / /run", Errno::INVAL)
+            .failing("mount securityfs", Errno::NODEV)
+            .failing("netlink", Errno::PERM)
+            .failing("hostname", Errno::PERM);
+        let init = booted(sys);
+        let errors: Vec<&String> = init
+            .sys()
+            .logs
+            .iter()
+            .filter(|l| l.starts_with("Err:"))
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                "Err: switching to a pivot_root-able root failed: EINVAL (22)",
+                "Err: mounting /sys/kernel/security failed: ENODEV (19)",
+                "Err: setting the hostname failed: EPERM (1)",
+                "Err: bringing up lo failed: EPERM (1)",
+            ]
+        );
+        assert_eq!(init.sys().spawned().len(), 2);
+    }
+
+    #[test]
+    fn ipv6_disabled_is_tolerated_but_ipv4_forwarding_is_required() {
+        let sys = RecordingSys::new()
+            .failing("write /proc/sys/net/ipv6", Errno::NOENT)
+            .failing("write /proc/sys/net/ipv4", Errno::ACCES);
+        let init = booted(sys);
+        assert!(init
+            .sys()
+            .logged("Info: /proc/sys/net/ipv6/conf/all/forwarding: not present"));
+        assert!(init
+            .sys()
+            .logged("Err: setting /proc/sys/net/ipv4/ip_forward failed: EACCES (13)"));
+    }
+
+    #[test]
+    fn modules_load_in_list_order_and_failures_do_not_stop_the_boot() {
+        let sys = RecordingSys::new()
+            .with_file(MODULE_LIST, b"# order computed at build time\n/lib/modules/a.ko\n\n/lib/modules/missing.ko\n/lib/modules/b.ko\n\xff\xfe\n")
+            .failing("finit_module /lib/modules/missing.ko", Errno::NOENT);
+        let init = booted(sys);
+        let sys = init.sys();
+        assert_eq!(
+            sys.calls_starting("finit_module"),
+            [
+                "finit_module /lib/modules/a.ko",
+                "finit_module /lib/modules/missing.ko",
+                "finit_module /lib/modules/b.ko"
+            ]
+        );
+        assert!(sys.logged("loading module /lib/modules/missing.ko failed: ENOENT (2)"));
+        assert!(sys.logged("skipped a line that is not UTF-8"));
+        assert!(position(sys, "finit_module") < position(sys, "spawn containerd"));
+    }
+
+    #[test]
+    fn hostname_comes_from_the_command_line_then_the_file_then_a_default() {
+        let from_cmdline = booted(
+            RecordingSys::new()
+                .with_file("/proc/cmdline", b"console=ttyS0 kios.hostname=edge-7\n")
+                .with_file(HOSTNAME_FILE, b"from-file\n"),
+        );
+        assert_eq!(
+            from_cmdline.sys().calls_starting("hostname"),
+            ["hostname edge-7"]
+        );
+        let from_file = booted(RecordingSys::new().with_file(HOSTNAME_FILE, b"From-File\n"));
+        assert_eq!(
+            from_file.sys().calls_starting("hostname"),
+            ["hostname from-file"]
+        );
+        let garbage = booted(RecordingSys::new().with_file(HOSTNAME_FILE, b"\x00\x01 not a name"));
+        assert_eq!(garbage.sys().calls_starting("hostname"), ["hostname kios"]);
+        assert!(garbage
+            .sys()
+            .logged("/etc/hostname: not an RFC 1123 name, using kios"));
+    }
+
+    #[test]
+    fn panic_policy_follows_the_command_line() {
+        let init = booted(RecordingSys::new().with_file("/proc/cmdline", b"kios.panic=poweroff"));
+        assert_eq!(
+            init.sys().calls_starting("panic_policy"),
+            ["panic_policy PowerOff"]
+        );
+    }
+
+    fn run_with(mut init: Init<RecordingSys>, events: &[Event]) -> Init<RecordingSys> {
+        init.sys.events.extend(events.iter().copied());
+        init.run();
+        init
+    }
+
+    const RUNTIME: Pid = Pid(101);
+    const KUBELET: Pid = Pid(102);
+
+    #[test]
+    fn a_crashing_kubelet_is_restarted_with_growing_delays_then_shutdown_powers_off() {
+        let init = booted(RecordingSys::new());
+        let init = run_with(
+            init,
+            &[
+                Event::ChildExited {
+                    pid: KUBELET,
+                    status: ExitStatus::Exited(3),
+                },
+                Event::Timeout,
+                Event::ChildExited {
+                    pid: Pid(103),
+                    status: ExitStatus::Signaled(9),
+                },
+                Event::Timeout,
+                Event::Request {
+                    client: ClientId(1),
+                    byte: 0x01,
+                },
+                Event::ChildExited {
+                    pid: Pid(104),
+                    status: ExitStatus::Exited(0),
+                },
+                Event::ChildExited {
+                    pid: RUNTIME,
+                    status: ExitStatus::Exited(0),
+                },
+            ],
+        );
+        let sys = init.sys();
+        assert!(sys.logged("kubelet exited status=3, restart in 500 ms"));
+        assert!(sys.logged("kubelet exited signal=9, restart in 1000 ms"));
+        let kubelets = sys
+            .spawned()
+            .iter()
+            .filter(|argv| argv[0] == "/bin/kubelet")
+            .count();
+        assert_eq!(kubelets, 3);
+        assert!(sys.logged("shutdown requested by system socket"));
+        assert!(sys.logged("kubelet exited status=0"));
+        let tail: Vec<&str> = sys.calls.iter().rev().take(2).map(String::as_str).collect();
+        assert_eq!(tail, ["reboot PowerOff", "sync"]);
+        assert!(position(sys, "kill all Term") < position(sys, "sync"));
+        assert_eq!(sys.calls_starting("kill all Kill"), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn shutdown_waits_for_clients_to_continue_within_the_grace_period() {
+        let mut sys = RecordingSys::new().with_file("/proc/cmdline", b"kios.shutdown_grace=5");
+        sys.clients = 1;
+        let init = booted(sys);
+        let init = run_with(
+            init,
+            &[
+                Event::Request {
+                    client: ClientId(1),
+                    byte: 0x01,
+                },
+                Event::Request {
+                    client: ClientId(1),
+                    byte: 0x02,
+                },
+                Event::ChildExited {
+                    pid: KUBELET,
+                    status: ExitStatus::Exited(0),
+                },
+                Event::ChildExited {
+                    pid: RUNTIME,
+                    status: ExitStatus::Exited(0),
+                },
+            ],
+        );
+        let sys = init.sys();
+        assert!(position(sys, "broadcast 1") < position(sys, "kill all Term"));
+        assert!(sys.logged("shutdown: client continued"));
+        assert!(!sys.logged("no client continued"));
+    }
+
+    #[test]
+    fn a_silent_client_and_a_process_ignoring_sigterm_cannot_stall_shutdown() {
+        let mut sys = RecordingSys::new().with_file("/proc/cmdline", b"kios.shutdown_grace=5");
+        sys.clients = 1;
+        let init = booted(sys);
+        let started = init.sys.now_us;
+        // After the request nothing answers and nothing exits: only timeouts.
+        let init = run_with(init, &[Event::Signal(signo::SIGTERM)]);
+        let sys = init.sys();
+        assert!(sys.logged("no client continued within the grace period"));
+        assert!(sys.logged("sending SIGKILL"));
+        assert!(sys.logged("processes survived SIGKILL"));
+        assert_eq!(sys.calls.last().unwrap(), "reboot PowerOff");
+        let grace = 5_000_000;
+        let bound =
+            grace + (crate::shutdown::TERM_TIMEOUT_MS + crate::shutdown::KILL_TIMEOUT_MS) * 1000;
+        assert!(
+            sys.now_us - started <= bound + 100_000,
+            "took {} us",
+            sys.now_us - started
+        );
+    }
+
+    #[test]
+    fn ctrl_alt_del_reboots() {
+        let init = booted(RecordingSys::new());
+        let init = run_with(
+            init,
+            &[
+                Event::Signal(signo::SIGINT),
+                Event::ChildExited {
+                    pid: KUBELET,
+                    status: ExitStatus::Exited(0),
+                },
+                Event::ChildExited {
+                    pid: RUNTIME,
+                    status: ExitStatus::Exited(0),
+                },
+            ],
+        );
+        assert_eq!(init.sys().calls.last().unwrap(), "reboot Reboot");
+    }
+
+    #[test]
+    fn garbage_on_the_system_socket_drops_the_client_and_changes_nothing() {
+        let init = booted(RecordingSys::new());
+        let init = run_with(
+            init,
+            &[
+                Event::Request {
+                    client: ClientId(4),
+                    byte: 0xff,
+                },
+                Event::Request {
+                    client: ClientId(5),
+                    byte: 0x00,
+                },
+                Event::Signal(signo::SIGTERM),
+                Event::ChildExited {
+                    pid: KUBELET,
+                    status: ExitStatus::Exited(0),
+                },
+                Event::ChildExited {
+                    pid: RUNTIME,
+                    status: ExitStatus::Exited(0),
+                },
+            ],
+        );
+        let sys = init.sys();
+        assert_eq!(
+            sys.calls_starting("drop_client"),
+            ["drop_client 4", "drop_client 5"]
+        );
+        assert_eq!(sys.spawned().len(), 2);
+    }
+
+    #[test]
+    fn restart_commands_stop_the_service_and_it_comes_back_at_once() {
+        let init = booted(RecordingSys::new());
+        let init = run_with(
+            init,
+            &[
+                Event::Request {
+                    client: ClientId(1),
+                    byte: 0x03,
+                },
+                Event::ChildExited {
+                    pid: KUBELET,
+                    status: ExitStatus::Signaled(15),
+                },
+                Event::Request {
+                    client: ClientId(1),
+                    byte: 0x04,
+                },
+                Event::ChildExited {
+                    pid: RUNTIME,
+                    status: ExitStatus::Exited(0),
+                },
+                Event::Signal(signo::SIGTERM),
+                Event::ChildExited {
+                    pid: Pid(103),
+                    status: ExitStatus::Exited(0),
+                },
+                Event::ChildExited {
+                    pid: Pid(104),
+                    status: ExitStatus::Exited(0),
+                },
+            ],
+        );
+        let sys = init.sys();
+        assert_eq!(
+            sys.calls_starting("kill 10"),
+            ["kill 102 Term", "kill 101 Term"]
+        );
+        assert!(sys.logged("kubelet exited signal=15, restart in 0 ms"));
+        assert!(sys.logged("containerd exited status=0, restart in 0 ms"));
+        let names: Vec<String> = sys.spawned().iter().map(|argv| argv[0].clone()).collect();
+        assert_eq!(
+            names,
+            [
+                "/bin/containerd",
+                "/bin/kubelet",
+                "/bin/kubelet",
+                "/bin/containerd"
+            ]
+        );
+    }
+
+    #[test]
+    fn shutdown_unmounts_children_first_and_detaches_busy_mounts() {
+        let mountinfo = b"1 0 0:1 / / ro - rootfs rootfs rw\n\
+2 1 0:2 / /dev rw - devtmpfs devtmpfs rw\n\
+3 1 0:3 / /var rw - tmpfs tmpfs rw\n\
+4 3 0:4 / /var/lib/kubelet/pods/x rw - tmpfs tmpfs rw\n";
+        let sys = RecordingSys::new()
+            .with_file("/proc/self/mountinfo", mountinfo)
+            .failing_exactly("umount /dev", Errno::BUSY);
+        let init = booted(sys);
+        let init = run_with(
+            init,
+            &[
+                Event::Signal(signo::SIGTERM),
+                Event::ChildExited {
+                    pid: KUBELET,
+                    status: ExitStatus::Exited(0),
+                },
+                Event::ChildExited {
+                    pid: RUNTIME,
+                    status: ExitStatus::Exited(0),
+                },
+            ],
+        );
+        let sys = init.sys();
+        assert_eq!(
+            sys.calls_starting("umount"),
+            [
+                "umount /var/lib/kubelet/pods/x",
+                "umount /var",
+                "umount /dev",
+                "umount /dev detach"
+            ]
+        );
+        assert!(position(sys, "readonly /dev") < position(sys, "umount /dev detach"));
+        assert!(sys.logged("unmount /dev: EBUSY (16); read-only yes, detached yes"));
     }
 }

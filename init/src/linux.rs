@@ -168,7 +168,9 @@ impl Linux {
     fn reap(&mut self) {
         self.reap_pending = false;
         while !self.pending.is_full() {
-            let (pid, status) = match rustix::process::waitpid(None, WaitOptions::NOHANG) {
+            // `wait` is waitpid(-1): children run in sessions of their own, which
+            // `waitpid(None)` (their caller's process group only) would never see.
+            let (pid, status) = match rustix::process::wait(WaitOptions::NOHANG) {
                 Ok(Some(exited)) => exited,
                 Ok(None) | Err(_) => return,
             };

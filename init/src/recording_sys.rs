@@ -18,9 +18,12 @@ pub struct RecordingSys {
     pub files: BTreeMap<String, Vec<u8>>,
     /// Calls whose recorded text starts with a key fail with its errno.
     pub failures: Vec<(String, Errno)>,
+    /// Calls whose recorded text equals a key fail with its errno.
+    pub exact_failures: Vec<(String, Errno)>,
     pub events: VecDeque<Event>,
+    /// The clock: a scripted event advances it 1 ms, a timeout to its deadline.
     pub now_us: u64,
-    /// Each event advances the clock by this much (or to the timeout).
+    /// How many system-socket clients hear a broadcast.
     pub clients: usize,
     pub children: usize,
     next_pid: i32,
@@ -32,6 +35,7 @@ impl RecordingSys {
             next_pid: 100,
             ..RecordingSys::default()
         }
+        .with_file("/proc/cmdline", b"console=ttyS0\n")
     }
 
     pub fn with_file(mut self, path: &str, content: &[u8]) -> RecordingSys {
@@ -44,12 +48,18 @@ impl RecordingSys {
         self
     }
 
+    pub fn failing_exactly(mut self, call: &str, errno: Errno) -> RecordingSys {
+        self.exact_failures.push((call.to_string(), errno));
+        self
+    }
+
     fn record(&mut self, call: String) -> SysResult<()> {
         let failure = self
             .failures
             .iter()
             .find(|(prefix, _)| call.starts_with(prefix.as_str()))
-            .map(|f| f.1);
+            .or_else(|| self.exact_failures.iter().find(|(exact, _)| *exact == call))
+            .map(|failure| failure.1);
         self.calls.push(call);
         failure.map_or(Ok(()), Err)
     }
@@ -201,6 +211,10 @@ impl Sys for RecordingSys {
 
     fn next_event(&mut self, timeout_ms: Option<u64>) -> Event {
         match self.events.pop_front() {
+            Some(Event::Timeout) => {
+                self.now_us += timeout_ms.unwrap_or(1) * 1000;
+                Event::Timeout
+            }
             Some(event) => {
                 self.now_us += 1000;
                 if let Event::ChildExited { .. } = event {

@@ -135,7 +135,13 @@ impl Line {
     pub fn emit(&self) {
         let fd = fd();
         if KMSG_FD.load(Ordering::Relaxed) == CONSOLE_FD {
-            let _ = rustix::io::write(fd, self.as_bytes());
+            // The console shows text, not kmsg's `<level>` prefix.
+            let text = self.as_bytes();
+            let start = text
+                .iter()
+                .position(|&b| b == b'>')
+                .map_or(0, |end| end + 1);
+            let _ = rustix::io::write(fd, &text[start..]);
             let _ = rustix::io::write(fd, b"\n");
         } else {
             let _ = rustix::io::write(fd, self.as_bytes());

@@ -98,3 +98,16 @@ mod tests {
         assert!(!set.contains(15));
     }
 }
+
+#[cfg(test)]
+mod kernel_tests {
+    use super::*;
+
+    #[test]
+    fn signalfd_reads_without_blocking() {
+        let set = SigSet::EMPTY.with(linux_raw_sys::general::SIGUSR2);
+        block(set).unwrap();
+        let fd = signalfd(set).unwrap();
+        assert_eq!(read_signal(&fd), Ok(None));
+    }
+}

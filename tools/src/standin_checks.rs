@@ -203,7 +203,12 @@ fn check_dropped_labels(console: &Console) -> Result<(), String> {
         .collect();
     let missing: Vec<&str> = ["bad label=x", "-bad=x"]
         .into_iter()
-        .filter(|label| !dropped.iter().any(|line| line.ends_with(label)))
+        // The line names the label, then why it was dropped in parentheses.
+        .filter(|label| {
+            !dropped
+                .iter()
+                .any(|line| line.ends_with(label) || line.contains(&format!("label {label} (")))
+        })
         .collect();
     if missing.is_empty() {
         Ok(())
@@ -242,7 +247,7 @@ mod tests {
 
     const GOOD_BOOT: &str = "\
 [    1.500000] kios: timeline pid1 us=1500000
-[    1.510000] kios: node-labels: dropped invalid label bad label=x
+[    1.510000] kios: node-labels: dropped invalid label bad label=x (key name is not 1-63 alphanumerics, '-', '_' or '.')
 [    1.510000] kios: node-labels: dropped invalid label -bad=x
 [    1.520000] kios: timeline mounts_done us=1520000
 [    1.530000] kios: start containerd pid=5
