@@ -108,6 +108,22 @@ pub fn check_standin_console(console: &Console) -> CheckReport {
             outcome: check_kubelet_restart(console),
         },
         Check {
+            name: "no init descriptor leaked into the runtime or the kubelet",
+            outcome: ["containerd", "kubelet"].iter().try_for_each(|name| {
+                let prefix = format!("kios-standin: {name} run=1 fds=");
+                let line = console.messages(&prefix).next().map(str::to_owned);
+                match line {
+                    Some(line) if line.ends_with("fds=0,1,2") => Ok(()),
+                    Some(line) => Err(format!("expected only 0,1,2 open: {line}")),
+                    None => Err(format!("no `{prefix}` line")),
+                }
+            }),
+        },
+        Check {
+            name: "a non-root system-socket client is refused",
+            outcome: require_line(console, "kios-standin: non-root client refused"),
+        },
+        Check {
             name: "kubelet received the shutdown event",
             outcome: require_line(console, "kios-standin: kubelet got event 0x01"),
         },
@@ -264,9 +280,12 @@ kios-standin: kubelet run=1 arg[5]=--bootstrap-kubeconfig=/etc/kubernetes/bootst
 kios-standin: kubelet run=1 arg[6]=--kubeconfig=/var/lib/kubelet/kubeconfig
 kios-standin: kubelet run=1 arg[7]=--node-labels=kios.dev/role=standin,tier=node
 kios-standin: kubelet run=1 env PATH=/bin
+kios-standin: containerd run=1 fds=0,1,2
+kios-standin: kubelet run=1 fds=0,1,2
 [    2.560000] kios: kubelet exited status=3, restart in 100 ms
 [    2.660000] kios: start kubelet pid=7
 kios-standin: kubelet run=2 arg[0]=/bin/kubelet
+kios-standin: non-root client refused (connect denied)
 [    2.700000] kios: shutdown requested by system socket
 kios-standin: kubelet got event 0x01
 [    2.800000] kios: power off

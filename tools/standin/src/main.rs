@@ -5,9 +5,13 @@
 //! restart and shutdown paths:
 //! - containerd: creates the runtime socket, then waits forever;
 //! - kubelet, run 1: exits with status 3 after a second (the init must restart it);
-//! - kubelet, run 2: holds a silent system-socket client open, asks for a
-//!   shutdown (0x01) on a second one, answers the shutdown event with
-//!   "continue" (0x02), then waits to be killed.
+//! - kubelet, run 2: checks that a non-root client is refused, holds a
+//!   silent system-socket client open, asks for a shutdown (0x01) on a
+//!   second one, answers the shutdown event with "continue" (0x02), then
+//!   waits to be killed.
+//!
+//! Every run also lists its open file descriptors, so the test sees any
+//! descriptor the init leaked into its children.
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
@@ -32,13 +36,17 @@ fn main() -> ! {
     let name = program_name();
     let run = count_run(name);
     record_invocation(name, run);
+    record_open_fds(name, run);
     match (name, run) {
         ("containerd", _) => serve_runtime_socket(),
         ("kubelet", 1) => {
             sleep_ms(1000);
             process::exit(KUBELET_CRASH_STATUS)
         }
-        ("kubelet", _) => request_shutdown(),
+        ("kubelet", _) => {
+            check_non_root_refused();
+            request_shutdown();
+        }
         _ => mini_libc_free::kmsg!(Level::Err, "unknown role {}", name),
     }
     wait_forever()
@@ -94,6 +102,76 @@ fn record_invocation(name: &str, run: u32) {
         let _ = ufmt::uwrite!(line, "{} run={} env ", name, run);
         line.push_bytes(var.to_bytes());
         line.emit();
+    }
+}
+
+/// Logs `fds=0,1,2,...`: the descriptors open in this process.
+fn record_open_fds(name: &str, run: u32) {
+    let mut line = Line::new(Level::Notice);
+    let _ = ufmt::uwrite!(line, "{} run={} fds=", name, run);
+    let Ok(dir) = rustix::fs::open(
+        "/proc/self/fd",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        line.push("?");
+        line.emit();
+        return;
+    };
+    // This function's listing descriptor and the fixture's own kmsg are not the init's.
+    let own_fds = [
+        rustix::fd::AsRawFd::as_raw_fd(&dir),
+        rustix::fd::AsRawFd::as_raw_fd(&kmsg::fd()),
+    ];
+    let mut buf = [core::mem::MaybeUninit::uninit(); 2048];
+    let mut entries = rustix::fs::RawDir::new(&dir, &mut buf);
+    let mut first = true;
+    while let Some(Ok(entry)) = entries.next() {
+        let name = entry.file_name().to_bytes();
+        let is_number = !name.is_empty() && name.iter().all(u8::is_ascii_digit);
+        let number: Option<i32> = core::str::from_utf8(name).ok().and_then(|n| n.parse().ok());
+        if !is_number || number.is_some_and(|fd| own_fds.contains(&fd)) {
+            continue;
+        }
+        if !first {
+            line.push(",");
+        }
+        line.push_bytes(name);
+        first = false;
+    }
+    line.emit();
+}
+
+/// A client that is not root must be refused: the socket's mode (0600)
+/// keeps it from connecting, and the init's SO_PEERCRED check would close
+/// it unheard if it got through.
+fn check_non_root_refused() {
+    const NOBODY: u32 = 65534;
+    match process::fork() {
+        Ok(process::Fork::Child) => {
+            // A new uid for this child only; it is single-threaded.
+            let outcome =
+                match rustix::thread::set_thread_uid(rustix::process::Uid::from_raw(NOBODY)) {
+                    Err(_) => "could not become nobody",
+                    Ok(()) => match connect_system_socket() {
+                        Err(_) => "refused (connect denied)",
+                        Ok(client) => {
+                            let _ = rustix::io::write(&client, &[0x03]);
+                            let mut reply = [0u8; 1];
+                            match rustix::io::read(&client, &mut reply) {
+                                Ok(0) | Err(_) => "refused (closed by the init)",
+                                Ok(_) => "was answered",
+                            }
+                        }
+                    },
+                };
+            mini_libc_free::kmsg!(Level::Notice, "non-root client {}", outcome);
+            process::exit(0);
+        }
+        Ok(process::Fork::Parent(child)) => {
+            let _ = rustix::process::waitpid(Some(child), rustix::process::WaitOptions::empty());
+        }
+        Err(_) => kmsg::write(Level::Err, "fork failed"),
     }
 }
 
