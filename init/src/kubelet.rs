@@ -216,3 +216,134 @@ fn push_node_labels<S: Sys>(sys: &mut S, argv: &mut CommandArgv) {
         push_flag(sys, argv, &["--node-labels=", &list]);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording_sys::RecordingSys;
+
+    fn argv_of(sys: &mut RecordingSys) -> Vec<String> {
+        kubelet_argv(sys).iter().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn every_file_present_gives_every_flag() {
+        let mut sys = RecordingSys::new()
+            .with_file(CONFIG, b"kind: KubeletConfiguration\n")
+            .with_file(KUBECONFIG, b"apiVersion: v1\n")
+            .with_file(BOOTSTRAP_KUBECONFIG, b"apiVersion: v1\n")
+            .with_file(NODE_IP, b"10.0.2.15,fd00::15\n")
+            .with_file(NODE_LABELS, b"tier=node\nzone=a\n")
+            .with_file(CREDENTIAL_PROVIDERS, b"kind: CredentialProviderConfig\n");
+        assert_eq!(
+            argv_of(&mut sys),
+            [
+                "/bin/kubelet",
+                "--container-runtime=remote",
+                "--container-runtime-endpoint=unix:///run/containerd/containerd.sock",
+                "--config=/etc/kubernetes/kubelet-config.yaml",
+                "--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubeconfig",
+                "--kubeconfig=/etc/kubernetes/kubeconfig",
+                "--image-credential-provider-config=/etc/kubernetes/credential-providers.yaml",
+                "--image-credential-provider-bin-dir=/usr/libexec/kubernetes/credential-providers",
+                "--node-ip=10.0.2.15,fd00::15",
+                "--node-labels=tier=node,zone=a",
+            ]
+        );
+        assert!(!sys
+            .logs
+            .iter()
+            .any(|line| line.starts_with("Warning") || line.starts_with("Err")));
+    }
+
+    #[test]
+    fn kubeconfig_alone_and_bootstrap_alone() {
+        let mut only_kubeconfig = RecordingSys::new().with_file(KUBECONFIG, b"x");
+        let argv = argv_of(&mut only_kubeconfig);
+        assert!(argv.contains(&"--kubeconfig=/etc/kubernetes/kubeconfig".to_string()));
+        assert!(!argv
+            .iter()
+            .any(|arg| arg.starts_with("--bootstrap-kubeconfig")));
+
+        let mut only_bootstrap = RecordingSys::new().with_file(BOOTSTRAP_KUBECONFIG, b"x");
+        let argv = argv_of(&mut only_bootstrap);
+        assert!(argv
+            .contains(&"--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubeconfig".to_string()));
+        assert!(argv.contains(&"--kubeconfig=/var/lib/kubelet/kubeconfig".to_string()));
+    }
+
+    #[test]
+    fn no_files_at_all_is_a_standalone_kubelet_with_static_pods() {
+        let mut sys = RecordingSys::new();
+        assert_eq!(
+            argv_of(&mut sys),
+            [
+                "/bin/kubelet",
+                "--container-runtime=remote",
+                "--container-runtime-endpoint=unix:///run/containerd/containerd.sock",
+                "--pod-manifest-path=/etc/kubernetes/manifests",
+            ]
+        );
+        assert!(sys.logged("kubelet runs standalone"));
+        assert!(sys.logged("/etc/kubernetes/node-ip: not present, kubelet picks the node IP"));
+        assert!(sys.logged("/etc/kubernetes/node-labels: not present, no node labels"));
+    }
+
+    #[test]
+    fn empty_files_are_skipped_with_a_warning() {
+        let mut sys = RecordingSys::new()
+            .with_file(CONFIG, b"")
+            .with_file(KUBECONFIG, b"")
+            .with_file(NODE_IP, b"")
+            .with_file(NODE_LABELS, b"");
+        let argv = argv_of(&mut sys);
+        assert!(argv.contains(&"--pod-manifest-path=/etc/kubernetes/manifests".to_string()));
+        assert!(!argv
+            .iter()
+            .any(|arg| arg.starts_with("--kubeconfig") || arg.starts_with("--node-")));
+        assert!(sys.logged("Warning: /etc/kubernetes/kubelet-config.yaml: empty"));
+        assert!(sys.logged("Warning: /etc/kubernetes/node-ip: empty, kubelet picks the node IP"));
+        assert!(sys.logged("Info: /etc/kubernetes/node-labels: no valid labels"));
+    }
+
+    #[test]
+    fn huge_binary_and_malformed_files_never_reach_the_kubelet() {
+        let huge = vec![b'a'; 100_000];
+        let mut sys = RecordingSys::new()
+            .with_file(NODE_IP, b"\x7fELF\x02\x01\xff\xfe\x00garbage")
+            .with_file(NODE_LABELS, &huge);
+        let argv = argv_of(&mut sys);
+        assert!(!argv.iter().any(|arg| arg.starts_with("--node-")));
+        assert!(
+            sys.logged("Warning: /etc/kubernetes/node-ip: not UTF-8, kubelet picks the node IP")
+        );
+        assert!(sys.logged(
+            "Warning: /etc/kubernetes/node-labels: larger than 8192 bytes, no node labels"
+        ));
+
+        let mut malformed = RecordingSys::new().with_file(NODE_IP, b"10.0.2.300\n");
+        assert!(!argv_of(&mut malformed)
+            .iter()
+            .any(|arg| arg.starts_with("--node-ip")));
+        assert!(malformed
+            .logged("/etc/kubernetes/node-ip: not an IP address, kubelet picks the node IP"));
+    }
+
+    #[test]
+    fn a_directory_where_a_file_should_be_is_reported() {
+        let mut sys =
+            RecordingSys::new().failing("stat /etc/kubernetes/kubelet-config.yaml", Errno::ISDIR);
+        let argv = argv_of(&mut sys);
+        assert!(argv.contains(&"--pod-manifest-path=/etc/kubernetes/manifests".to_string()));
+        assert!(sys.logged("/etc/kubernetes/kubelet-config.yaml: unreadable (EISDIR (21))"));
+    }
+
+    #[test]
+    fn invalid_labels_are_dropped_and_valid_ones_kept() {
+        let mut sys =
+            RecordingSys::new().with_file(NODE_LABELS, b"ok=1\nnode-role.kubernetes.io/master=\n");
+        let argv = argv_of(&mut sys);
+        assert_eq!(argv.last().unwrap(), "--node-labels=ok=1");
+        assert!(sys.logged("dropped invalid label node-role.kubernetes.io/master= (kubernetes.io and k8s.io labels"));
+    }
+}
