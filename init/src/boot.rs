@@ -5,7 +5,7 @@ use crate::errno::Errno;
 use crate::hostname::Hostname;
 use crate::kubelet::{self, RUNTIME_SOCKET};
 use crate::log;
-use crate::log::Level;
+use crate::log::{file_unavailable, Level};
 use crate::mounts::{self, FsMount};
 use crate::netlink;
 use crate::protocol::Command;
@@ -261,24 +261,8 @@ impl<S: Sys> Init<S> {
         let mut buf = [0u8; 16384];
         let read = match self.sys.read_file(MODULE_LIST, &mut buf) {
             Ok(read) => read,
-            Err(Errno::NOENT) => {
-                log!(
-                    &mut self.sys,
-                    Level::Info,
-                    "{}: not present, no modules to load",
-                    MODULE_LIST
-                );
-                return;
-            }
             Err(errno) => {
-                log!(
-                    &mut self.sys,
-                    Level::Warning,
-                    "{}: unreadable ({}), no modules loaded",
-                    MODULE_LIST,
-                    errno
-                );
-                return;
+                return file_unavailable(&mut self.sys, MODULE_LIST, errno, "no modules loaded")
             }
         };
         if read.truncated {

@@ -2,10 +2,9 @@
 //! in `/etc/kubernetes` at every start (a changed file takes effect on the
 //! next restart).
 
-use crate::errno::Errno;
 use crate::labels;
 use crate::log;
-use crate::log::{Level, Shown};
+use crate::log::{file_unavailable, Level, Shown};
 use crate::node_ip;
 use crate::sys::{CommandArgv, Sys};
 
@@ -45,19 +44,8 @@ fn usable<S: Sys>(sys: &mut S, path: &str, instead: &str) -> bool {
             false
         }
         Ok(_) => true,
-        Err(Errno::NOENT) => {
-            log!(sys, Level::Info, "{}: not present, {}", path, instead);
-            false
-        }
         Err(errno) => {
-            log!(
-                sys,
-                Level::Warning,
-                "{}: unreadable ({}), {}",
-                path,
-                errno,
-                instead
-            );
+            file_unavailable(sys, path, errno, instead);
             false
         }
     }
@@ -84,19 +72,8 @@ fn read_small<'b, S: Sys>(
             None
         }
         Ok(read) => Some(&buf[..read.len]),
-        Err(Errno::NOENT) => {
-            log!(sys, Level::Info, "{}: not present, {}", path, instead);
-            None
-        }
         Err(errno) => {
-            log!(
-                sys,
-                Level::Warning,
-                "{}: unreadable ({}), {}",
-                path,
-                errno,
-                instead
-            );
+            file_unavailable(sys, path, errno, instead);
             None
         }
     }
@@ -220,6 +197,7 @@ fn push_node_labels<S: Sys>(sys: &mut S, argv: &mut CommandArgv) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::errno::Errno;
     use crate::recording_sys::RecordingSys;
 
     fn argv_of(sys: &mut RecordingSys) -> Vec<String> {

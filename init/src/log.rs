@@ -58,6 +58,28 @@ macro_rules! log {
     }};
 }
 
+/// Logs, once, why an optional file is not used and what the init does
+/// instead: missing is normal (info), anything else is worth a warning.
+pub fn file_unavailable<S: crate::sys::Sys>(
+    sys: &mut S,
+    path: &str,
+    errno: crate::errno::Errno,
+    instead: &str,
+) {
+    if errno == crate::errno::Errno::NOENT {
+        crate::log!(sys, Level::Info, "{}: not present, {}", path, instead);
+    } else {
+        crate::log!(
+            sys,
+            Level::Warning,
+            "{}: unreadable ({}), {}",
+            path,
+            errno,
+            instead
+        );
+    }
+}
+
 /// Bytes from a file, shown as text: invalid UTF-8 is reported, not printed.
 pub struct Shown<'a>(pub &'a [u8]);
 
