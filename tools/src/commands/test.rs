@@ -50,6 +50,11 @@ const CARGO_TEST_STEPS: &[CargoTestStep] = &[
         needs_qemu: false,
     },
     CargoTestStep {
+        name: "mini-libc-free unit tests",
+        args: &["test", "-p", "mini-libc-free"],
+        needs_qemu: false,
+    },
+    CargoTestStep {
         name: "QEMU end-to-end tests",
         args: &[
             "test",
