@@ -4,13 +4,18 @@
 //! this library so integration tests can use the same steps.
 
 pub mod arch;
+pub mod bom;
 pub mod cache;
 pub mod cli;
 pub mod commands;
+pub mod components;
 pub mod console;
 pub mod debian;
+pub mod elf_deps;
 pub mod host_packages;
 pub mod initramfs;
+pub mod kubelet_build;
+pub mod oci;
 pub mod progress;
 pub mod qemu;
 pub mod standin_checks;

@@ -17,7 +17,7 @@ use rustix::process::WaitOptions;
 
 mini_libc_free::entry!(main);
 
-/// What pause.c exits with when a wait fails: something is badly wrong.
+/// The status when the signal plumbing fails (pause.c exits 1 when it cannot set its handlers).
 const FAILURE: i32 = 1;
 
 fn main() -> ! {

@@ -55,6 +55,20 @@ const CARGO_TEST_STEPS: &[CargoTestStep] = &[
         needs_qemu: false,
     },
     CargoTestStep {
+        name: "component staging tests (builds the kubelet once, then cached)",
+        args: &[
+            "test",
+            "-p",
+            "kios-tools",
+            "--test",
+            "components_stage",
+            "--",
+            "--ignored",
+            "--test-threads=1",
+        ],
+        needs_qemu: false,
+    },
+    CargoTestStep {
         name: "QEMU end-to-end tests",
         args: &[
             "test",

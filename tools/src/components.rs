@@ -1,0 +1,396 @@
+//! The binary part of a kiOS root filesystem, staged from the bill of
+//! materials: the container runtime and its shim, one OCI runtime, the
+//! kubelet, the CNI plugins, and exactly the shared libraries they need
+//! (from their ELF headers). No shell, no busybox, no other tools.
+//!
+//! Also builds the OCI images the first boot needs without a registry.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::arch::Arch;
+use crate::bom::{fetch_component, Bom};
+use crate::elf_deps::{self, Sysroot};
+use crate::oci::{busybox_image, pause_image};
+use crate::workspace::Workspace;
+
+/// The OCI runtime containerd's shim starts containers with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OciRuntime {
+    Runc,
+    Crun,
+}
+
+impl OciRuntime {
+    /// The BOM component, which is also the binary's name in `/bin`.
+    pub fn name(self) -> &'static str {
+        match self {
+            OciRuntime::Runc => "runc",
+            OciRuntime::Crun => "crun",
+        }
+    }
+}
+
+/// Where the CNI plugins go: outside `/bin`, which holds only the node's own processes.
+pub const CNI_BIN_DIR: &str = "/opt/cni/bin";
+pub const CNI_PLUGINS: &[&str] = &["bridge", "host-local", "loopback", "portmap"];
+
+/// One regular file written under the staging directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StagedFile {
+    /// Its path in the image, e.g. `/bin/kubelet`.
+    pub path: PathBuf,
+    pub bytes: u64,
+    /// The BOM component it comes from.
+    pub component: String,
+}
+
+/// An OCI image archive written by [`build_images`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ImageArchive {
+    /// The reference containerd lists it under, e.g. `kios.local/pause:1`.
+    pub reference: String,
+    /// Where it was written on the host.
+    pub path: PathBuf,
+    pub bytes: u64,
+}
+
+/// A binary to take from a component and where it goes in the image.
+struct Placement {
+    component: &'static str,
+    binary: &'static str,
+    image_dir: &'static str,
+}
+
+fn placements(runtime: OciRuntime) -> Vec<Placement> {
+    let bin = |component, binary| Placement {
+        component,
+        binary,
+        image_dir: "/bin",
+    };
+    let mut placements = vec![
+        bin("containerd", "containerd"),
+        bin("containerd", "containerd-shim-runc-v2"),
+        bin(runtime.name(), runtime.name()),
+        bin("kubelet", "kubelet"),
+    ];
+    placements.extend(CNI_PLUGINS.iter().map(|plugin| Placement {
+        component: "cni-plugins",
+        binary: plugin,
+        image_dir: CNI_BIN_DIR,
+    }));
+    placements
+}
+
+/// Fetches or builds every component for `arch` and lays out, under `dir`,
+/// the binaries and the shared libraries they need at their sysroot
+/// paths. Returns the regular files written, sorted by path.
+pub fn stage_components(
+    bom: &Bom,
+    arch: Arch,
+    dir: &Path,
+    runtime: OciRuntime,
+) -> Result<Vec<StagedFile>> {
+    let mut staged: BTreeMap<PathBuf, StagedFile> = BTreeMap::new();
+    let mut binaries: Vec<PathBuf> = Vec::new();
+    let mut fetched: BTreeMap<&str, PathBuf> = BTreeMap::new();
+    for placement in placements(runtime) {
+        let source = match fetched.get(placement.component) {
+            Some(path) => path.clone(),
+            None => {
+                let path = fetch_component(bom, placement.component, arch)?;
+                fetched.insert(placement.component, path.clone());
+                path
+            }
+        };
+        let host_file = find_executable(&source, placement.binary)
+            .with_context(|| format!("component `{}` ({arch})", placement.component))?;
+        let built_for = elf_deps::file_arch(&host_file)?;
+        if built_for != arch {
+            bail!(
+                "component `{}` gave a {built_for} {} for a {arch} image",
+                placement.component,
+                placement.binary
+            );
+        }
+        let image_path = Path::new(placement.image_dir).join(placement.binary);
+        let file = copy_into(dir, &image_path, &host_file, placement.component)?;
+        binaries.push(dir.join(relative(&image_path)));
+        staged.insert(image_path, file);
+    }
+
+    let (sysroot, trees) = library_sysroot(bom, arch)?;
+    for binary in &binaries {
+        for needed in elf_deps::closure(binary, &sysroot)? {
+            if !staged.contains_key(&needed.real_image_path) {
+                let component = trees
+                    .iter()
+                    .find(|(tree, _)| needed.host_file.starts_with(tree))
+                    .map_or("sysroot", |(_, name)| name.as_str());
+                let file = copy_into(dir, &needed.real_image_path, &needed.host_file, component)?;
+                staged.insert(needed.real_image_path.clone(), file);
+            }
+            if needed.image_path != needed.real_image_path {
+                link_into(dir, &needed.image_path, &needed.real_image_path)?;
+            }
+        }
+    }
+    Ok(staged.into_values().collect())
+}
+
+/// The merged view of every `library = true` component, and which tree is which component.
+fn library_sysroot(bom: &Bom, arch: Arch) -> Result<(Sysroot, Vec<(PathBuf, String)>)> {
+    let trees = bom
+        .library_names()
+        .map(|name| Ok((fetch_component(bom, name, arch)?, name.to_string())))
+        .collect::<Result<Vec<_>>>()?;
+    let sysroot = Sysroot::new(trees.iter().map(|(tree, _)| tree.clone()).collect());
+    Ok((sysroot, trees))
+}
+
+/// The executable called `name` in a fetched component: the file itself
+/// for a single-file component, else the one executable regular file with
+/// that name anywhere in the tree (Debian puts runc in usr/sbin, CNI plugins in
+/// usr/lib/cni, upstream archives in bin/ or at the top).
+fn find_executable(fetched: &Path, name: &str) -> Result<PathBuf> {
+    if fetched.is_file() {
+        return Ok(fetched.to_path_buf());
+    }
+    let mut matches = Vec::new();
+    collect_named_files(fetched, name, &mut matches)?;
+    match matches.len() {
+        1 => Ok(matches.remove(0)),
+        0 => bail!("{} holds no file named {name}", fetched.display()),
+        _ => bail!(
+            "{} holds several files named {name}: {}",
+            fetched.display(),
+            matches
+                .iter()
+                .map(|path| path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn collect_named_files(dir: &Path, name: &str, matches: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries = std::fs::read_dir(dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .collect::<std::io::Result<Vec<_>>>()
+        .with_context(|| format!("listing {}", dir.display()))?;
+    entries.sort_by_key(|entry| entry.file_name());
+    for entry in entries {
+        let kind = entry
+            .file_type()
+            .with_context(|| format!("reading {}", entry.path().display()))?;
+        if kind.is_dir() {
+            collect_named_files(&entry.path(), name, matches)?;
+        } else if kind.is_file() && entry.file_name() == name && is_executable(&entry.path())? {
+            matches.push(entry.path());
+        }
+    }
+    Ok(())
+}
+
+/// Any execute bit: packages also ship shell completions and lintian
+/// overrides named after their binaries.
+fn is_executable(path: &Path) -> Result<bool> {
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .permissions()
+        .mode();
+    Ok(mode & 0o111 != 0)
+}
+
+fn relative(image_path: &Path) -> &Path {
+    image_path.strip_prefix("/").unwrap_or(image_path)
+}
+
+/// Copies `host_file` to `image_path` under `dir`, keeping its permission bits.
+fn copy_into(
+    dir: &Path,
+    image_path: &Path,
+    host_file: &Path,
+    component: &str,
+) -> Result<StagedFile> {
+    let target = dir.join(relative(image_path));
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    remove_if_present(&target)?;
+    let bytes = std::fs::copy(host_file, &target)
+        .with_context(|| format!("copying {} to {}", host_file.display(), target.display()))?;
+    Ok(StagedFile {
+        path: image_path.to_path_buf(),
+        bytes,
+        component: component.to_string(),
+    })
+}
+
+/// A relative symlink at `image_path` to `real_image_path`, so it resolves
+/// both in the image and in the staging directory on the host.
+fn link_into(dir: &Path, image_path: &Path, real_image_path: &Path) -> Result<()> {
+    let link = dir.join(relative(image_path));
+    if let Some(parent) = link.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    remove_if_present(&link)?;
+    let target = relative_target(image_path, real_image_path);
+    std::os::unix::fs::symlink(&target, &link)
+        .with_context(|| format!("linking {} to {}", link.display(), target.display()))
+}
+
+/// The path from `link`'s directory to `target` (both absolute image paths).
+fn relative_target(link: &Path, target: &Path) -> PathBuf {
+    let link_dir: Vec<_> = link
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .components()
+        .collect();
+    let target_parts: Vec<_> = target.components().collect();
+    let common = link_dir
+        .iter()
+        .zip(&target_parts)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let mut relative = PathBuf::new();
+    for _ in common..link_dir.len() {
+        relative.push("..");
+    }
+    for part in &target_parts[common..] {
+        relative.push(part);
+    }
+    relative
+}
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(error).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Builds the images a first boot needs offline — `kios.local/pause:1`
+/// from `tools/pause` and `kios.local/busybox:1` from the BOM's busybox —
+/// as OCI archives `pause.tar` and `busybox.tar` in `out_dir`.
+pub fn build_images(
+    bom: &Bom,
+    arch: Arch,
+    workspace: &Workspace,
+    out_dir: &Path,
+) -> Result<Vec<ImageArchive>> {
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let pause_binary = workspace.build_musl_binary("kios-pause", arch)?;
+    let busybox_tree = fetch_component(bom, "busybox", arch)?;
+    let busybox_binary =
+        find_executable(&busybox_tree, "busybox").context("component `busybox`")?;
+    let images = [
+        ("pause.tar", pause_image(&pause_binary, arch)?),
+        ("busybox.tar", busybox_image(&busybox_binary, arch)?),
+    ];
+    let mut written = Vec::new();
+    for (file_name, image) in images {
+        let path = out_dir.join(file_name);
+        image.write_archive(&path)?;
+        let bytes = std::fs::metadata(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .len();
+        written.push(ImageArchive {
+            reference: image.name.clone(),
+            path,
+            bytes,
+        });
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_runtime_its_shim_one_oci_runtime_and_the_kubelet_go_in_bin() {
+        for runtime in [OciRuntime::Runc, OciRuntime::Crun] {
+            let in_bin: Vec<&str> = placements(runtime)
+                .iter()
+                .filter(|p| p.image_dir == "/bin")
+                .map(|p| p.binary)
+                .collect();
+            assert_eq!(
+                in_bin,
+                [
+                    "containerd",
+                    "containerd-shim-runc-v2",
+                    runtime.name(),
+                    "kubelet"
+                ]
+            );
+        }
+        let cni: Vec<&str> = placements(OciRuntime::Runc)
+            .iter()
+            .filter(|p| p.image_dir == CNI_BIN_DIR)
+            .map(|p| p.binary)
+            .collect();
+        assert_eq!(cni, CNI_PLUGINS);
+    }
+
+    #[test]
+    fn relative_symlink_targets() {
+        assert_eq!(
+            relative_target(
+                Path::new("/lib64/ld-linux-x86-64.so.2"),
+                Path::new("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+            ),
+            Path::new("../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+        );
+        assert_eq!(
+            relative_target(
+                Path::new("/lib/x86_64-linux-gnu/libseccomp.so.2"),
+                Path::new("/lib/x86_64-linux-gnu/libseccomp.so.2.5.4")
+            ),
+            Path::new("libseccomp.so.2.5.4")
+        );
+    }
+
+    #[test]
+    fn finds_the_one_executable_with_a_name() {
+        let dir = std::env::temp_dir().join(format!("kios-find-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("usr/sbin")).unwrap();
+        std::fs::create_dir_all(dir.join("usr/bin")).unwrap();
+        let executable = |path: PathBuf| {
+            std::fs::write(&path, b"x").unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        executable(dir.join("usr/sbin/runc"));
+        std::fs::create_dir_all(dir.join("usr/share/lintian/overrides")).unwrap();
+        std::fs::write(
+            dir.join("usr/share/lintian/overrides/runc"),
+            b"not a binary",
+        )
+        .unwrap();
+        // Debian's runc package also has this symlink; symlinks are not candidates.
+        std::os::unix::fs::symlink("../sbin/runc", dir.join("usr/bin/runc")).unwrap();
+        assert_eq!(
+            find_executable(&dir, "runc").unwrap(),
+            dir.join("usr/sbin/runc")
+        );
+        assert!(find_executable(&dir, "crun").is_err());
+        executable(dir.join("usr/bin/crun"));
+        executable(dir.join("usr/sbin/crun"));
+        let error = find_executable(&dir, "crun").unwrap_err().to_string();
+        assert!(error.contains("several"), "{error}");
+        let single = dir.join("usr/sbin/runc");
+        assert_eq!(find_executable(&single, "anything").unwrap(), single);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,166 @@
+//! Stages the real amd64 components (fetching Debian packages and building
+//! the kubelet through the cache) and checks they run from the staged root.
+//! `cargo kios test` runs these with `--ignored`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kios_tools::arch::Arch;
+use kios_tools::bom::{Bom, BOM_FILE};
+use kios_tools::components::{build_images, stage_components, OciRuntime, StagedFile};
+use kios_tools::elf_deps::{closure, Sysroot};
+use kios_tools::oci::{BUSYBOX_IMAGE, PAUSE_IMAGE};
+use kios_tools::workspace::Workspace;
+
+fn staging_dir(name: &str) -> anyhow::Result<PathBuf> {
+    let dir = Workspace::locate()?
+        .output_dir()?
+        .join("components-test")
+        .join(name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn bom() -> anyhow::Result<Bom> {
+    Bom::load(&Workspace::locate()?.root.join(BOM_FILE))
+}
+
+/// Runs a staged dynamic binary with the staged loader and libraries only.
+fn run_staged(root: &Path, binary: &str, args: &[&str]) -> anyhow::Result<String> {
+    let output = Command::new(root.join("lib64/ld-linux-x86-64.so.2"))
+        .arg("--inhibit-cache")
+        .arg("--library-path")
+        .arg(format!(
+            "{}:{}",
+            root.join("lib/x86_64-linux-gnu").display(),
+            root.join("usr/lib/x86_64-linux-gnu").display()
+        ))
+        .arg(root.join(binary))
+        .args(args)
+        .output()?;
+    anyhow::ensure!(output.status.success(), "{binary} {args:?}: {output:?}");
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr))
+}
+
+fn report(staged: &[StagedFile]) {
+    for file in staged {
+        eprintln!(
+            "{:>12}  {:<16} {}",
+            file.bytes,
+            file.component,
+            file.path.display()
+        );
+    }
+    eprintln!(
+        "{:>12}  total",
+        staged.iter().map(|file| file.bytes).sum::<u64>()
+    );
+}
+
+#[test]
+#[ignore = "builds the kubelet: run by cargo kios test"]
+fn amd64_components_stage_and_run_from_the_staged_root() -> anyhow::Result<()> {
+    let bom = bom()?;
+    let root = staging_dir("amd64-runc")?;
+    let staged = stage_components(&bom, Arch::Amd64, &root, OciRuntime::Runc)?;
+    report(&staged);
+
+    let in_bin: BTreeSet<String> = std::fs::read_dir(root.join("bin"))?
+        .map(|entry| Ok(entry?.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<_>>()?;
+    assert_eq!(
+        in_bin,
+        BTreeSet::from(
+            ["containerd", "containerd-shim-runc-v2", "kubelet", "runc"].map(String::from)
+        )
+    );
+    for plugin in ["bridge", "host-local", "loopback", "portmap"] {
+        assert!(root.join("opt/cni/bin").join(plugin).is_file(), "{plugin}");
+    }
+
+    // Static, so it runs as it is.
+    let kubelet = Command::new(root.join("bin/kubelet"))
+        .arg("--version")
+        .output()?;
+    let version = String::from_utf8_lossy(&kubelet.stdout);
+    assert!(
+        version.contains("Kubernetes v1.20.2"),
+        "{version} {kubelet:?}"
+    );
+    assert_eq!(
+        closure(&root.join("bin/kubelet"), &Sysroot::new(Vec::new()))?,
+        []
+    );
+
+    // containerd's libraries resolve inside the staged root alone, and it runs from them.
+    let staged_root = Sysroot::new(vec![root.clone()]);
+    let needed = closure(&root.join("bin/containerd"), &staged_root)?;
+    let names: Vec<String> = needed
+        .iter()
+        .map(|n| n.image_path.display().to_string())
+        .collect();
+    assert!(
+        names.contains(&"/lib64/ld-linux-x86-64.so.2".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"/lib/x86_64-linux-gnu/libc.so.6".to_string()),
+        "{names:?}"
+    );
+    assert!(run_staged(&root, "bin/containerd", &["--version"])?.contains("1.6.20"));
+    assert!(run_staged(&root, "bin/runc", &["--version"])?.contains("1.1.5"));
+    for binary in ["bin/containerd-shim-runc-v2", "opt/cni/bin/bridge"] {
+        closure(&root.join(binary), &staged_root)?;
+    }
+    // No shell or other tools slipped in with the libraries.
+    assert!(staged.iter().all(|file| file.path.starts_with("/bin")
+        || file.path.starts_with("/opt/cni/bin")
+        || file.path.to_string_lossy().contains(".so")));
+    Ok(())
+}
+
+#[test]
+#[ignore = "builds the kubelet: run by cargo kios test"]
+fn crun_brings_its_libraries_and_runs() -> anyhow::Result<()> {
+    let bom = bom()?;
+    let root = staging_dir("amd64-crun")?;
+    let staged = stage_components(&bom, Arch::Amd64, &root, OciRuntime::Crun)?;
+    report(&staged);
+    assert!(!root.join("bin/runc").exists());
+    let version = run_staged(&root, "bin/crun", &["--version"])?;
+    assert!(version.contains("crun version 1.8.1"), "{version}");
+    Ok(())
+}
+
+#[test]
+#[ignore = "builds the pause binary and fetches busybox: run by cargo kios test"]
+fn images_rebuild_byte_identical() -> anyhow::Result<()> {
+    let bom = bom()?;
+    let workspace = Workspace::locate()?;
+    for arch in Arch::ALL {
+        let first = staging_dir(&format!("images-{arch}-1"))?;
+        let second = staging_dir(&format!("images-{arch}-2"))?;
+        let written = build_images(&bom, arch, &workspace, &first)?;
+        build_images(&bom, arch, &workspace, &second)?;
+        let references: Vec<&str> = written
+            .iter()
+            .map(|image| image.reference.as_str())
+            .collect();
+        assert_eq!(references, [PAUSE_IMAGE, BUSYBOX_IMAGE]);
+        for file in &written {
+            eprintln!("{:>12}  {} {arch}", file.bytes, file.reference);
+            let name = file.path.file_name().unwrap_or_default();
+            assert_eq!(
+                std::fs::read(&file.path)?,
+                std::fs::read(second.join(name))?,
+                "{name:?}"
+            );
+        }
+    }
+    Ok(())
+}
