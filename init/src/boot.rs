@@ -161,6 +161,7 @@ impl<S: Sys> Init<S> {
         self.timeline(Phase::MountsDone, now);
 
         self.load_modules();
+        self.mount_containerd_store();
         self.set_hostname();
         self.bring_up_loopback();
         self.set_sysctls();
@@ -303,6 +304,27 @@ impl<S: Sys> Init<S> {
             }
         }
         log!(&mut self.sys, Level::Info, "loaded {} module(s)", loaded);
+    }
+
+    /// Overlays the image's seeded image store on /var/lib/containerd (after
+    /// the modules: overlayfs may be one).
+    fn mount_containerd_store(&mut self) {
+        match self.sys.file_size(mounts::CONTAINERD_SEED) {
+            Err(Errno::ISDIR) => {}
+            _ => {
+                log!(
+                    &mut self.sys,
+                    Level::Info,
+                    "{}: no seeded image store, containerd starts empty",
+                    mounts::CONTAINERD_SEED
+                );
+                return;
+            }
+        }
+        for (dir, mode) in mounts::CONTAINERD_STORE_DIRS {
+            self.mkdir(dir, mode);
+        }
+        self.mount(&mounts::CONTAINERD_STORE);
     }
 
     fn set_hostname(&mut self) {
@@ -760,6 +782,22 @@ mod tests {
         assert!(sys.logged("loading module /lib/modules/missing.ko failed: ENOENT (2)"));
         assert!(sys.logged("skipped a line that is not UTF-8"));
         assert!(position(sys, "finit_module") < position(sys, "spawn containerd"));
+    }
+
+    #[test]
+    fn the_seeded_image_store_is_overlaid_after_the_modules_load() {
+        let sys = RecordingSys::new()
+            .with_file(MODULE_LIST, b"/lib/modules/overlay.ko\n")
+            .failing("stat /usr/lib/kios/containerd", Errno::ISDIR);
+        let init = booted(sys);
+        let sys = init.sys();
+        let overlay = position(sys, "mount overlay /var/lib/containerd");
+        assert!(position(sys, "finit_module /lib/modules/overlay.ko") < overlay);
+        assert!(position(sys, "mkdir /var/lib/.containerd/upper") < overlay);
+        assert!(overlay < position(sys, "spawn containerd"));
+        let without_seed = booted(RecordingSys::new());
+        assert!(without_seed.sys().calls_starting("mount overlay").is_empty());
+        assert!(without_seed.sys().logged("no seeded image store"));
     }
 
     #[test]

@@ -66,6 +66,25 @@ pub const STATE_DIRS: [(&str, u32); 6] = [
     ("/run/containerd", 0o711),
 ];
 
+/// The image's seeded containerd store: the images a first boot needs.
+pub const CONTAINERD_SEED: &str = "/usr/lib/kios/containerd";
+
+/// containerd's store: the read-only seed under a writable layer on the
+/// /var tmpfs, so the first boot pulls nothing and copies nothing.
+pub const CONTAINERD_STORE: FsMount = fs(
+    "/var/lib/containerd",
+    "overlay",
+    0,
+    "lowerdir=/usr/lib/kios/containerd,upperdir=/var/lib/.containerd/upper,workdir=/var/lib/.containerd/work",
+);
+
+/// The overlay's writable layer and its work directory.
+pub const CONTAINERD_STORE_DIRS: [(&str, u32); 3] = [
+    ("/var/lib/.containerd", 0o700),
+    ("/var/lib/.containerd/upper", 0o711),
+    ("/var/lib/.containerd/work", 0o700),
+];
+
 /// Kernel settings a node needs. Optional ones may be missing (IPv6 disabled).
 pub struct Sysctl {
     pub path: &'static str,
