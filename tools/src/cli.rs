@@ -23,6 +23,8 @@ enum Command {
     Size(commands::size::SizeArgs),
     /// Boot the stand-in test image in QEMU, stream its console, then show the boot timeline.
     Demo(commands::demo::DemoArgs),
+    /// Build the node image (with the probe pod), boot it once and report the boot timeline.
+    Boot(commands::boot::BootArgs),
     /// Run every test: unit tests of the tools and the init, then the QEMU end-to-end tests.
     Test,
 }
@@ -32,6 +34,7 @@ impl Cli {
         match self.command {
             Command::Size(args) => commands::size::run(&args),
             Command::Demo(args) => commands::demo::run(&args),
+            Command::Boot(args) => commands::boot::run(&args),
             Command::Test => commands::test::run(),
         }
     }

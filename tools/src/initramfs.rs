@@ -17,6 +17,7 @@ enum Node {
     Directory,
     File(Vec<u8>),
     CharDevice { major: u32, minor: u32 },
+    Symlink(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,6 +72,35 @@ impl Initramfs {
         self.insert(path, permissions, Node::CharDevice { major, minor })
     }
 
+    pub fn symlink(&mut self, path: &str, target: &str) -> &mut Self {
+        self.insert(path, 0o777, Node::Symlink(target.to_string()))
+    }
+
+    /// Adds `path`'s missing ancestors as 0755 directories.
+    pub fn parents(&mut self, path: &str) -> &mut Self {
+        let mut ancestor = String::new();
+        let components: Vec<&str> = path.trim_matches('/').split('/').collect();
+        for component in &components[..components.len().saturating_sub(1)] {
+            ancestor.push('/');
+            ancestor.push_str(component);
+            if !self.entries.contains_key(ancestor.trim_start_matches('/')) {
+                self.directory(&ancestor.clone(), 0o755);
+            }
+        }
+        self
+    }
+
+    /// Total bytes of file contents, for size reports.
+    pub fn content_bytes(&self) -> u64 {
+        self.entries
+            .values()
+            .map(|entry| match &entry.node {
+                Node::File(contents) => contents.len() as u64,
+                _ => 0,
+            })
+            .sum()
+    }
+
     fn insert(&mut self, path: &str, permissions: u32, node: Node) -> &mut Self {
         // The archive names entries without the leading slash, as gen_init_cpio does.
         let name = path.trim_start_matches('/').to_string();
@@ -106,6 +136,10 @@ impl Initramfs {
                         .rdev_minor(*minor),
                     &[],
                 ),
+                Node::Symlink(target) => (
+                    builder.set_mode_file_type(ModeFileType::Symlink),
+                    target.as_bytes(),
+                ),
             };
             let size = u32::try_from(contents.len())
                 .with_context(|| format!("{name} is too large for a newc archive"))?;
@@ -135,12 +169,13 @@ impl Initramfs {
 
     /// Writes the gzip-compressed archive to `path` (atomically, via a temporary file).
     pub fn write_cpio_gz(&self, path: &Path) -> Result<()> {
-        let bytes = self.to_cpio_gz()?;
-        let partial = path.with_extension("partial");
-        std::fs::write(&partial, bytes)
-            .with_context(|| format!("writing {}", partial.display()))?;
-        std::fs::rename(&partial, path)
-            .with_context(|| format!("moving {} into place", path.display()))
+        write_atomically(path, &self.to_cpio_gz()?)
+    }
+
+    /// Writes the uncompressed archive to `path`: the kernel unpacks it
+    /// without a decompressor, which under emulation is the faster boot.
+    pub fn write_cpio(&self, path: &Path) -> Result<()> {
+        write_atomically(path, &self.to_cpio()?)
     }
 
     fn check_parents_exist(&self) -> Result<()> {
@@ -157,6 +192,12 @@ impl Initramfs {
         }
         Ok(())
     }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, bytes).with_context(|| format!("writing {}", partial.display()))?;
+    std::fs::rename(&partial, path).with_context(|| format!("moving {} into place", path.display()))
 }
 
 #[cfg(test)]

@@ -157,7 +157,7 @@ pub fn standin_args(console: &Console, name: &str, run: u32) -> Vec<String> {
     indexed.into_iter().map(|(_, value)| value).collect()
 }
 
-fn check_timeline(timeline: &Timeline) -> Result<(), String> {
+pub fn check_timeline(timeline: &Timeline) -> Result<(), String> {
     let missing = timeline.missing();
     if !missing.is_empty() {
         let names: Vec<&str> = missing.iter().map(|phase| phase.name()).collect();
@@ -249,7 +249,7 @@ fn check_kubelet_restart(console: &Console) -> Result<(), String> {
     }
 }
 
-fn require_line(console: &Console, needle: &str) -> Result<(), String> {
+pub fn require_line(console: &Console, needle: &str) -> Result<(), String> {
     if console.contains(needle) {
         Ok(())
     } else {

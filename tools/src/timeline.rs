@@ -18,6 +18,9 @@ pub enum Phase {
     RuntimeExec,
     RuntimeReady,
     KubeletExec,
+    /// When a pod's container first ran: the kernel's timestamp on the
+    /// probe pod's first console line (not a phase the init reports).
+    FirstPodRunning,
 }
 
 impl Phase {
@@ -37,6 +40,7 @@ impl Phase {
             Phase::RuntimeExec => "runtime_exec",
             Phase::RuntimeReady => "runtime_ready",
             Phase::KubeletExec => "kubelet_exec",
+            Phase::FirstPodRunning => "first_pod_running",
         }
     }
 
@@ -59,6 +63,21 @@ pub struct Timeline {
 }
 
 const MARKER: &str = "kios: timeline ";
+/// The probe pod's first line (see node_image.rs).
+pub const FIRST_POD_MARKER: &str = "kios-probe: running in pod";
+
+/// The kernel's `[   12.345678]` timestamp on a console line, in µs.
+pub fn kmsg_micros(line: &str) -> Option<u64> {
+    let stamp = line
+        .trim_start()
+        .strip_prefix('[')?
+        .split(']')
+        .next()?
+        .trim();
+    let (seconds, fraction) = stamp.split_once('.')?;
+    let fraction = format!("{fraction:0<6}");
+    Some(seconds.parse::<u64>().ok()? * 1_000_000 + fraction.get(..6)?.parse::<u64>().ok()?)
+}
 
 impl Timeline {
     /// The first report of each known phase; other lines are ignored.
@@ -72,8 +91,17 @@ impl Timeline {
         Timeline { phases }
     }
 
+    /// The init's phases plus, when the probe pod reported, first_pod_running.
     pub fn from_console(console: &Console) -> Timeline {
-        Timeline::from_lines(console.texts())
+        let mut timeline = Timeline::from_lines(console.texts());
+        if let Some(micros) = console
+            .texts()
+            .find(|line| line.contains(FIRST_POD_MARKER))
+            .and_then(kmsg_micros)
+        {
+            timeline.phases.insert(Phase::FirstPodRunning, micros);
+        }
+        timeline
     }
 
     pub fn missing(&self) -> Vec<Phase> {
@@ -206,5 +234,24 @@ mod tests {
         assert!(table.contains("1.500000"));
         assert!(table.contains("kubelet_exec"));
         assert!(table.contains("missing"));
+    }
+}
+
+#[cfg(test)]
+mod first_pod_tests {
+    use super::*;
+
+    #[test]
+    fn first_pod_running_comes_from_the_probe_lines_kernel_timestamp() {
+        let console = Console::from_text(
+            "[    1.500000] kios: timeline pid1 us=1500000\n[   17.250001] kios-probe: running in pod kios-probe\n",
+        );
+        let timeline = Timeline::from_console(&console);
+        assert_eq!(
+            timeline.phases.get(&Phase::FirstPodRunning),
+            Some(&17_250_001)
+        );
+        assert_eq!(kmsg_micros("[    0.5] x"), Some(500_000));
+        assert_eq!(kmsg_micros("no stamp"), None);
     }
 }

@@ -1,5 +1,6 @@
 //! One module per `kios` subcommand.
 
+pub mod boot;
 pub mod demo;
 pub mod size;
 pub mod test;

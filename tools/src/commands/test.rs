@@ -69,6 +69,20 @@ const CARGO_TEST_STEPS: &[CargoTestStep] = &[
         needs_qemu: false,
     },
     CargoTestStep {
+        name: "containerd store seeding tests (run containerd on the host)",
+        args: &[
+            "test",
+            "-p",
+            "kios-tools",
+            "--test",
+            "seed_containerd",
+            "--",
+            "--ignored",
+            "--test-threads=1",
+        ],
+        needs_qemu: false,
+    },
+    CargoTestStep {
         name: "QEMU end-to-end tests",
         args: &[
             "test",
@@ -76,6 +90,21 @@ const CARGO_TEST_STEPS: &[CargoTestStep] = &[
             "kios-tools",
             "--test",
             "e2e_standin",
+            "--",
+            "--ignored",
+            "--test-threads=1",
+            "--nocapture",
+        ],
+        needs_qemu: true,
+    },
+    CargoTestStep {
+        name: "QEMU end-to-end test of the real node (containerd, runc, kubelet)",
+        args: &[
+            "test",
+            "-p",
+            "kios-tools",
+            "--test",
+            "e2e_node",
             "--",
             "--ignored",
             "--test-threads=1",

@@ -1,0 +1,82 @@
+//! `kios boot`: build the node image (with the probe pod), boot it once in
+//! QEMU and report the boot timeline, as a table or as JSON.
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+
+use crate::arch::Arch;
+use crate::host_packages::{ensure_installed, QEMU_PACKAGES};
+use crate::node_image::{build_node_image, ImageOptions};
+use crate::qemu::{run_vm, LineVerdict, RunOptions, VmConfig};
+use crate::timeline::Timeline;
+use crate::workspace::Workspace;
+
+#[derive(Debug, clap::Args)]
+pub struct BootArgs {
+    #[arg(long, value_enum, default_value_t = Arch::Amd64)]
+    arch: Arch,
+    /// Print the timeline as JSON (`phases_us`: µs since kernel start, guest clock).
+    #[arg(long)]
+    json: bool,
+    /// Let guest time follow the host clock instead of QEMU's instruction count.
+    #[arg(long)]
+    no_icount: bool,
+    /// Kill the VM if it has not powered off after this many seconds.
+    #[arg(long, default_value_t = 900, value_name = "SECONDS")]
+    timeout: u64,
+}
+
+#[derive(Serialize)]
+struct BootReport {
+    arch: Arch,
+    clock: &'static str,
+    phases_us: Timeline,
+    wall_seconds: f64,
+    powered_off: bool,
+}
+
+pub fn run(args: &BootArgs) -> Result<()> {
+    ensure_installed(QEMU_PACKAGES)?;
+    let workspace = Workspace::locate()?;
+    let out = workspace.output_dir()?.join("node");
+    let image = build_node_image(
+        &workspace,
+        args.arch,
+        ImageOptions { probe_pod: true },
+        &out,
+    )?;
+    let config = VmConfig {
+        memory_mib: 2048,
+        icount: !args.no_icount,
+        ..VmConfig::new(args.arch, image.kernel.clone(), image.initrd.clone())
+    };
+    let options = RunOptions {
+        timeout: Duration::from_secs(args.timeout),
+        echo: !args.json,
+    };
+    let run = run_vm(&config, options, |_| LineVerdict::Continue)?;
+    let report = BootReport {
+        arch: args.arch,
+        clock: if args.no_icount {
+            "guest"
+        } else {
+            "guest, -icount shift=0,sleep=off"
+        },
+        phases_us: Timeline::from_console(&run.console),
+        wall_seconds: run.wall_time.as_secs_f64(),
+        powered_off: run.status.success(),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("\nboot timeline ({}):", report.clock);
+        print!("{}", report.phases_us.table());
+        println!("QEMU ran {:.1} s of host time", report.wall_seconds);
+    }
+    if !report.powered_off {
+        bail!("the VM did not power off cleanly ({})", run.status);
+    }
+    Ok(())
+}

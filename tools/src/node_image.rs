@@ -1,0 +1,304 @@
+//! The real node image: the init, containerd, the OCI runtime and the
+//! kubelet with the libraries they need, the files of `buildroot-overlay/`,
+//! a seeded containerd store (so the first boot pulls nothing) and the
+//! kernel modules the node needs, as one initramfs.
+//!
+//! The init turns the initramfs into a read-only, `pivot_root`-able root
+//! by bind-mounting it onto itself, so nothing is copied at boot.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use walkdir::WalkDir;
+
+use crate::arch::Arch;
+use crate::bom::{fetch_component, Bom};
+use crate::components::{build_images, stage_components, OciRuntime};
+use crate::image_seed::seed_containerd_store;
+use crate::initramfs::Initramfs;
+use crate::workspace::Workspace;
+
+/// Where the seeded containerd store sits in the image (the init mounts an
+/// overlay of it on /var/lib/containerd).
+pub const CONTAINERD_SEED: &str = "/usr/lib/kios/containerd";
+/// The load order the init reads; the paths are inside the image.
+pub const MODULE_LIST: &str = "/etc/kios/modules";
+/// Modules Debian's cloud kernel has as modules but the node needs:
+/// overlayfs for containerd's store and snapshots. In load order.
+const NEEDED_MODULES: &[&str] = &["kernel/fs/overlayfs/overlay.ko"];
+
+/// What goes into an image besides the node itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ImageOptions {
+    /// Adds the probe pod (a test fixture) to the static pods.
+    pub probe_pod: bool,
+}
+
+/// One part of the image, for size reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct ImagePart {
+    pub component: String,
+    pub bytes: u64,
+}
+
+/// A built image: what QEMU boots and what is in it.
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeImage {
+    pub arch: Arch,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub init_bytes: u64,
+    pub parts: Vec<ImagePart>,
+}
+
+/// The probe pod: TEST FIXTURE. A privileged busybox pod sharing the
+/// host's PID namespace that reports, through /dev/kmsg, that it runs,
+/// what the host's /bin holds and which processes the host runs; then it
+/// asks the init for a clean shutdown with SIGTERM to PID 1.
+const PROBE_POD: &str = r#"# TEST FIXTURE: reports host facts on the console, then shuts the node down.
+apiVersion: v1
+kind: Pod
+metadata:
+  name: kios-probe
+  namespace: kube-system
+spec:
+  hostNetwork: true
+  hostPID: true
+  restartPolicy: Never
+  containers:
+    - name: probe
+      image: kios.local/busybox:1
+      imagePullPolicy: Never
+      securityContext:
+        privileged: true
+      command:
+        - /bin/busybox
+        - sh
+        - -c
+        - |
+          say() { echo "kios-probe: $*" > /dev/kmsg; }
+          say "running in pod kios-probe"
+          say "host-bin $(/bin/busybox ls /host/bin | /bin/busybox tr '\n' ' ')"
+          procs=""
+          for dir in /proc/[0-9]*; do
+            exe=$(/bin/busybox readlink "$dir/exe" 2>/dev/null) && procs="$procs $exe"
+          done
+          say "host-procs$procs"
+          /bin/busybox sleep 2
+          say "requesting shutdown"
+          /bin/busybox kill -TERM 1
+          exec /bin/busybox sleep 3600
+      volumeMounts:
+        - name: kmsg
+          mountPath: /dev/kmsg
+        - name: host-bin
+          mountPath: /host/bin
+          readOnly: true
+  volumes:
+    - name: kmsg
+      hostPath:
+        path: /dev/kmsg
+        type: CharDevice
+    - name: host-bin
+      hostPath:
+        path: /bin
+        type: Directory
+"#;
+
+/// Builds the node image for `arch` into `out_dir`.
+pub fn build_node_image(
+    workspace: &Workspace,
+    arch: Arch,
+    options: ImageOptions,
+    out_dir: &Path,
+) -> Result<NodeImage> {
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let bom = Bom::load(&workspace.root.join("bom.toml"))?;
+    let mut image = Initramfs::new();
+    let mut parts = Vec::new();
+
+    for dir in [
+        "/dev", "/proc", "/sys", "/run", "/tmp", "/var", "/etc", "/bin",
+    ] {
+        image.directory(dir, 0o755);
+    }
+    image.char_device("/dev/console", 0o600, 5, 1);
+
+    let init = workspace.build_musl_binary("kios-init", arch)?;
+    image.file_from_host("/bin/init", 0o755, &init)?;
+    let init_bytes = file_size(&init)?;
+    parts.push(ImagePart {
+        component: "init".into(),
+        bytes: init_bytes,
+    });
+
+    let staging = out_dir.join(format!("staging-{arch}"));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)
+            .with_context(|| format!("clearing {}", staging.display()))?;
+    }
+    let staged = stage_components(&bom, arch, &staging, OciRuntime::Runc)?;
+    add_tree(&mut image, &staging, "/")?;
+    for file in &staged {
+        add_part(&mut parts, &file.component, file.bytes);
+    }
+
+    let overlay = workspace.root.join("buildroot-overlay");
+    add_tree(&mut image, &overlay.join("etc"), "/etc")?;
+    add_part(
+        &mut parts,
+        "buildroot-overlay",
+        tree_bytes(&overlay.join("etc"))?,
+    );
+
+    let archives = build_images(
+        &bom,
+        arch,
+        workspace,
+        &out_dir.join(format!("images-{arch}")),
+    )?;
+    let archive_paths: Vec<PathBuf> = archives
+        .iter()
+        .map(|archive| archive.path.clone())
+        .collect();
+    let seed = seed_containerd_store(
+        &bom,
+        arch,
+        &archive_paths,
+        &out_dir.join(format!("seed-{arch}")),
+    )?;
+    add_tree(&mut image, &seed.dir, CONTAINERD_SEED)?;
+    add_part(&mut parts, "images (containerd seed)", seed.bytes);
+
+    let kernel_tree = fetch_component(&bom, "kernel", arch)?;
+    let kernel = find_kernel(&kernel_tree)?;
+    let modules = add_modules(&mut image, &kernel_tree)?;
+    add_part(&mut parts, "kernel modules", modules);
+    parts.push(ImagePart {
+        component: "kernel".into(),
+        bytes: file_size(&kernel)?,
+    });
+
+    if options.probe_pod {
+        image.parents("/etc/kubernetes/manifests/kios-probe.yaml");
+        image.file(
+            "/etc/kubernetes/manifests/kios-probe.yaml",
+            0o644,
+            PROBE_POD,
+        );
+    }
+
+    let initrd = out_dir.join(format!("kios-{arch}.cpio"));
+    image.write_cpio(&initrd)?;
+    Ok(NodeImage {
+        arch,
+        kernel,
+        initrd,
+        init_bytes,
+        parts,
+    })
+}
+
+fn add_part(parts: &mut Vec<ImagePart>, component: &str, bytes: u64) {
+    match parts.iter_mut().find(|part| part.component == component) {
+        Some(part) => part.bytes += bytes,
+        None => parts.push(ImagePart {
+            component: component.to_string(),
+            bytes,
+        }),
+    }
+}
+
+fn file_size(path: &Path) -> Result<u64> {
+    Ok(std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len())
+}
+
+fn tree_bytes(root: &Path) -> Result<u64> {
+    let mut total = 0;
+    for entry in WalkDir::new(root) {
+        let entry = entry.with_context(|| format!("walking {}", root.display()))?;
+        if entry.file_type().is_file() {
+            total += entry
+                .metadata()
+                .with_context(|| format!("reading {}", entry.path().display()))?
+                .len();
+        }
+    }
+    Ok(total)
+}
+
+/// Adds the tree under `host_root` at `image_root`: directories, regular
+/// files (keeping their execute bits) and symlinks as they are.
+fn add_tree(image: &mut Initramfs, host_root: &Path, image_root: &str) -> Result<()> {
+    for entry in WalkDir::new(host_root).sort_by_file_name() {
+        let entry = entry.with_context(|| format!("walking {}", host_root.display()))?;
+        let relative = entry
+            .path()
+            .strip_prefix(host_root)
+            .context("walkdir left its root")?;
+        let path = Path::new(image_root).join(relative);
+        let path = path.to_str().context("non-UTF-8 path in the image")?;
+        let file_type = entry.file_type();
+        image.parents(path);
+        if file_type.is_dir() {
+            image.directory(path, 0o755);
+        } else if file_type.is_symlink() {
+            let target = std::fs::read_link(entry.path())
+                .with_context(|| format!("reading the link {}", entry.path().display()))?;
+            image.symlink(path, target.to_str().context("non-UTF-8 link target")?);
+        } else {
+            let mode = entry
+                .metadata()
+                .with_context(|| format!("reading {}", entry.path().display()))?;
+            let executable =
+                std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o111 != 0;
+            image.file_from_host(path, if executable { 0o755 } else { 0o644 }, entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn find_kernel(kernel_tree: &Path) -> Result<PathBuf> {
+    let boot = kernel_tree.join("boot");
+    for entry in std::fs::read_dir(&boot).with_context(|| format!("listing {}", boot.display()))? {
+        let path = entry
+            .with_context(|| format!("listing {}", boot.display()))?
+            .path();
+        if path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.starts_with("vmlinuz-"))
+        {
+            return Ok(path);
+        }
+    }
+    bail!("no vmlinuz in {}", boot.display())
+}
+
+/// Copies the needed modules into the image and writes their load order.
+fn add_modules(image: &mut Initramfs, kernel_tree: &Path) -> Result<u64> {
+    let modules_root = kernel_tree.join("lib/modules");
+    let release = std::fs::read_dir(&modules_root)
+        .with_context(|| format!("listing {}", modules_root.display()))?
+        .next()
+        .context("the kernel package has no lib/modules/<release>")??
+        .file_name();
+    let release = release.to_str().context("non-UTF-8 kernel release")?;
+    let mut list = String::from("# Load order, computed at image build time.\n");
+    let mut bytes = 0;
+    for module in NEEDED_MODULES {
+        let host = modules_root.join(release).join(module);
+        let in_image = format!("/lib/modules/{release}/{module}");
+        image.parents(&in_image);
+        image.file_from_host(&in_image, 0o644, &host)?;
+        bytes += file_size(&host)?;
+        list.push_str(&in_image);
+        list.push('\n');
+    }
+    image.parents(MODULE_LIST);
+    image.file(MODULE_LIST, 0o644, list);
+    Ok(bytes)
+}

@@ -1,0 +1,176 @@
+//! End to end on the real node image: Debian's cloud kernel, the kiOS
+//! init, containerd with runc, and the kubelet built from Debian's source.
+//! The image carries the probe pod (a test fixture) as a static pod; it
+//! reports host facts on the console and then asks for a clean shutdown.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use kios_tools::arch::Arch;
+use kios_tools::console::Console;
+use kios_tools::node_image::{build_node_image, ImageOptions};
+use kios_tools::qemu::{run_vm, LineVerdict, RunOptions, VmConfig};
+use kios_tools::standin_checks::{check_timeline, require_line};
+use kios_tools::timeline::Timeline;
+use kios_tools::workspace::Workspace;
+
+/// The node's own long-running processes; pods add shims, pause and their containers.
+const HOST_BINARIES: [&str; 5] = [
+    "containerd",
+    "containerd-shim-runc-v2",
+    "init",
+    "kubelet",
+    "runc",
+];
+
+fn probe_line<'a>(console: &'a Console, what: &str) -> Result<&'a str, String> {
+    let marker = format!("kios-probe: {what}");
+    console
+        .messages("kios-probe: ")
+        .find(|line| line.starts_with(&marker))
+        .map(|line| line[marker.len()..].trim())
+        .ok_or(format!("no `{marker}` line"))
+}
+
+fn check_host_bin(console: &Console) -> Result<(), String> {
+    let listed: BTreeSet<&str> = probe_line(console, "host-bin")?
+        .split_whitespace()
+        .collect();
+    let expected: BTreeSet<&str> = HOST_BINARIES.into_iter().collect();
+    if listed == expected {
+        Ok(())
+    } else {
+        Err(format!(
+            "/bin holds {listed:?}, expected {expected:?} (and no shell)"
+        ))
+    }
+}
+
+fn check_host_processes(console: &Console) -> Result<(), String> {
+    let executables: Vec<&str> = probe_line(console, "host-procs")?
+        .split_whitespace()
+        .collect();
+    let long_running: BTreeSet<&str> = executables
+        .iter()
+        .filter_map(|exe| exe.strip_prefix("/bin/"))
+        // The probe's own container runs busybox.
+        .filter(|name| *name != "busybox")
+        .collect();
+    for required in ["init", "containerd", "kubelet"] {
+        if !long_running.contains(required) {
+            return Err(format!(
+                "no /bin/{required} among the host's processes: {executables:?}"
+            ));
+        }
+    }
+    let unexpected: Vec<&str> = executables
+        .iter()
+        .copied()
+        .filter(|exe| match exe.strip_prefix("/bin/") {
+            Some(name) => ![
+                "init",
+                "containerd",
+                "kubelet",
+                "containerd-shim-runc-v2",
+                "busybox",
+            ]
+            .contains(&name),
+            // The pod sandbox's pause process, seen through its rootfs path.
+            None => !exe.ends_with("/pause"),
+        })
+        .collect();
+    if unexpected.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("unexpected processes on the host: {unexpected:?}"))
+    }
+}
+
+#[test]
+#[ignore = "builds the node image and boots it in QEMU: run by cargo kios test"]
+fn node_runs_a_static_pod_offline_and_shuts_down_cleanly() {
+    let workspace = Workspace::locate().expect("workspace");
+    let out = workspace
+        .output_dir()
+        .expect("output dir")
+        .join("node-test");
+    let image = build_node_image(
+        &workspace,
+        Arch::Amd64,
+        ImageOptions { probe_pod: true },
+        &out,
+    )
+    .expect("building the node image");
+    let config = VmConfig {
+        memory_mib: 2048,
+        ..VmConfig::new(Arch::Amd64, image.kernel.clone(), image.initrd.clone())
+    };
+    let options = RunOptions {
+        timeout: Duration::from_secs(900),
+        echo: true,
+    };
+    let run = run_vm(&config, options, |_| LineVerdict::Continue).expect("booting the node image");
+    let console = &run.console;
+
+    let timeline = Timeline::from_console(console);
+    eprintln!("{}", timeline.table());
+    let checks: Vec<(&str, Result<(), String>)> = vec![
+        (
+            "timeline has every phase, in order",
+            check_timeline(&timeline),
+        ),
+        (
+            "the probe pod runs",
+            require_line(console, "kios-probe: running in pod kios-probe"),
+        ),
+        (
+            "/bin holds only the node's binaries, no shell",
+            check_host_bin(console),
+        ),
+        (
+            "only init, runtime, kubelet and pod processes run",
+            check_host_processes(console),
+        ),
+        (
+            "the probe's SIGTERM shut the node down",
+            require_line(console, "kios: shutdown requested by signal"),
+        ),
+        (
+            "the init powered off",
+            require_line(console, "kios: power off"),
+        ),
+        (
+            "nothing was pulled",
+            if console.contains("PullImage \"") {
+                Err("an image was pulled".into())
+            } else {
+                Ok(())
+            },
+        ),
+        (
+            "no kernel panic",
+            if console.contains("Kernel panic") {
+                Err("kernel panic".into())
+            } else {
+                Ok(())
+            },
+        ),
+        (
+            "QEMU exited 0 (powered off)",
+            if run.status.success() {
+                Ok(())
+            } else {
+                Err(format!("{}", run.status))
+            },
+        ),
+    ];
+    let failures: Vec<String> = checks
+        .iter()
+        .filter_map(|(name, outcome)| outcome.as_ref().err().map(|why| format!("{name}: {why}")))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "failed checks:\n{}",
+        failures.join("\n")
+    );
+}
