@@ -21,8 +21,10 @@ pub struct Cli {
 enum Command {
     /// Build the init for amd64 and arm64 and report its stripped size against the 64 KiB limit.
     Size(commands::size::SizeArgs),
-    /// Boot the stand-in test image in QEMU, stream its console, then show the boot timeline.
+    /// Build the default node image, boot it in QEMU, show the boot timeline and the static pod's output.
     Demo(commands::demo::DemoArgs),
+    /// Write the bootable artifacts and DIR/manifest.json (path, size, sha256 of each).
+    Build(commands::build::BuildArgs),
     /// Build the node image (with the probe pod), boot it once and report the boot timeline.
     Boot(commands::boot::BootArgs),
     /// Run every test: unit tests of the tools and the init, then the QEMU end-to-end tests.
@@ -35,6 +37,7 @@ impl Cli {
             Command::Size(args) => commands::size::run(&args),
             Command::Demo(args) => commands::demo::run(&args),
             Command::Boot(args) => commands::boot::run(&args),
+            Command::Build(args) => commands::build::run(&args),
             Command::Test => commands::test::run(),
         }
     }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::arch::Arch;
 use crate::host_packages::{ensure_installed, QEMU_PACKAGES};
 use crate::node_image::{build_node_image, ImageOptions};
-use crate::qemu::{run_vm, LineVerdict, RunOptions, VmConfig};
+use crate::qemu::{run_vm, LineVerdict, RunOptions, VmConfig, VmRun};
 use crate::timeline::Timeline;
 use crate::workspace::Workspace;
 
@@ -19,7 +19,7 @@ pub struct BootArgs {
     arch: Arch,
     /// Print the timeline as JSON (`phases_us`: µs since kernel start, guest clock).
     #[arg(long)]
-    json: bool,
+    pub json: bool,
     /// Let guest time follow the host clock instead of QEMU's instruction count.
     #[arg(long)]
     no_icount: bool,
@@ -37,7 +37,18 @@ struct BootReport {
     powered_off: bool,
 }
 
-pub fn run(args: &BootArgs) -> Result<()> {
+impl BootArgs {
+    pub fn clock(&self) -> &'static str {
+        if self.no_icount {
+            "guest clock"
+        } else {
+            "guest clock, -icount shift=0,sleep=off"
+        }
+    }
+}
+
+/// Builds the node image with the probe pod and boots it once.
+pub fn boot_node(args: &BootArgs) -> Result<VmRun> {
     ensure_installed(QEMU_PACKAGES)?;
     let workspace = Workspace::locate()?;
     let out = workspace.output_dir()?.join("node");
@@ -56,14 +67,14 @@ pub fn run(args: &BootArgs) -> Result<()> {
         timeout: Duration::from_secs(args.timeout),
         echo: !args.json,
     };
-    let run = run_vm(&config, options, |_| LineVerdict::Continue)?;
+    run_vm(&config, options, |_| LineVerdict::Continue)
+}
+
+pub fn run(args: &BootArgs) -> Result<()> {
+    let run = boot_node(args)?;
     let report = BootReport {
         arch: args.arch,
-        clock: if args.no_icount {
-            "guest"
-        } else {
-            "guest, -icount shift=0,sleep=off"
-        },
+        clock: args.clock(),
         phases_us: Timeline::from_console(&run.console),
         wall_seconds: run.wall_time.as_secs_f64(),
         powered_off: run.status.success(),

@@ -1,6 +1,7 @@
 //! One module per `kios` subcommand.
 
 pub mod boot;
+pub mod build;
 pub mod demo;
 pub mod size;
 pub mod test;

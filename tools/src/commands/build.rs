@@ -1,0 +1,88 @@
+//! `kios build`: write the bootable artifacts and a manifest listing each
+//! with its path, size and sha256.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::arch::Arch;
+use crate::debian::sha256_file;
+use crate::node_image::{build_node_image, ImageOptions, NodeImage};
+use crate::workspace::Workspace;
+
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    #[arg(long, value_enum, default_value_t = Arch::Amd64)]
+    arch: Arch,
+    /// Where the artifacts and manifest.json go.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Add the probe pod (a test fixture) to the static pods.
+    #[arg(long)]
+    probe_pod: bool,
+}
+
+#[derive(Serialize)]
+struct Artifact {
+    name: &'static str,
+    path: PathBuf,
+    bytes: u64,
+    sha256: String,
+}
+
+#[derive(Serialize)]
+struct Manifest<'a> {
+    arch: Arch,
+    artifacts: Vec<Artifact>,
+    components: &'a [crate::node_image::ImagePart],
+}
+
+fn artifact(name: &'static str, path: &Path) -> Result<Artifact> {
+    let bytes = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    Ok(Artifact {
+        name,
+        path: path.to_path_buf(),
+        bytes,
+        sha256: sha256_file(path)?,
+    })
+}
+
+pub fn run(args: &BuildArgs) -> Result<()> {
+    let workspace = Workspace::locate()?;
+    let image: NodeImage = build_node_image(
+        &workspace,
+        args.arch,
+        ImageOptions {
+            probe_pod: args.probe_pod,
+        },
+        &args.out,
+    )?;
+    let kernel = args.out.join(format!("vmlinuz-{}", args.arch));
+    std::fs::copy(&image.kernel, &kernel)
+        .with_context(|| format!("copying the kernel to {}", kernel.display()))?;
+    let manifest = Manifest {
+        arch: args.arch,
+        artifacts: vec![
+            artifact("kernel", &kernel)?,
+            artifact("initramfs", &image.initrd)?,
+        ],
+        components: &image.parts,
+    };
+    let path = args.out.join("manifest.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&manifest)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    for artifact in &manifest.artifacts {
+        println!(
+            "{:<10} {:>12} bytes  {}  {}",
+            artifact.name,
+            artifact.bytes,
+            artifact.sha256,
+            artifact.path.display()
+        );
+    }
+    println!("manifest: {}", path.display());
+    Ok(())
+}
