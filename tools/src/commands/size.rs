@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::arch::Arch;
+use crate::node_image::{build_node_image, ImageOptions};
 use crate::standin_image::INIT_PACKAGE;
 use crate::workspace::Workspace;
 
@@ -17,6 +18,41 @@ pub struct SizeArgs {
     /// Print JSON (`{"init_bytes":{"amd64":N,"arm64":M},...}`) instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also build this arch's node image and report `image_bytes` (the
+    /// initramfs as shipped) and `components` (bytes per component).
+    #[arg(long, value_enum)]
+    arch: Option<Arch>,
+}
+
+/// The node image's size: the initramfs as shipped, and what it holds.
+#[derive(Debug, Serialize)]
+struct ImageSize {
+    arch: Arch,
+    image_bytes: u64,
+    kernel_bytes: u64,
+    components: BTreeMap<String, u64>,
+}
+
+fn image_size(workspace: &Workspace, arch: Arch) -> Result<ImageSize> {
+    let out = workspace.output_dir()?.join("node-size");
+    let image = build_node_image(workspace, arch, ImageOptions::default(), &out)?;
+    let image_bytes = std::fs::metadata(&image.initrd)
+        .with_context(|| format!("reading {}", image.initrd.display()))?
+        .len();
+    let kernel_bytes = std::fs::metadata(&image.kernel)
+        .with_context(|| format!("reading {}", image.kernel.display()))?
+        .len();
+    let components = image
+        .parts
+        .iter()
+        .map(|part| (part.component.clone(), part.bytes))
+        .collect();
+    Ok(ImageSize {
+        arch,
+        image_bytes,
+        kernel_bytes,
+        components,
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -24,6 +60,8 @@ struct SizeReport {
     init_bytes: BTreeMap<Arch, u64>,
     limit_bytes: u64,
     within_limit: BTreeMap<Arch, bool>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    image: Option<ImageSize>,
 }
 
 impl SizeReport {
@@ -36,6 +74,7 @@ impl SizeReport {
             init_bytes,
             limit_bytes: INIT_SIZE_LIMIT_BYTES,
             within_limit,
+            image: None,
         }
     }
 
@@ -78,7 +117,10 @@ pub fn run(args: &SizeArgs) -> Result<()> {
             std::fs::metadata(&init).with_context(|| format!("reading {}", init.display()))?;
         init_bytes.insert(arch, metadata.len());
     }
-    let report = SizeReport::new(init_bytes);
+    let mut report = SizeReport::new(init_bytes);
+    if let Some(arch) = args.arch {
+        report.image = Some(image_size(&workspace, arch)?);
+    }
     if args.json {
         println!(
             "{}",
@@ -86,6 +128,17 @@ pub fn run(args: &SizeArgs) -> Result<()> {
         );
     } else {
         print!("{}", report.table());
+        if let Some(image) = &report.image {
+            println!(
+                "\n{} image (initramfs as shipped): {} bytes; kernel {} bytes",
+                image.arch.debian_name(),
+                image.image_bytes,
+                image.kernel_bytes
+            );
+            for (component, bytes) in &image.components {
+                println!("  {component:<28} {bytes:>12}");
+            }
+        }
     }
     let over = report.over_limit();
     if !over.is_empty() {

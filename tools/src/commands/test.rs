@@ -83,6 +83,20 @@ const CARGO_TEST_STEPS: &[CargoTestStep] = &[
         needs_qemu: false,
     },
     CargoTestStep {
+        name: "node image reproducibility",
+        args: &[
+            "test",
+            "-p",
+            "kios-tools",
+            "--test",
+            "image_reproducible",
+            "--",
+            "--ignored",
+            "--test-threads=1",
+        ],
+        needs_qemu: false,
+    },
+    CargoTestStep {
         name: "QEMU end-to-end tests",
         args: &[
             "test",

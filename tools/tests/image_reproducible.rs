@@ -1,0 +1,34 @@
+//! The same inputs give a byte-identical node image.
+
+use kios_tools::arch::Arch;
+use kios_tools::debian::sha256_file;
+use kios_tools::node_image::{build_node_image, ImageOptions};
+use kios_tools::workspace::Workspace;
+
+#[test]
+#[ignore = "builds the node image twice: run by cargo kios test"]
+fn two_builds_of_the_node_image_are_byte_identical() {
+    let workspace = Workspace::locate().expect("workspace");
+    let root = workspace.output_dir().expect("output dir");
+    let first = build_node_image(
+        &workspace,
+        Arch::Amd64,
+        ImageOptions::default(),
+        &root.join("repro-a"),
+    )
+    .expect("first build");
+    let second = build_node_image(
+        &workspace,
+        Arch::Amd64,
+        ImageOptions::default(),
+        &root.join("repro-b"),
+    )
+    .expect("second build");
+    assert_eq!(
+        sha256_file(&first.initrd).expect("hashing the first image"),
+        sha256_file(&second.initrd).expect("hashing the second image"),
+        "{} and {} differ",
+        first.initrd.display(),
+        second.initrd.display()
+    );
+}
