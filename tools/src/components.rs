@@ -19,7 +19,7 @@ use crate::oci::{busybox_image, pause_image};
 use crate::workspace::Workspace;
 
 /// The OCI runtime containerd's shim starts containers with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum OciRuntime {
     Runc,

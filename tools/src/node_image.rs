@@ -29,11 +29,30 @@ pub const MODULE_LIST: &str = "/etc/kios/modules";
 const NEEDED_MODULES: &[&str] = &["kernel/fs/overlayfs/overlay.ko"];
 
 /// What goes into an image besides the node itself.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ImageOptions {
     /// Adds the probe pod (a test fixture) to the static pods.
     pub probe_pod: bool,
+    /// The OCI runtime containerd's shim runs containers with.
+    pub oci_runtime: OciRuntime,
+    /// Files added last, replacing any of the same path (a site's own
+    /// config or static pods; tests use it to break the kubelet's config).
+    pub extra_files: Vec<(String, Vec<u8>)>,
 }
+
+impl Default for ImageOptions {
+    fn default() -> ImageOptions {
+        ImageOptions {
+            probe_pod: false,
+            oci_runtime: OciRuntime::Runc,
+            extra_files: Vec::new(),
+        }
+    }
+}
+
+/// containerd's config names the OCI runtime's binary; the overlay ships runc's.
+const CONTAINERD_CONFIG: &str = "etc/containerd/config.toml";
+const RUNC_BINARY_LINE: &str = "BinaryName = \"/bin/runc\"";
 
 /// One part of the image, for size reports.
 #[derive(Clone, Debug, Serialize)]
@@ -110,7 +129,7 @@ spec:
 pub fn build_node_image(
     workspace: &Workspace,
     arch: Arch,
-    options: ImageOptions,
+    options: &ImageOptions,
     out_dir: &Path,
 ) -> Result<NodeImage> {
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
@@ -138,7 +157,7 @@ pub fn build_node_image(
         std::fs::remove_dir_all(&staging)
             .with_context(|| format!("clearing {}", staging.display()))?;
     }
-    let staged = stage_components(&bom, arch, &staging, OciRuntime::Runc)?;
+    let staged = stage_components(&bom, arch, &staging, options.oci_runtime)?;
     add_tree(&mut image, &staging, "/")?;
     for file in &staged {
         add_part(&mut parts, &file.component, file.bytes);
@@ -151,6 +170,9 @@ pub fn build_node_image(
         "buildroot-overlay",
         tree_bytes(&overlay.join("etc"))?,
     );
+    if options.oci_runtime != OciRuntime::Runc {
+        point_containerd_at(&mut image, &overlay, options.oci_runtime)?;
+    }
 
     let archives = build_images(
         &bom,
@@ -189,6 +211,11 @@ pub fn build_node_image(
         );
     }
 
+    for (path, contents) in &options.extra_files {
+        image.parents(path);
+        image.file(path, 0o644, contents.clone());
+    }
+
     let initrd = out_dir.join(format!("kios-{arch}.cpio"));
     image.write_cpio(&initrd)?;
     Ok(NodeImage {
@@ -198,6 +225,27 @@ pub fn build_node_image(
         init_bytes,
         parts,
     })
+}
+
+/// Rewrites the shipped containerd config to run containers with `runtime`.
+fn point_containerd_at(image: &mut Initramfs, overlay: &Path, runtime: OciRuntime) -> Result<()> {
+    let config_path = overlay.join(CONTAINERD_CONFIG);
+    let config = std::fs::read_to_string(&config_path)
+        .with_context(|| format!("reading {}", config_path.display()))?;
+    if !config.contains(RUNC_BINARY_LINE) {
+        bail!(
+            "{} has no `{RUNC_BINARY_LINE}` line to point at {}",
+            config_path.display(),
+            runtime.name()
+        );
+    }
+    let binary_line = format!("BinaryName = \"/bin/{}\"", runtime.name());
+    image.file(
+        &format!("/{CONTAINERD_CONFIG}"),
+        0o644,
+        config.replace(RUNC_BINARY_LINE, &binary_line),
+    );
+    Ok(())
 }
 
 fn add_part(parts: &mut Vec<ImagePart>, component: &str, bytes: u64) {

@@ -97,7 +97,10 @@ fn node_runs_a_static_pod_offline_and_shuts_down_cleanly() {
     let image = build_node_image(
         &workspace,
         Arch::Amd64,
-        ImageOptions { probe_pod: true },
+        &ImageOptions {
+            probe_pod: true,
+            ..ImageOptions::default()
+        },
         &out,
     )
     .expect("building the node image");

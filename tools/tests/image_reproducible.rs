@@ -13,14 +13,14 @@ fn two_builds_of_the_node_image_are_byte_identical() {
     let first = build_node_image(
         &workspace,
         Arch::Amd64,
-        ImageOptions::default(),
+        &ImageOptions::default(),
         &root.join("repro-a"),
     )
     .expect("first build");
     let second = build_node_image(
         &workspace,
         Arch::Amd64,
-        ImageOptions::default(),
+        &ImageOptions::default(),
         &root.join("repro-b"),
     )
     .expect("second build");

@@ -7,6 +7,7 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 use crate::arch::Arch;
+use crate::components::OciRuntime;
 use crate::host_packages::{ensure_installed, QEMU_PACKAGES};
 use crate::node_image::{build_node_image, ImageOptions};
 use crate::qemu::{run_vm, LineVerdict, RunOptions, VmConfig, VmRun};
@@ -23,6 +24,9 @@ pub struct BootArgs {
     /// Let guest time follow the host clock instead of QEMU's instruction count.
     #[arg(long)]
     no_icount: bool,
+    /// The OCI runtime containerd runs containers with.
+    #[arg(long, value_enum, default_value_t = OciRuntime::Runc)]
+    oci_runtime: OciRuntime,
     /// Kill the VM if it has not powered off after this many seconds.
     #[arg(long, default_value_t = 900, value_name = "SECONDS")]
     timeout: u64,
@@ -55,7 +59,11 @@ pub fn boot_node(args: &BootArgs) -> Result<VmRun> {
     let image = build_node_image(
         &workspace,
         args.arch,
-        ImageOptions { probe_pod: true },
+        &ImageOptions {
+            probe_pod: true,
+            oci_runtime: args.oci_runtime,
+            extra_files: Vec::new(),
+        },
         &out,
     )?;
     let config = VmConfig {

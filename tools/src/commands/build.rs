@@ -21,6 +21,9 @@ pub struct BuildArgs {
     /// Add the probe pod (a test fixture) to the static pods.
     #[arg(long)]
     probe_pod: bool,
+    /// The OCI runtime containerd runs containers with.
+    #[arg(long, value_enum, default_value_t = crate::components::OciRuntime::Runc)]
+    oci_runtime: crate::components::OciRuntime,
 }
 
 #[derive(Serialize)]
@@ -55,8 +58,10 @@ pub fn run(args: &BuildArgs) -> Result<()> {
     let image: NodeImage = build_node_image(
         &workspace,
         args.arch,
-        ImageOptions {
+        &ImageOptions {
             probe_pod: args.probe_pod,
+            oci_runtime: args.oci_runtime,
+            extra_files: Vec::new(),
         },
         &args.out,
     )?;

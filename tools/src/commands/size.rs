@@ -35,7 +35,7 @@ struct ImageSize {
 
 fn image_size(workspace: &Workspace, arch: Arch) -> Result<ImageSize> {
     let out = workspace.output_dir()?.join("node-size");
-    let image = build_node_image(workspace, arch, ImageOptions::default(), &out)?;
+    let image = build_node_image(workspace, arch, &ImageOptions::default(), &out)?;
     let image_bytes = std::fs::metadata(&image.initrd)
         .with_context(|| format!("reading {}", image.initrd.display()))?
         .len();

@@ -126,6 +126,21 @@ const CARGO_TEST_STEPS: &[CargoTestStep] = &[
         ],
         needs_qemu: true,
     },
+    CargoTestStep {
+        name: "QEMU test of a crash-looping kubelet on the real node",
+        args: &[
+            "test",
+            "-p",
+            "kios-tools",
+            "--test",
+            "e2e_node_bad_kubelet",
+            "--",
+            "--ignored",
+            "--test-threads=1",
+            "--nocapture",
+        ],
+        needs_qemu: true,
+    },
 ];
 
 pub fn run() -> Result<()> {
