@@ -796,7 +796,10 @@ mod tests {
         assert!(position(sys, "mkdir /var/lib/.containerd/upper") < overlay);
         assert!(overlay < position(sys, "spawn containerd"));
         let without_seed = booted(RecordingSys::new());
-        assert!(without_seed.sys().calls_starting("mount overlay").is_empty());
+        assert!(without_seed
+            .sys()
+            .calls_starting("mount overlay")
+            .is_empty());
         assert!(without_seed.sys().logged("no seeded image store"));
     }
 

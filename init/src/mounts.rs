@@ -57,9 +57,12 @@ pub const BASE: [FsMount; 8] = [
 ];
 
 /// Directories the runtime and the kubelet expect on the fresh tmpfs mounts.
-pub const STATE_DIRS: [(&str, u32); 6] = [
+pub const STATE_DIRS: [(&str, u32); 7] = [
     ("/var/lib", 0o755),
     ("/var/lib/containerd", 0o711),
+    // containerd's overlayfs snapshots: on the tmpfs itself, since an
+    // overlayfs upper directory cannot live on the overlay at /var/lib/containerd.
+    ("/var/lib/containerd-snapshots", 0o711),
     ("/var/lib/kubelet", 0o700),
     ("/var/log", 0o755),
     ("/var/log/pods", 0o755),

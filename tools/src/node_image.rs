@@ -22,6 +22,10 @@ use crate::workspace::Workspace;
 /// Where the seeded containerd store sits in the image (the init mounts an
 /// overlay of it on /var/lib/containerd).
 pub const CONTAINERD_SEED: &str = "/usr/lib/kios/containerd";
+/// Where containerd's overlayfs snapshots live (`root_path` in its config;
+/// the init creates it on the /var tmpfs).
+const SNAPSHOTS_DIR: &str = "/var/lib/containerd-snapshots";
+const SNAPSHOTTER_DEFAULT_DIR: &str = "io.containerd.snapshotter.v1.overlayfs";
 /// The load order the init reads; the paths are inside the image.
 pub const MODULE_LIST: &str = "/etc/kios/modules";
 /// Modules Debian's cloud kernel has as modules but the node needs:
@@ -38,6 +42,16 @@ pub struct ImageOptions {
     /// Files added last, replacing any of the same path (a site's own
     /// config or static pods; tests use it to break the kubelet's config).
     pub extra_files: Vec<(String, Vec<u8>)>,
+    /// How the initramfs is stored.
+    pub compression: Compression,
+}
+
+/// The initramfs as shipped: smaller compressed, faster to unpack raw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
 }
 
 impl Default for ImageOptions {
@@ -46,6 +60,7 @@ impl Default for ImageOptions {
             probe_pod: false,
             oci_runtime: OciRuntime::Runc,
             extra_files: Vec::new(),
+            compression: Compression::None,
         }
     }
 }
@@ -191,6 +206,13 @@ pub fn build_node_image(
         &out_dir.join(format!("seed-{arch}")),
     )?;
     add_tree(&mut image, &seed.dir, CONTAINERD_SEED)?;
+    // containerd keeps snapshots at `root_path` (see its config) but reports
+    // the image filesystem to the kubelet at its default place: point that
+    // place at the real one so the kubelet's image-fs stats are right.
+    image.symlink(
+        &format!("{CONTAINERD_SEED}/{SNAPSHOTTER_DEFAULT_DIR}"),
+        SNAPSHOTS_DIR,
+    );
     add_part(&mut parts, "images (containerd seed)", seed.bytes);
 
     let kernel_tree = fetch_component(&bom, "kernel", arch)?;
@@ -216,8 +238,18 @@ pub fn build_node_image(
         image.file(path, 0o644, contents.clone());
     }
 
-    let initrd = out_dir.join(format!("kios-{arch}.cpio"));
-    image.write_cpio(&initrd)?;
+    let initrd = match options.compression {
+        Compression::None => {
+            let path = out_dir.join(format!("kios-{arch}.cpio"));
+            image.write_cpio(&path)?;
+            path
+        }
+        Compression::Gzip => {
+            let path = out_dir.join(format!("kios-{arch}.cpio.gz"));
+            image.write_cpio_gz(&path)?;
+            path
+        }
+    };
     Ok(NodeImage {
         arch,
         kernel,

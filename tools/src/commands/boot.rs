@@ -24,6 +24,9 @@ pub struct BootArgs {
     /// Let guest time follow the host clock instead of QEMU's instruction count.
     #[arg(long)]
     no_icount: bool,
+    /// How the initramfs is stored (none: fastest boot; gzip: smallest image).
+    #[arg(long, value_enum, default_value_t = crate::node_image::Compression::None)]
+    compression: crate::node_image::Compression,
     /// The OCI runtime containerd runs containers with.
     #[arg(long, value_enum, default_value_t = OciRuntime::Runc)]
     oci_runtime: OciRuntime,
@@ -63,6 +66,7 @@ pub fn boot_node(args: &BootArgs) -> Result<VmRun> {
             probe_pod: true,
             oci_runtime: args.oci_runtime,
             extra_files: Vec::new(),
+            compression: args.compression,
         },
         &out,
     )?;

@@ -21,6 +21,9 @@ pub struct BuildArgs {
     /// Add the probe pod (a test fixture) to the static pods.
     #[arg(long)]
     probe_pod: bool,
+    /// How the initramfs is stored (none: fastest boot; gzip: smallest image).
+    #[arg(long, value_enum, default_value_t = crate::node_image::Compression::None)]
+    compression: crate::node_image::Compression,
     /// The OCI runtime containerd runs containers with.
     #[arg(long, value_enum, default_value_t = crate::components::OciRuntime::Runc)]
     oci_runtime: crate::components::OciRuntime,
@@ -62,6 +65,7 @@ pub fn run(args: &BuildArgs) -> Result<()> {
             probe_pod: args.probe_pod,
             oci_runtime: args.oci_runtime,
             extra_files: Vec::new(),
+            compression: args.compression,
         },
         &args.out,
     )?;
