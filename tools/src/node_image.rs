@@ -44,6 +44,9 @@ pub struct ImageOptions {
     pub extra_files: Vec<(String, Vec<u8>)>,
     /// How the initramfs is stored.
     pub compression: Compression,
+    /// A kernel with everything the node needs built in (the kiOS kernel);
+    /// None boots Debian's cloud kernel from the BOM, with its modules.
+    pub kernel: Option<PathBuf>,
 }
 
 /// The initramfs as shipped: smaller compressed, faster to unpack raw.
@@ -61,6 +64,7 @@ impl Default for ImageOptions {
             oci_runtime: OciRuntime::Runc,
             extra_files: Vec::new(),
             compression: Compression::None,
+            kernel: None,
         }
     }
 }
@@ -215,10 +219,16 @@ pub fn build_node_image(
     );
     add_part(&mut parts, "images (containerd seed)", seed.bytes);
 
-    let kernel_tree = fetch_component(&bom, "kernel", arch)?;
-    let kernel = find_kernel(&kernel_tree)?;
-    let modules = add_modules(&mut image, &kernel_tree)?;
-    add_part(&mut parts, "kernel modules", modules);
+    let kernel = match &options.kernel {
+        // A kiOS kernel has what the node needs built in: no modules.
+        Some(kernel) => kernel.clone(),
+        None => {
+            let kernel_tree = fetch_component(&bom, "kernel", arch)?;
+            let modules = add_modules(&mut image, &kernel_tree)?;
+            add_part(&mut parts, "kernel modules", modules);
+            find_kernel(&kernel_tree)?
+        }
+    };
     parts.push(ImagePart {
         component: "kernel".into(),
         bytes: file_size(&kernel)?,

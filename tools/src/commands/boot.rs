@@ -67,6 +67,7 @@ pub fn boot_node(args: &BootArgs) -> Result<VmRun> {
             oci_runtime: args.oci_runtime,
             extra_files: Vec::new(),
             compression: args.compression,
+            kernel: None,
         },
         &out,
     )?;

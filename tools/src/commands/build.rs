@@ -66,6 +66,7 @@ pub fn run(args: &BuildArgs) -> Result<()> {
             oci_runtime: args.oci_runtime,
             extra_files: Vec::new(),
             compression: args.compression,
+            kernel: None,
         },
         &args.out,
     )?;
