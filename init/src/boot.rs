@@ -15,7 +15,11 @@ use crate::sys::{signo, CommandArgv, Event, MountOp, PowerAction, Signal, Sys};
 
 pub const SYSTEM_SOCKET: &str = "/run/system.sock";
 /// The module load order, written at image build time: one path per line.
+/// These load before the runtime starts (its storage needs them).
 pub const MODULE_LIST: &str = "/etc/kios/modules";
+/// Modules the node needs only once pods get networks: loaded after the
+/// kubelet starts, off the path to kubelet_exec.
+pub const LATE_MODULE_LIST: &str = "/etc/kios/modules-late";
 pub const HOSTNAME_FILE: &str = "/etc/hostname";
 /// The hostname when none is configured: the kernel's "(none)" is no node name.
 const DEFAULT_HOSTNAME: &str = "kios";
@@ -160,7 +164,7 @@ impl<S: Sys> Init<S> {
         let now = self.sys.now_us();
         self.timeline(Phase::MountsDone, now);
 
-        self.load_modules();
+        self.load_modules(MODULE_LIST);
         self.mount_containerd_store();
         self.set_hostname();
         self.bring_up_loopback();
@@ -169,6 +173,7 @@ impl<S: Sys> Init<S> {
             self.fail(BootError::SystemSocket(errno));
         }
         self.start_runtime_and_kubelet();
+        self.load_modules(LATE_MODULE_LIST);
     }
 
     /// The initramfs cannot be pivot_root'ed (runc needs that), so the init
@@ -258,20 +263,18 @@ impl<S: Sys> Init<S> {
         self.sys.set_panic_policy(self.options.panic);
     }
 
-    fn load_modules(&mut self) {
+    fn load_modules(&mut self, list: &str) {
         let mut buf = [0u8; 16384];
-        let read = match self.sys.read_file(MODULE_LIST, &mut buf) {
+        let read = match self.sys.read_file(list, &mut buf) {
             Ok(read) => read,
-            Err(errno) => {
-                return file_unavailable(&mut self.sys, MODULE_LIST, errno, "no modules loaded")
-            }
+            Err(errno) => return file_unavailable(&mut self.sys, list, errno, "no modules loaded"),
         };
         if read.truncated {
             log!(
                 &mut self.sys,
                 Level::Warning,
                 "{}: longer than {} bytes, loading what fits",
-                MODULE_LIST,
+                list,
                 buf.len()
             );
         }
@@ -286,7 +289,7 @@ impl<S: Sys> Init<S> {
                     &mut self.sys,
                     Level::Warning,
                     "{}: skipped a line that is not UTF-8",
-                    MODULE_LIST
+                    list
                 );
                 continue;
             };
@@ -303,7 +306,13 @@ impl<S: Sys> Init<S> {
                 ),
             }
         }
-        log!(&mut self.sys, Level::Info, "loaded {} module(s)", loaded);
+        log!(
+            &mut self.sys,
+            Level::Info,
+            "{}: loaded {} module(s)",
+            list,
+            loaded
+        );
     }
 
     /// Overlays the image's seeded image store on /var/lib/containerd (after
@@ -782,6 +791,22 @@ mod tests {
         assert!(sys.logged("loading module /lib/modules/missing.ko failed: ENOENT (2)"));
         assert!(sys.logged("skipped a line that is not UTF-8"));
         assert!(position(sys, "finit_module") < position(sys, "spawn containerd"));
+    }
+
+    #[test]
+    fn network_modules_load_after_the_kubelet_starts() {
+        let sys = RecordingSys::new()
+            .with_file(MODULE_LIST, b"/lib/modules/overlay.ko\n")
+            .with_file(LATE_MODULE_LIST, b"/lib/modules/bridge.ko\n");
+        let init = booted(sys);
+        let sys = init.sys();
+        assert!(
+            position(sys, "finit_module /lib/modules/overlay.ko")
+                < position(sys, "spawn containerd")
+        );
+        assert!(
+            position(sys, "spawn kubelet") < position(sys, "finit_module /lib/modules/bridge.ko")
+        );
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub mod elf_deps;
 pub mod host_packages;
 pub mod image_seed;
 pub mod initramfs;
+pub mod kernel_build;
+pub mod kernel_modules;
 pub mod kubelet_build;
 pub mod node_image;
 pub mod oci;

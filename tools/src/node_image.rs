@@ -17,6 +17,7 @@ use crate::bom::{fetch_component, Bom};
 use crate::components::{build_images, stage_components, OciRuntime};
 use crate::image_seed::seed_containerd_store;
 use crate::initramfs::Initramfs;
+use crate::kernel_modules::ModuleTree;
 use crate::workspace::Workspace;
 
 /// Where the seeded containerd store sits in the image (the init mounts an
@@ -28,9 +29,15 @@ const SNAPSHOTS_DIR: &str = "/var/lib/containerd-snapshots";
 const SNAPSHOTTER_DEFAULT_DIR: &str = "io.containerd.snapshotter.v1.overlayfs";
 /// The load order the init reads; the paths are inside the image.
 pub const MODULE_LIST: &str = "/etc/kios/modules";
-/// Modules Debian's cloud kernel has as modules but the node needs:
-/// overlayfs for containerd's store and snapshots. In load order.
-const NEEDED_MODULES: &[&str] = &["kernel/fs/overlayfs/overlay.ko"];
+/// What the node needs that Debian's cloud kernel has as modules, by
+/// module name; dependencies are added and ordered at build time.
+/// Before the runtime starts: overlay, for containerd's store and snapshots.
+pub const RUNTIME_MODULES: &[&str] = &["overlay"];
+/// After the kubelet starts (off the boot's critical path): the CNI bridge
+/// pods hang off (bridge, br_netfilter, veth) and the node's NIC (virtio_net).
+pub const NETWORK_MODULES: &[&str] = &["bridge", "br_netfilter", "veth", "virtio_net"];
+/// The init's lists (see init/src/boot.rs).
+const LATE_MODULE_LIST: &str = "/etc/kios/modules-late";
 
 /// What goes into an image besides the node itself.
 #[derive(Clone, Debug)]
@@ -368,27 +375,44 @@ fn find_kernel(kernel_tree: &Path) -> Result<PathBuf> {
     bail!("no vmlinuz in {}", boot.display())
 }
 
-/// Copies the needed modules into the image and writes their load order.
+/// Copies the needed modules into the image and writes the two load
+/// orders: before the runtime, and after the kubelet starts.
 fn add_modules(image: &mut Initramfs, kernel_tree: &Path) -> Result<u64> {
     let modules_root = kernel_tree.join("lib/modules");
     let release = std::fs::read_dir(&modules_root)
         .with_context(|| format!("listing {}", modules_root.display()))?
         .next()
         .context("the kernel package has no lib/modules/<release>")??
-        .file_name();
-    let release = release.to_str().context("non-UTF-8 kernel release")?;
-    let mut list = String::from("# Load order, computed at image build time.\n");
+        .path();
+    let tree = ModuleTree::open(&release)?;
+    let release_name = release
+        .file_name()
+        .and_then(|name| name.to_str())
+        .context("non-UTF-8 kernel release")?;
+    let early = tree.load_order(RUNTIME_MODULES)?;
+    let mut all = RUNTIME_MODULES.to_vec();
+    all.extend_from_slice(NETWORK_MODULES);
+    let late: Vec<PathBuf> = tree
+        .load_order(&all)?
+        .into_iter()
+        .filter(|module| !early.contains(module))
+        .collect();
     let mut bytes = 0;
-    for module in NEEDED_MODULES {
-        let host = modules_root.join(release).join(module);
-        let in_image = format!("/lib/modules/{release}/{module}");
-        image.parents(&in_image);
-        image.file_from_host(&in_image, 0o644, &host)?;
-        bytes += file_size(&host)?;
-        list.push_str(&in_image);
-        list.push('\n');
+    for (list_path, modules) in [(MODULE_LIST, &early), (LATE_MODULE_LIST, &late)] {
+        let mut list = String::from(
+            "# Load order, computed at image build time from each module's depends=.\n",
+        );
+        for module in modules {
+            let host = release.join(module);
+            let in_image = format!("/lib/modules/{release_name}/{}", module.display());
+            image.parents(&in_image);
+            image.file_from_host(&in_image, 0o644, &host)?;
+            bytes += file_size(&host)?;
+            list.push_str(&in_image);
+            list.push('\n');
+        }
+        image.parents(list_path);
+        image.file(list_path, 0o644, list);
     }
-    image.parents(MODULE_LIST);
-    image.file(MODULE_LIST, 0o644, list);
     Ok(bytes)
 }

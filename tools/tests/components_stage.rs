@@ -164,3 +164,54 @@ fn images_rebuild_byte_identical() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[test]
+#[ignore = "fetches Debian's cloud kernel: run by cargo kios test"]
+fn module_load_order_puts_dependencies_first_and_skips_builtins() {
+    use kios_tools::kernel_modules::ModuleTree;
+
+    let workspace = kios_tools::workspace::Workspace::locate().expect("workspace");
+    let bom = kios_tools::bom::Bom::load(&workspace.root.join("bom.toml")).expect("bom");
+    let kernel = kios_tools::bom::fetch_component(&bom, "kernel", kios_tools::arch::Arch::Amd64)
+        .expect("kernel");
+    let release = std::fs::read_dir(kernel.join("lib/modules"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let tree = ModuleTree::open(&release).expect("module tree");
+    let order: Vec<String> = tree
+        .load_order(&["virtio_net", "bridge", "ext4"])
+        .expect("load order")
+        .iter()
+        .map(|path| path.file_stem().unwrap().to_str().unwrap().to_string())
+        .collect();
+    let at = |name: &str| {
+        order
+            .iter()
+            .position(|m| m == name)
+            .unwrap_or_else(|| panic!("{name} not in {order:?}"))
+    };
+    assert!(
+        at("failover") < at("net_failover") && at("net_failover") < at("virtio_net"),
+        "{order:?}"
+    );
+    assert!(
+        at("llc") < at("stp") && at("stp") < at("bridge"),
+        "{order:?}"
+    );
+    assert!(
+        !order.iter().any(|m| m == "ext4"),
+        "ext4 is built in: {order:?}"
+    );
+    assert_eq!(
+        order.len(),
+        order
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        "duplicates: {order:?}"
+    );
+    assert!(tree.load_order(&["no_such_module"]).is_err());
+}

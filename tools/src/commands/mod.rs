@@ -3,5 +3,6 @@
 pub mod boot;
 pub mod build;
 pub mod demo;
+pub mod kernel;
 pub mod size;
 pub mod test;
