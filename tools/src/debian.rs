@@ -48,24 +48,6 @@ pub fn fetch_debian_package(name: &str, arch: Arch) -> Result<PathBuf> {
     fetch(&candidate(name, arch)?)
 }
 
-/// The vmlinuz of Debian's cloud kernel for `arch` (following the
-/// `linux-image-cloud-<arch>` metapackage to the concrete image package).
-pub fn debian_cloud_kernel(arch: Arch) -> Result<PathBuf> {
-    let metapackage = format!("linux-image-cloud-{arch}");
-    let image = resolve_dependency(&candidate(&metapackage, arch)?, "linux-image-")?;
-    let extracted = fetch(&image)?;
-    let boot = extracted.join("boot");
-    let entries = std::fs::read_dir(&boot)
-        .with_context(|| format!("listing {} from {}", boot.display(), image.name))?;
-    for entry in entries {
-        let entry = entry.with_context(|| format!("listing {}", boot.display()))?;
-        if entry.file_name().to_string_lossy().starts_with("vmlinuz-") {
-            return Ok(entry.path());
-        }
-    }
-    bail!("{} {} has no boot/vmlinuz-*", image.name, image.version)
-}
-
 /// The version apt would install (refreshing the package lists once if
 /// they do not know the package yet and we may do so).
 pub fn candidate(name: &str, arch: Arch) -> Result<DebianPackage> {
@@ -101,57 +83,6 @@ fn parse_candidate(policy: &str) -> Option<String> {
         .map(str::trim)
         .filter(|version| *version != "(none)")
         .map(str::to_string)
-}
-
-/// The first dependency of `package` whose name starts with `prefix`, at
-/// the exact version it pins (or that dependency's candidate).
-pub fn resolve_dependency(package: &DebianPackage, prefix: &str) -> Result<DebianPackage> {
-    let fields = show(package)?;
-    let depends = fields
-        .get("Depends")
-        .map(String::as_str)
-        .unwrap_or_default();
-    let (name, pinned_version) = parse_depends(depends)
-        .into_iter()
-        .find(|(name, _)| name.starts_with(prefix))
-        .with_context(|| {
-            format!(
-                "{} {} depends on no {prefix}* package",
-                package.name, package.version
-            )
-        })?;
-    match pinned_version {
-        Some(version) => Ok(DebianPackage {
-            name,
-            version,
-            arch: package.arch,
-        }),
-        None => candidate(&name, package.arch),
-    }
-}
-
-/// `Depends:` as (name, exact version if pinned with `=`), taking the
-/// first choice of each `a | b` alternative.
-fn parse_depends(depends: &str) -> Vec<(String, Option<String>)> {
-    depends
-        .split(',')
-        .filter_map(|clause| clause.split('|').next())
-        .filter_map(|choice| {
-            let choice = choice.trim();
-            let (name, constraint) = match choice.split_once('(') {
-                Some((name, rest)) => (name.trim(), Some(rest.trim_end_matches(')').trim())),
-                None => (choice, None),
-            };
-            let name = name.split(':').next().unwrap_or(name);
-            if name.is_empty() {
-                return None;
-            }
-            let pinned = constraint
-                .and_then(|c| c.strip_prefix('='))
-                .map(|version| version.trim().to_string());
-            Some((name.to_string(), pinned))
-        })
-        .collect()
 }
 
 /// The fields of the package's first `apt-cache show` stanza.
@@ -349,24 +280,6 @@ mod tests {
             None
         );
         assert_eq!(parse_candidate(""), None);
-    }
-
-    #[test]
-    fn depends_keeps_names_and_exact_pins() {
-        let parsed = parse_depends(
-            "linux-image-6.1.0-56-cloud-amd64 (= 6.1.192-2), libc6:any (>= 2.34), a | b",
-        );
-        assert_eq!(
-            parsed,
-            vec![
-                (
-                    "linux-image-6.1.0-56-cloud-amd64".to_string(),
-                    Some("6.1.192-2".to_string())
-                ),
-                ("libc6".to_string(), None),
-                ("a".to_string(), None),
-            ]
-        );
     }
 
     #[test]

@@ -358,6 +358,13 @@ fn add_tree(image: &mut Initramfs, host_root: &Path, image_root: &str) -> Result
     Ok(())
 }
 
+/// The BOM's (Debian) kernel for `arch`: its vmlinuz and its package tree.
+pub fn pinned_kernel(workspace: &Workspace, arch: Arch) -> Result<(PathBuf, PathBuf)> {
+    let bom = Bom::load(&workspace.root.join("bom.toml"))?;
+    let tree = fetch_component(&bom, "kernel", arch)?;
+    Ok((find_kernel(&tree)?, tree))
+}
+
 fn find_kernel(kernel_tree: &Path) -> Result<PathBuf> {
     let boot = kernel_tree.join("boot");
     for entry in std::fs::read_dir(&boot).with_context(|| format!("listing {}", boot.display()))? {

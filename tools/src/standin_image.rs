@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::arch::Arch;
-use crate::debian::debian_cloud_kernel;
 use crate::initramfs::Initramfs;
+use crate::node_image::pinned_kernel;
 use crate::progress::with_step;
 use crate::qemu::{run_vm, LineVerdict, RunOptions, VmConfig, VmRun};
 use crate::workspace::Workspace;
@@ -107,15 +107,15 @@ pub fn build_standin_image(workspace: &Workspace, arch: Arch) -> Result<PathBuf>
     Ok(path)
 }
 
-/// Builds the stand-in image and boots it on Debian's cloud kernel (amd64).
+/// Builds the stand-in image and boots it on the BOM's Debian cloud kernel.
 pub fn boot_standin_image(
     workspace: &Workspace,
+    arch: Arch,
     icount: bool,
     options: RunOptions,
 ) -> Result<VmRun> {
-    let arch = Arch::Amd64;
     let initrd = build_standin_image(workspace, arch)?;
-    let kernel = debian_cloud_kernel(arch)?;
+    let (kernel, _) = pinned_kernel(workspace, arch)?;
     let config = VmConfig {
         icount,
         ..VmConfig::new(arch, kernel, initrd)

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use kios_tools::arch::Arch;
-use kios_tools::debian::debian_cloud_kernel;
 use kios_tools::initramfs::Initramfs;
+use kios_tools::node_image::pinned_kernel;
 use kios_tools::qemu::{run_vm, LineVerdict, RunOptions, VmConfig};
 use kios_tools::standin_checks::{check_standin_run, standin_args};
 use kios_tools::standin_image::boot_standin_image;
@@ -16,15 +16,13 @@ use kios_tools::workspace::Workspace;
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 
-#[test]
-#[ignore = "boots QEMU: run by cargo kios test"]
-fn standin_boot_runs_supervises_and_powers_off() -> anyhow::Result<()> {
+fn standin_boot(arch: Arch) -> anyhow::Result<()> {
     let workspace = Workspace::locate()?;
     let options = RunOptions {
         timeout: BOOT_TIMEOUT,
         echo: true,
     };
-    let run = boot_standin_image(&workspace, true, options)?;
+    let run = boot_standin_image(&workspace, arch, true, options)?;
 
     println!("\nboot timeline (guest clock, -icount):");
     print!("{}", Timeline::from_console(&run.console).table());
@@ -48,6 +46,20 @@ fn standin_boot_runs_supervises_and_powers_off() -> anyhow::Result<()> {
 /// and `panic=-1` with `-no-reboot` makes QEMU exit on its own.
 #[test]
 #[ignore = "boots QEMU: run by cargo kios test"]
+fn standin_boot_runs_supervises_and_powers_off() -> anyhow::Result<()> {
+    standin_boot(Arch::Amd64)
+}
+
+/// The same contract on arm64: the aarch64 `_start`, syscalls and signal
+/// handling of mini-libc-free under a real kernel (qemu-system-aarch64, virt).
+#[test]
+#[ignore = "boots QEMU: run by cargo kios test"]
+fn standin_boot_on_arm64() -> anyhow::Result<()> {
+    standin_boot(Arch::Arm64)
+}
+
+#[test]
+#[ignore = "boots QEMU: run by cargo kios test"]
 fn kernel_without_init_panics_and_qemu_exits() -> anyhow::Result<()> {
     let workspace = Workspace::locate()?;
     let initrd = workspace.output_dir()?.join("no-init.cpio.gz");
@@ -56,7 +68,7 @@ fn kernel_without_init_panics_and_qemu_exits() -> anyhow::Result<()> {
         .directory("/dev", 0o755)
         .char_device("/dev/console", 0o600, 5, 1);
     image.write_cpio_gz(&initrd)?;
-    let kernel = debian_cloud_kernel(Arch::Amd64)?;
+    let (kernel, _) = pinned_kernel(&workspace, Arch::Amd64)?;
 
     let config = VmConfig::new(Arch::Amd64, kernel, initrd);
     let options = RunOptions {

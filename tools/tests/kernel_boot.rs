@@ -1,0 +1,115 @@
+//! The node image booted with the kiOS kernel (everything built in, no
+//! modules): it must reach a running pod and power off like the image
+//! with Debian's cloud kernel does (tools/tests/e2e_node.rs).
+
+use std::time::Duration;
+
+use kios_tools::arch::Arch;
+use kios_tools::console::Console;
+use kios_tools::kernel_build::build_kernel;
+use kios_tools::node_image::{build_node_image, ImageOptions};
+use kios_tools::qemu::{run_vm, LineVerdict, RunOptions, VmConfig};
+use kios_tools::standin_checks::{check_timeline, require_line};
+use kios_tools::timeline::Timeline;
+use kios_tools::workspace::Workspace;
+
+/// The init reports `<list>: loaded N module(s)` and each failed load.
+fn check_no_modules_loaded(console: &Console) -> Result<(), String> {
+    let module_lines: Vec<&str> = console
+        .texts()
+        .filter(|line| {
+            line.contains("kios: loading module")
+                || (line.contains(": loaded ")
+                    && line.contains(" module(s)")
+                    && !line.contains(": loaded 0 module(s)"))
+        })
+        .collect();
+    if module_lines.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("the init loaded modules: {module_lines:?}"))
+    }
+}
+
+#[test]
+#[ignore = "builds the kiOS kernel: run with cargo kios kernel first"]
+fn node_with_the_kios_kernel_runs_a_pod_and_powers_off() {
+    let workspace = Workspace::locate().expect("workspace");
+    let kernel = build_kernel(&workspace, Arch::Amd64).expect("building the kiOS kernel");
+    let out = workspace
+        .output_dir()
+        .expect("output dir")
+        .join("node-kios-kernel-test");
+    let image = build_node_image(
+        &workspace,
+        Arch::Amd64,
+        &ImageOptions {
+            probe_pod: true,
+            kernel: Some(kernel.path.clone()),
+            ..ImageOptions::default()
+        },
+        &out,
+    )
+    .expect("building the node image");
+    let config = VmConfig {
+        memory_mib: 2048,
+        ..VmConfig::new(Arch::Amd64, image.kernel.clone(), image.initrd.clone())
+    };
+    let options = RunOptions {
+        timeout: Duration::from_secs(900),
+        echo: true,
+    };
+    let run = run_vm(&config, options, |_| LineVerdict::Continue).expect("booting the node image");
+    let console = &run.console;
+
+    let timeline = Timeline::from_console(console);
+    eprintln!(
+        "boot timeline, kiOS kernel {} ({} bytes), -icount:\n{}",
+        kernel.source_version,
+        kernel.bytes,
+        timeline.table()
+    );
+    let checks: Vec<(&str, Result<(), String>)> = vec![
+        (
+            "timeline has every phase, in order",
+            check_timeline(&timeline),
+        ),
+        (
+            "no module was loaded (everything is built in)",
+            check_no_modules_loaded(console),
+        ),
+        (
+            "the probe pod runs",
+            require_line(console, "kios-probe: running in pod kios-probe"),
+        ),
+        (
+            "the init powered off",
+            require_line(console, "kios: power off"),
+        ),
+        (
+            "no kernel panic",
+            if console.contains("Kernel panic") {
+                Err("kernel panic".into())
+            } else {
+                Ok(())
+            },
+        ),
+        (
+            "QEMU exited 0 (powered off)",
+            if run.status.success() {
+                Ok(())
+            } else {
+                Err(format!("{}", run.status))
+            },
+        ),
+    ];
+    let failures: Vec<String> = checks
+        .iter()
+        .filter_map(|(name, outcome)| outcome.as_ref().err().map(|why| format!("{name}: {why}")))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "failed checks:\n{}",
+        failures.join("\n")
+    );
+}
