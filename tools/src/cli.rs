@@ -26,7 +26,7 @@ enum Command {
     /// Write the bootable artifacts and DIR/manifest.json (path, size, sha256 of each).
     Build(commands::build::BuildArgs),
     /// Build the node image (with the probe pod), boot it once and report the boot timeline.
-    Boot(commands::boot::BootArgs),
+    Boot(commands::boot::BootCommand),
     /// Build the kiOS kernel from kernel/*.config (--check: only verify the resolved config).
     Kernel(commands::kernel::KernelArgs),
     /// Run every test: unit tests of the tools and the init, then the QEMU end-to-end tests.

@@ -14,13 +14,21 @@ use crate::qemu::{run_vm, LineVerdict, RunOptions, VmConfig, VmRun};
 use crate::timeline::Timeline;
 use crate::workspace::Workspace;
 
+/// `kios boot`'s own flags on top of what every node boot takes.
+#[derive(Debug, clap::Args)]
+pub struct BootCommand {
+    #[command(flatten)]
+    boot: BootArgs,
+    /// Print the timeline as JSON (`phases_us`: µs since kernel start, guest clock).
+    #[arg(long)]
+    json: bool,
+}
+
+/// How to build and boot the node image (shared with `kios demo`).
 #[derive(Debug, clap::Args)]
 pub struct BootArgs {
     #[arg(long, value_enum, default_value_t = Arch::Amd64)]
     arch: Arch,
-    /// Print the timeline as JSON (`phases_us`: µs since kernel start, guest clock).
-    #[arg(long)]
-    pub json: bool,
     /// Let guest time follow the host clock instead of QEMU's instruction count.
     #[arg(long)]
     no_icount: bool,
@@ -54,8 +62,9 @@ impl BootArgs {
     }
 }
 
-/// Builds the node image with the probe pod and boots it once.
-pub fn boot_node(args: &BootArgs) -> Result<VmRun> {
+/// Builds the node image with the probe pod and boots it once, echoing
+/// the console when `echo` is set.
+pub fn boot_node(args: &BootArgs, echo: bool) -> Result<VmRun> {
     ensure_installed(QEMU_PACKAGES)?;
     let workspace = Workspace::locate()?;
     let out = workspace.output_dir()?.join("node");
@@ -78,13 +87,14 @@ pub fn boot_node(args: &BootArgs) -> Result<VmRun> {
     };
     let options = RunOptions {
         timeout: Duration::from_secs(args.timeout),
-        echo: !args.json,
+        echo,
     };
     run_vm(&config, options, |_| LineVerdict::Continue)
 }
 
-pub fn run(args: &BootArgs) -> Result<()> {
-    let run = boot_node(args)?;
+pub fn run(command: &BootCommand) -> Result<()> {
+    let args = &command.boot;
+    let run = boot_node(args, !command.json)?;
     let report = BootReport {
         arch: args.arch,
         clock: args.clock(),
@@ -92,7 +102,7 @@ pub fn run(args: &BootArgs) -> Result<()> {
         wall_seconds: run.wall_time.as_secs_f64(),
         powered_off: run.status.success(),
     };
-    if args.json {
+    if command.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!("\nboot timeline ({}):", report.clock);

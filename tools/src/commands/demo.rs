@@ -14,7 +14,7 @@ pub struct DemoArgs {
 }
 
 pub fn run(args: &DemoArgs) -> Result<()> {
-    let run = boot_node(&args.boot)?;
+    let run = boot_node(&args.boot, true)?;
     println!("\nboot timeline ({}):", args.boot.clock());
     print!("{}", Timeline::from_console(&run.console).table());
     println!("\nwhat the static pod printed:");
