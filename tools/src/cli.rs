@@ -27,6 +27,8 @@ enum Command {
     Build(commands::build::BuildArgs),
     /// Build the node image (with the probe pod), boot it once and report the boot timeline.
     Boot(commands::boot::BootCommand),
+    /// Boot the kiOS init and the shell-script baseline N times per arch; report phases, ratios, sizes and a chart.
+    Bench(commands::bench::BenchArgs),
     /// Build the kiOS kernel from kernel/*.config (--check: only verify the resolved config).
     Kernel(commands::kernel::KernelArgs),
     /// Run every test: unit tests of the tools and the init, then the QEMU end-to-end tests.
@@ -40,6 +42,7 @@ impl Cli {
             Command::Demo(args) => commands::demo::run(&args),
             Command::Boot(args) => commands::boot::run(&args),
             Command::Build(args) => commands::build::run(&args),
+            Command::Bench(args) => commands::bench::run(&args),
             Command::Kernel(args) => commands::kernel::run(&args),
             Command::Test => commands::test::run(),
         }

@@ -4,6 +4,7 @@
 //! this library so integration tests can use the same steps.
 
 pub mod arch;
+pub mod bench;
 pub mod bom;
 pub mod cache;
 pub mod cli;

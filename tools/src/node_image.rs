@@ -54,6 +54,10 @@ pub struct ImageOptions {
     /// A kernel with everything the node needs built in (the kiOS kernel);
     /// None boots Debian's cloud kernel from the BOM, with its modules.
     pub kernel: Option<PathBuf>,
+    /// BENCHMARK FIXTURE: replaces the kiOS init with the shell-script
+    /// baseline (benches/baseline/init.sh, with busybox as /bin/sh) that
+    /// `kios bench` compares it with. Never set for a kiOS image.
+    pub baseline_init: bool,
 }
 
 /// The initramfs as shipped: smaller compressed, faster to unpack raw.
@@ -72,6 +76,7 @@ impl Default for ImageOptions {
             extra_files: Vec::new(),
             compression: Compression::None,
             kernel: None,
+            baseline_init: false,
         }
     }
 }
@@ -170,13 +175,23 @@ pub fn build_node_image(
     }
     image.char_device("/dev/console", 0o600, 5, 1);
 
-    let init = workspace.build_musl_binary("kios-init", arch)?;
-    image.file_from_host("/bin/init", 0o755, &init)?;
-    let init_bytes = file_size(&init)?;
-    parts.push(ImagePart {
-        component: "init".into(),
-        bytes: init_bytes,
-    });
+    let init_bytes = if options.baseline_init {
+        let bytes = crate::bench::add_baseline_init(&mut image, &bom, arch)?;
+        parts.push(ImagePart {
+            component: crate::bench::BASELINE_INIT_PART.into(),
+            bytes,
+        });
+        bytes
+    } else {
+        let init = workspace.build_musl_binary("kios-init", arch)?;
+        image.file_from_host("/bin/init", 0o755, &init)?;
+        let init_bytes = file_size(&init)?;
+        parts.push(ImagePart {
+            component: "init".into(),
+            bytes: init_bytes,
+        });
+        init_bytes
+    };
 
     let staging = out_dir.join(format!("staging-{arch}"));
     if staging.exists() {

@@ -77,6 +77,7 @@ pub fn boot_node(args: &BootArgs, echo: bool) -> Result<VmRun> {
             extra_files: Vec::new(),
             compression: args.compression,
             kernel: None,
+            baseline_init: false,
         },
         &out,
     )?;

@@ -67,6 +67,7 @@ pub fn run(args: &BuildArgs) -> Result<()> {
             extra_files: Vec::new(),
             compression: args.compression,
             kernel: None,
+            baseline_init: false,
         },
         &args.out,
     )?;

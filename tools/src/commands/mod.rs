@@ -1,5 +1,6 @@
 //! One module per `kios` subcommand.
 
+pub mod bench;
 pub mod boot;
 pub mod build;
 pub mod demo;

@@ -141,6 +141,20 @@ const CARGO_TEST_STEPS: &[CargoTestStep] = &[
         ],
         needs_qemu: true,
     },
+    CargoTestStep {
+        name: "QEMU boot of the benchmark's shell-script baseline",
+        args: &[
+            "test",
+            "-p",
+            "kios-tools",
+            "--test",
+            "bench_report",
+            "--",
+            "--ignored",
+            "--test-threads=1",
+        ],
+        needs_qemu: true,
+    },
 ];
 
 pub fn run() -> Result<()> {

@@ -1,0 +1,169 @@
+//! `kios bench`: per arch, build the node image with the kiOS init and with
+//! the shell-script baseline (a BENCHMARK FIXTURE, never in a kiOS image),
+//! boot each several times under `-icount`, and report each phase's spread,
+//! the kiOS/baseline ratios, image sizes and a chart; record the run in
+//! benches/results/ and compare it with the previous record.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::arch::Arch;
+use crate::bench::{
+    check_run, compare, latest_result, record, result_paths, results_dir, today_utc, write_chart,
+    ArchResult, BenchReport, Scenario, ScenarioResult, CLOCK,
+};
+use crate::host_packages::{ensure_installed, QEMU_PACKAGES};
+use crate::node_image::{build_node_image, ImageOptions, NodeImage};
+use crate::qemu::{run_vm, LineVerdict, RunOptions, VmConfig};
+use crate::workspace::Workspace;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ArchSelection {
+    Amd64,
+    Arm64,
+    All,
+}
+
+impl ArchSelection {
+    fn arches(self) -> Vec<Arch> {
+        match self {
+            ArchSelection::Amd64 => vec![Arch::Amd64],
+            ArchSelection::Arm64 => vec![Arch::Arm64],
+            ArchSelection::All => Arch::ALL.to_vec(),
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    #[arg(long, value_enum, default_value_t = ArchSelection::All)]
+    arch: ArchSelection,
+    /// Boots per scenario and arch.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
+    runs: u16,
+    /// Boot only the kiOS init (no ratios).
+    #[arg(long)]
+    no_baseline: bool,
+    /// Print the report as JSON on stdout (progress goes to stderr).
+    #[arg(long)]
+    json: bool,
+    /// Kill a VM that has not powered off after this many seconds.
+    #[arg(long, default_value_t = 900, value_name = "SECONDS")]
+    timeout: u64,
+}
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    ensure_installed(QEMU_PACKAGES)?;
+    let workspace = Workspace::locate()?;
+    let results = results_dir(&workspace.root);
+    let previous = latest_result(&results)?;
+    let date = today_utc()?;
+    eprintln!("kios bench: {CLOCK}; {} run(s) per scenario", args.runs);
+
+    let mut arches = Vec::new();
+    for arch in args.arch.arches() {
+        let (init_bytes, kios) = bench_scenario(&workspace, arch, Scenario::Kios, args)?;
+        let baseline = if args.no_baseline {
+            None
+        } else {
+            Some(bench_scenario(&workspace, arch, Scenario::Baseline, args)?.1)
+        };
+        arches.push(ArchResult::new(arch, init_bytes, kios, baseline));
+    }
+    let report = BenchReport {
+        date: date.clone(),
+        clock: CLOCK.to_string(),
+        runs_per_scenario: usize::from(args.runs),
+        arches,
+    };
+
+    let (json_path, chart_path) = result_paths(&results, &date);
+    record(&report, &json_path)?;
+    write_chart(&report, &chart_path)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("encoding the report")?
+        );
+    } else {
+        print!("\n{}", report.table());
+    }
+    match &previous {
+        Some((path, before)) => {
+            eprintln!("\nmedians against {}:", path.display());
+            for delta in compare(before, &report) {
+                eprintln!("  {}", delta.line());
+            }
+        }
+        None => eprintln!("\nno earlier run in {} to compare with", results.display()),
+    }
+    eprintln!(
+        "recorded {} and {}",
+        json_path.display(),
+        chart_path.display()
+    );
+    Ok(())
+}
+
+/// Builds one scenario's image (probe pod on) and boots it `args.runs`
+/// times; returns the image's init size and the scenario's result.
+fn bench_scenario(
+    workspace: &Workspace,
+    arch: Arch,
+    scenario: Scenario,
+    args: &BenchArgs,
+) -> Result<(u64, ScenarioResult)> {
+    let out = workspace
+        .output_dir()?
+        .join(format!("bench-{}", scenario.name()));
+    let image = build_node_image(
+        workspace,
+        arch,
+        &ImageOptions {
+            probe_pod: true,
+            baseline_init: scenario == Scenario::Baseline,
+            ..ImageOptions::default()
+        },
+        &out,
+    )?;
+    let image_bytes = std::fs::metadata(&image.initrd)
+        .with_context(|| format!("reading {}", image.initrd.display()))?
+        .len();
+    let mut runs = Vec::new();
+    for index in 1..=args.runs {
+        let phases = boot_once(&image, scenario, args.timeout)
+            .with_context(|| format!("{arch} {} run {index}", scenario.label()))?;
+        eprintln!(
+            "{arch} {} run {index}/{}: first_pod_running {:.3} s",
+            scenario.label(),
+            args.runs,
+            phases.get("first_pod_running").copied().unwrap_or(0) as f64 / 1e6
+        );
+        runs.push(phases);
+    }
+    let components = image
+        .parts
+        .iter()
+        .map(|part| (part.component.clone(), part.bytes))
+        .collect();
+    Ok((
+        image.init_bytes,
+        ScenarioResult::new(scenario, image_bytes, components, runs),
+    ))
+}
+
+fn boot_once(image: &NodeImage, scenario: Scenario, timeout: u64) -> Result<BTreeMap<String, u64>> {
+    let config = VmConfig {
+        memory_mib: 2048,
+        icount: true,
+        ..VmConfig::new(image.arch, image.kernel.clone(), image.initrd.clone())
+    };
+    let options = RunOptions {
+        timeout: Duration::from_secs(timeout),
+        echo: false,
+    };
+    let run = run_vm(&config, options, |_| LineVerdict::Continue)?;
+    check_run(scenario, &run)
+}
