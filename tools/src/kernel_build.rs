@@ -359,7 +359,9 @@ pub fn resolve(workspace: &Workspace, arch: Arch) -> Result<Resolution> {
     let fragments = fragment_paths(workspace, arch);
     let requests = read_requests(&fragments)?;
     let source = kernel_source()?;
-    let build_dir = cache_subdir("kernel-build")?.join(format!(
+    let builds = cache_subdir("kernel-build")?;
+    remove_abandoned_build_dirs(&builds)?;
+    let build_dir = builds.join(format!(
         ".work-{}-{}",
         kernel_arch(arch),
         std::process::id()
@@ -372,7 +374,7 @@ pub fn resolve(workspace: &Workspace, arch: Arch) -> Result<Resolution> {
         format!("resolving the kiOS kernel config for {arch}"),
         || {
             run_logged(
-                &mut kernel_make(&source, arch, &build_dir)?.arg("tinyconfig"),
+                kernel_make(&source, arch, &build_dir)?.arg("tinyconfig"),
                 &log,
             )?;
             let config = build_dir.join(".config");
@@ -388,7 +390,7 @@ pub fn resolve(workspace: &Workspace, arch: Arch) -> Result<Resolution> {
                 &log,
             )?;
             run_logged(
-                &mut kernel_make(&source, arch, &build_dir)?.arg("olddefconfig"),
+                kernel_make(&source, arch, &build_dir)?.arg("olddefconfig"),
                 &log,
             )?;
             std::fs::read_to_string(&config)
@@ -410,6 +412,33 @@ pub fn resolve(workspace: &Workspace, arch: Arch) -> Result<Resolution> {
         config,
         unmet,
     })
+}
+
+/// Removes the build directories (about 1 GB each) of processes that are
+/// gone, e.g. an interrupted build.
+fn remove_abandoned_build_dirs(builds: &Path) -> Result<()> {
+    let entries =
+        std::fs::read_dir(builds).with_context(|| format!("listing {}", builds.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("listing {}", builds.display()))?;
+        let name = entry.file_name();
+        let Some(owner) = build_dir_owner(&name.to_string_lossy()) else {
+            continue;
+        };
+        if !Path::new("/proc").join(owner.to_string()).exists() {
+            remove_dir_if_present(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// The process id in a `.work-<arch>-<pid>` directory name.
+fn build_dir_owner(name: &str) -> Option<u32> {
+    name.strip_prefix(".work-")?
+        .rsplit_once('-')?
+        .1
+        .parse()
+        .ok()
 }
 
 /// `make` in the source tree, building into `build_dir`.
@@ -764,6 +793,14 @@ mod tests {
         let differences = config_differences("A=y\nB=y\n", "A=y\nC=y\n");
         assert_eq!(differences, ["- B=y", "+ C=y"]);
         assert!(config_differences("A=y\n", "A=y\n").is_empty());
+    }
+
+    #[test]
+    fn build_dirs_name_their_process() {
+        assert_eq!(build_dir_owner(".work-x86_64-1234"), Some(1234));
+        assert_eq!(build_dir_owner(".work-arm64-77"), Some(77));
+        assert_eq!(build_dir_owner("6.12.117-1~deb12u1"), None);
+        assert_eq!(build_dir_owner(".work-x86_64-"), None);
     }
 
     #[test]

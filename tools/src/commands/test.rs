@@ -69,6 +69,20 @@ const CARGO_TEST_STEPS: &[CargoTestStep] = &[
         needs_qemu: false,
     },
     CargoTestStep {
+        name: "kiOS kernel config fragments resolve (both arches)",
+        args: &[
+            "test",
+            "-p",
+            "kios-tools",
+            "--test",
+            "kernel_config",
+            "--",
+            "--include-ignored",
+            "--test-threads=1",
+        ],
+        needs_qemu: false,
+    },
+    CargoTestStep {
         name: "containerd store seeding tests (run containerd on the host)",
         args: &[
             "test",
