@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::arch::Arch;
 use crate::cache::cache_subdir;
+use crate::command::output_of;
 use crate::host_packages::run_apt;
 use crate::progress::with_step;
 
@@ -152,7 +153,7 @@ pub fn fetch(package: &DebianPackage) -> Result<PathBuf> {
                 std::process::id()
             ));
             remove_dir_if_present(&partial)?;
-            run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&partial))?;
+            output_of(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&partial))?;
             std::fs::write(partial.join(".kios-extracted"), &expected_sha256)
                 .with_context(|| format!("marking {} complete", partial.display()))?;
             if complete_marker.exists() {
@@ -179,9 +180,11 @@ fn download(package: &DebianPackage, debs: &Path, deb: &Path) -> Result<()> {
             remove_dir_if_present(&scratch)?;
             std::fs::create_dir_all(&scratch)
                 .with_context(|| format!("creating {}", scratch.display()))?;
-            run(Command::new("apt-get")
-                .args(["download", &package.apt_spec()])
-                .current_dir(&scratch))?;
+            output_of(
+                Command::new("apt-get")
+                    .args(["download", &package.apt_spec()])
+                    .current_dir(&scratch),
+            )?;
             let downloaded = only_file_in(&scratch)?;
             std::fs::rename(&downloaded, deb)
                 .with_context(|| format!("moving the download to {}", deb.display()))?;
@@ -249,22 +252,6 @@ fn apt_cache(args: &[&str]) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
-fn run(command: &mut Command) -> Result<()> {
-    let program = command.get_program().to_string_lossy().into_owned();
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {program}"))?;
-    if !output.status.success() {
-        bail!(
-            "{program} failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]

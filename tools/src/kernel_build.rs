@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::arch::Arch;
 use crate::cache::cache_subdir;
+use crate::command::{output_of, render};
 use crate::debian::{candidate, fetch};
 use crate::host_packages::ensure_installed;
 use crate::progress::with_step;
@@ -310,7 +311,7 @@ pub fn kernel_source() -> Result<KernelSource> {
             remove_dir_if_present(&partial)?;
             std::fs::create_dir_all(&partial)
                 .with_context(|| format!("creating {}", partial.display()))?;
-            run_quiet(
+            output_of(
                 Command::new("tar")
                     .arg("-xf")
                     .arg(&tarball)
@@ -645,14 +646,6 @@ fn remove_dir_if_present(dir: &Path) -> Result<()> {
     }
 }
 
-fn render(command: &Command) -> String {
-    std::iter::once(command.get_program())
-        .chain(command.get_args())
-        .map(|part| part.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// Runs `command` with its output appended to `log`; a failure quotes the log's end.
 fn run_logged(command: &mut Command, log: &Path) -> Result<()> {
     let rendered = render(command);
@@ -677,22 +670,6 @@ fn run_logged(command: &mut Command, log: &Path) -> Result<()> {
         bail!(
             "`{rendered}` failed ({status}); the end of {}:\n{tail}",
             log.display()
-        );
-    }
-    Ok(())
-}
-
-fn run_quiet(command: &mut Command) -> Result<()> {
-    let rendered = render(command);
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running `{rendered}`"))?;
-    if !output.status.success() {
-        bail!(
-            "`{rendered}` failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
         );
     }
     Ok(())

@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::command::output_of;
 use anyhow::{bail, Context, Result};
 
 use crate::bom::Pin;
@@ -121,7 +122,7 @@ fn compile(
         Command::new("dpkg-source").arg("-x").arg(dsc).arg(&tree),
         log,
     )?;
-    let changelog_date = command_output(
+    let changelog_date = output_of(
         Command::new("dpkg-parsechangelog")
             .arg("-l")
             .arg(tree.join("debian/changelog"))
@@ -197,11 +198,11 @@ fn download_source(source: &KubernetesSource, pin: &Pin) -> Result<PathBuf> {
 /// Makes apt list bookworm's source packages: a `deb-src` twin of the
 /// machine's own bookworm `deb` entry, in a kiOS-owned file.
 fn ensure_source_listed(source: &KubernetesSource) -> Result<()> {
-    let listed = command_output(Command::new("apt-cache").args(["showsrc", source.package]))?;
+    let listed = output_of(Command::new("apt-cache").args(["showsrc", source.package]))?;
     if lists_version(&listed, source.version) {
         return Ok(());
     }
-    let policy = command_output(Command::new("apt-cache").arg("policy"))?;
+    let policy = output_of(Command::new("apt-cache").arg("policy"))?;
     let uri = archive_uri(&policy, SOURCE_SUITE, SOURCE_COMPONENT).with_context(|| {
         format!(
             "apt lists no {SOURCE_SUITE} {SOURCE_COMPONENT} packages to take the archive address from; \
@@ -225,7 +226,7 @@ fn ensure_source_listed(source: &KubernetesSource) -> Result<()> {
             run_apt(Command::new("apt-get").arg("update"))
         },
     )?;
-    let listed = command_output(Command::new("apt-cache").args(["showsrc", source.package]))?;
+    let listed = output_of(Command::new("apt-cache").args(["showsrc", source.package]))?;
     if !lists_version(&listed, source.version) {
         bail!(
             "Debian's {SOURCE_SUITE} archive has no {} {} source package (any more): \
@@ -296,22 +297,6 @@ fn run_logged(command: &mut Command, log: &Path) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn command_output(command: &mut Command) -> Result<String> {
-    let program = command.get_program().to_string_lossy().into_owned();
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {program}"))?;
-    if !output.status.success() {
-        bail!(
-            "{program} failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod bom;
 pub mod cache;
 pub mod cli;
+pub mod command;
 pub mod commands;
 pub mod components;
 pub mod console;

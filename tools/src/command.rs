@@ -1,0 +1,32 @@
+//! Running host programs the tools depend on (apt, dpkg-deb, make, ...).
+
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+/// The command line as a person would type it, for messages.
+pub fn render(command: &Command) -> String {
+    std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|part| part.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs `command` with no stdin and returns its stdout; a failure names
+/// the command and carries what it printed on stderr.
+pub fn output_of(command: &mut Command) -> Result<String> {
+    let rendered = render(command);
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running `{rendered}`"))?;
+    if !output.status.success() {
+        bail!(
+            "`{rendered}` failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
