@@ -20,6 +20,7 @@ pub mod initramfs;
 pub mod kernel_build;
 pub mod kernel_modules;
 pub mod kubelet_build;
+pub mod node_checks;
 pub mod node_image;
 pub mod oci;
 pub mod progress;

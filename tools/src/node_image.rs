@@ -18,6 +18,7 @@ use crate::components::{build_images, stage_components, OciRuntime};
 use crate::image_seed::seed_containerd_store;
 use crate::initramfs::Initramfs;
 use crate::kernel_modules::ModuleTree;
+use crate::qemu::VmConfig;
 use crate::workspace::Workspace;
 
 /// Where the seeded containerd store sits in the image (the init mounts an
@@ -155,6 +156,20 @@ spec:
         path: /bin
         type: Directory
 "#;
+
+/// Memory for a node VM: the unpacked initramfs (189 MB) plus
+/// containerd, the kubelet and a pod.
+pub const NODE_MEMORY_MIB: u32 = 2048;
+
+/// The VM that boots `image`; `icount` makes guest time follow executed
+/// instructions (repeatable timelines).
+pub fn vm_config(image: &NodeImage, icount: bool) -> VmConfig {
+    VmConfig {
+        memory_mib: NODE_MEMORY_MIB,
+        icount,
+        ..VmConfig::new(image.arch, image.kernel.clone(), image.initrd.clone())
+    }
+}
 
 /// Builds the node image for `arch` into `out_dir`.
 pub fn build_node_image(

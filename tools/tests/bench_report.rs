@@ -10,8 +10,8 @@ use kios_tools::bench::{
     check_run, civil_date, compare, init_cost_us, latest_result, record, result_paths, write_chart,
     ArchResult, BenchReport, Scenario, ScenarioResult, Spread, CLOCK,
 };
-use kios_tools::node_image::{build_node_image, ImageOptions};
-use kios_tools::qemu::{run_vm, LineVerdict, RunOptions, VmConfig};
+use kios_tools::node_image::{build_node_image, vm_config, ImageOptions};
+use kios_tools::qemu::{run_vm, LineVerdict, RunOptions};
 use kios_tools::workspace::Workspace;
 
 fn run(phases: [u64; 6]) -> BTreeMap<String, u64> {
@@ -245,10 +245,7 @@ fn baseline_boots_to_a_running_pod_and_powers_off() {
         &out,
     )
     .expect("building the baseline image");
-    let config = VmConfig {
-        memory_mib: 2048,
-        ..VmConfig::new(Arch::Amd64, image.kernel.clone(), image.initrd.clone())
-    };
+    let config = vm_config(&image, true);
     let options = RunOptions {
         timeout: Duration::from_secs(900),
         echo: true,

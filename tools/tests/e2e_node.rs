@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use kios_tools::arch::Arch;
 use kios_tools::console::Console;
-use kios_tools::node_image::{build_node_image, ImageOptions};
-use kios_tools::qemu::{run_vm, LineVerdict, RunOptions, VmConfig};
-use kios_tools::standin_checks::{check_timeline, require_line};
+use kios_tools::node_checks::check_probe_boot;
+use kios_tools::node_image::{build_node_image, vm_config, ImageOptions};
+use kios_tools::qemu::{run_vm, LineVerdict, RunOptions};
+use kios_tools::standin_checks::{require_line, Check};
 use kios_tools::timeline::Timeline;
 use kios_tools::workspace::Workspace;
 
@@ -102,10 +103,7 @@ fn node_runs_a_static_pod_offline_and_shuts_down_cleanly(arch: Arch) {
         &out,
     )
     .expect("building the node image");
-    let config = VmConfig {
-        memory_mib: 2048,
-        ..VmConfig::new(arch, image.kernel.clone(), image.initrd.clone())
-    };
+    let config = vm_config(&image, true);
     let options = RunOptions {
         timeout: Duration::from_secs(900),
         echo: true,
@@ -113,67 +111,33 @@ fn node_runs_a_static_pod_offline_and_shuts_down_cleanly(arch: Arch) {
     let run = run_vm(&config, options, |_| LineVerdict::Continue).expect("booting the node image");
     let console = &run.console;
 
-    let timeline = Timeline::from_console(console);
-    eprintln!("{}", timeline.table());
-    let checks: Vec<(&str, Result<(), String>)> = vec![
-        (
-            "timeline has every phase, in order",
-            check_timeline(&timeline),
-        ),
-        (
-            "the probe pod runs",
-            require_line(console, "kios-probe: running in pod kios-probe"),
-        ),
-        (
-            "/bin holds only the node's binaries, no shell",
-            check_host_bin(console),
-        ),
-        (
-            "only init, runtime, kubelet and pod processes run",
-            check_host_processes(console),
-        ),
-        (
-            "the probe's SIGTERM shut the node down",
-            require_line(console, "kios: shutdown requested by signal"),
-        ),
-        (
-            "the init powered off",
-            require_line(console, "kios: power off"),
-        ),
-        (
-            "nothing was pulled",
-            if console.contains("PullImage \"") {
+    eprintln!("{}", Timeline::from_console(console).table());
+    let mut report = check_probe_boot(&run);
+    report.checks.extend([
+        Check {
+            name: "/bin holds only the node's binaries, no shell",
+            outcome: check_host_bin(console),
+        },
+        Check {
+            name: "only init, runtime, kubelet and pod processes run",
+            outcome: check_host_processes(console),
+        },
+        Check {
+            name: "the probe's SIGTERM shut the node down",
+            outcome: require_line(console, "kios: shutdown requested by signal"),
+        },
+        Check {
+            name: "nothing was pulled",
+            outcome: if console.contains("PullImage \"") {
                 Err("an image was pulled".into())
             } else {
                 Ok(())
             },
-        ),
-        (
-            "no kernel panic",
-            if console.contains("Kernel panic") {
-                Err("kernel panic".into())
-            } else {
-                Ok(())
-            },
-        ),
-        (
-            "QEMU exited 0 (powered off)",
-            if run.status.success() {
-                Ok(())
-            } else {
-                Err(format!("{}", run.status))
-            },
-        ),
-    ];
-    let failures: Vec<String> = checks
-        .iter()
-        .filter_map(|(name, outcome)| outcome.as_ref().err().map(|why| format!("{name}: {why}")))
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "failed checks:\n{}",
-        failures.join("\n")
-    );
+        },
+    ]);
+    if let Err(failures) = report.into_result() {
+        panic!("failed checks:\n{failures}");
+    }
 }
 
 #[test]

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use kios_tools::arch::Arch;
-use kios_tools::node_image::{build_node_image, ImageOptions};
-use kios_tools::qemu::{run_vm, LineVerdict, RunOptions, VmConfig};
+use kios_tools::node_image::{build_node_image, vm_config, ImageOptions};
+use kios_tools::qemu::{run_vm, LineVerdict, RunOptions};
 use kios_tools::workspace::Workspace;
 
 const BROKEN_CONFIG: &str = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: [this is not a path\n";
@@ -28,10 +28,7 @@ fn a_crash_looping_kubelet_is_restarted_with_backoff_and_the_node_stays_up() {
     };
     let image =
         build_node_image(&workspace, Arch::Amd64, &options, &out).expect("building the image");
-    let config = VmConfig {
-        memory_mib: 2048,
-        ..VmConfig::new(Arch::Amd64, image.kernel.clone(), image.initrd.clone())
-    };
+    let config = vm_config(&image, true);
     let run_options = RunOptions {
         timeout: Duration::from_secs(600),
         echo: true,

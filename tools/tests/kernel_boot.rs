@@ -7,9 +7,10 @@ use std::time::Duration;
 use kios_tools::arch::Arch;
 use kios_tools::console::Console;
 use kios_tools::kernel_build::build_kernel;
-use kios_tools::node_image::{build_node_image, ImageOptions};
-use kios_tools::qemu::{run_vm, LineVerdict, RunOptions, VmConfig};
-use kios_tools::standin_checks::{check_timeline, require_line};
+use kios_tools::node_checks::check_probe_boot;
+use kios_tools::node_image::{build_node_image, vm_config, ImageOptions};
+use kios_tools::qemu::{run_vm, LineVerdict, RunOptions};
+use kios_tools::standin_checks::Check;
 use kios_tools::timeline::Timeline;
 use kios_tools::workspace::Workspace;
 
@@ -51,10 +52,7 @@ fn node_with_the_kios_kernel_runs_a_pod_and_powers_off() {
         &out,
     )
     .expect("building the node image");
-    let config = VmConfig {
-        memory_mib: 2048,
-        ..VmConfig::new(Arch::Amd64, image.kernel.clone(), image.initrd.clone())
-    };
+    let config = vm_config(&image, true);
     let options = RunOptions {
         timeout: Duration::from_secs(900),
         echo: true,
@@ -69,47 +67,12 @@ fn node_with_the_kios_kernel_runs_a_pod_and_powers_off() {
         kernel.bytes,
         timeline.table()
     );
-    let checks: Vec<(&str, Result<(), String>)> = vec![
-        (
-            "timeline has every phase, in order",
-            check_timeline(&timeline),
-        ),
-        (
-            "no module was loaded (everything is built in)",
-            check_no_modules_loaded(console),
-        ),
-        (
-            "the probe pod runs",
-            require_line(console, "kios-probe: running in pod kios-probe"),
-        ),
-        (
-            "the init powered off",
-            require_line(console, "kios: power off"),
-        ),
-        (
-            "no kernel panic",
-            if console.contains("Kernel panic") {
-                Err("kernel panic".into())
-            } else {
-                Ok(())
-            },
-        ),
-        (
-            "QEMU exited 0 (powered off)",
-            if run.status.success() {
-                Ok(())
-            } else {
-                Err(format!("{}", run.status))
-            },
-        ),
-    ];
-    let failures: Vec<String> = checks
-        .iter()
-        .filter_map(|(name, outcome)| outcome.as_ref().err().map(|why| format!("{name}: {why}")))
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "failed checks:\n{}",
-        failures.join("\n")
-    );
+    let mut report = check_probe_boot(&run);
+    report.checks.push(Check {
+        name: "no module was loaded (everything is built in)",
+        outcome: check_no_modules_loaded(console),
+    });
+    if let Err(failures) = report.into_result() {
+        panic!("failed checks:\n{failures}");
+    }
 }

@@ -15,8 +15,8 @@ use crate::bench::{
     ArchResult, BenchReport, Scenario, ScenarioResult, CLOCK,
 };
 use crate::host_packages::{ensure_installed, QEMU_PACKAGES};
-use crate::node_image::{build_node_image, ImageOptions, NodeImage};
-use crate::qemu::{run_vm, LineVerdict, RunOptions, VmConfig};
+use crate::node_image::{build_node_image, vm_config, ImageOptions, NodeImage};
+use crate::qemu::{run_vm, LineVerdict, RunOptions};
 use crate::workspace::Workspace;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -155,11 +155,7 @@ fn bench_scenario(
 }
 
 fn boot_once(image: &NodeImage, scenario: Scenario, timeout: u64) -> Result<BTreeMap<String, u64>> {
-    let config = VmConfig {
-        memory_mib: 2048,
-        icount: true,
-        ..VmConfig::new(image.arch, image.kernel.clone(), image.initrd.clone())
-    };
+    let config = vm_config(image, true);
     let options = RunOptions {
         timeout: Duration::from_secs(timeout),
         echo: false,

@@ -9,8 +9,8 @@ use serde::Serialize;
 use crate::arch::Arch;
 use crate::components::OciRuntime;
 use crate::host_packages::{ensure_installed, QEMU_PACKAGES};
-use crate::node_image::{build_node_image, ImageOptions};
-use crate::qemu::{run_vm, LineVerdict, RunOptions, VmConfig, VmRun};
+use crate::node_image::{build_node_image, vm_config, ImageOptions};
+use crate::qemu::{run_vm, LineVerdict, RunOptions, VmRun};
 use crate::timeline::Timeline;
 use crate::workspace::Workspace;
 
@@ -81,11 +81,7 @@ pub fn boot_node(args: &BootArgs, echo: bool) -> Result<VmRun> {
         },
         &out,
     )?;
-    let config = VmConfig {
-        memory_mib: 2048,
-        icount: !args.no_icount,
-        ..VmConfig::new(args.arch, image.kernel.clone(), image.initrd.clone())
-    };
+    let config = vm_config(&image, !args.no_icount);
     let options = RunOptions {
         timeout: Duration::from_secs(args.timeout),
         echo,
