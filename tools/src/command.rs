@@ -1,5 +1,7 @@
 //! Running host programs the tools depend on (apt, dpkg-deb, make, ...).
 
+use std::fs::File;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
@@ -29,4 +31,33 @@ pub fn output_of(command: &mut Command) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Runs `command` with its output appended to `log`; a failure quotes the log's end.
+pub fn run_logged(command: &mut Command, log: &Path) -> Result<()> {
+    let rendered = render(command);
+    let output = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let errors = output
+        .try_clone()
+        .with_context(|| format!("opening {}", log.display()))?;
+    let status = command
+        .stdin(Stdio::null())
+        .stdout(output)
+        .stderr(errors)
+        .status()
+        .with_context(|| format!("running `{rendered}`"))?;
+    if !status.success() {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+        bail!(
+            "`{rendered}` failed ({status}); the end of {}:\n{tail}",
+            log.display()
+        );
+    }
+    Ok(())
 }

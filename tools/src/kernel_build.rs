@@ -10,16 +10,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
 use crate::arch::Arch;
 use crate::cache::cache_subdir;
-use crate::command::{output_of, render};
+use crate::command::{output_of, run_logged};
 use crate::debian::{candidate, fetch};
 use crate::host_packages::ensure_installed;
 use crate::progress::with_step;
@@ -644,35 +643,6 @@ fn remove_dir_if_present(dir: &Path) -> Result<()> {
         }
         _ => Ok(()),
     }
-}
-
-/// Runs `command` with its output appended to `log`; a failure quotes the log's end.
-fn run_logged(command: &mut Command, log: &Path) -> Result<()> {
-    let rendered = render(command);
-    let output = File::options()
-        .create(true)
-        .append(true)
-        .open(log)
-        .with_context(|| format!("opening {}", log.display()))?;
-    let errors = output
-        .try_clone()
-        .with_context(|| format!("opening {}", log.display()))?;
-    let status = command
-        .stdin(Stdio::null())
-        .stdout(output)
-        .stderr(errors)
-        .status()
-        .with_context(|| format!("running `{rendered}`"))?;
-    if !status.success() {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(30)..].join("\n");
-        bail!(
-            "`{rendered}` failed ({status}); the end of {}:\n{tail}",
-            log.display()
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]

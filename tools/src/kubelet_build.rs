@@ -8,9 +8,9 @@
 //! arch): the build takes about 5 minutes on 2 cores.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use crate::command::output_of;
+use crate::command::{output_of, run_logged};
 use anyhow::{bail, Context, Result};
 
 use crate::bom::Pin;
@@ -267,36 +267,6 @@ fn deb_src_entry(uri: &str, signed_by_archive_keyring: bool) -> String {
     format!(
         "Types: deb-src\nURIs: {uri}\nSuites: {SOURCE_SUITE}\nComponents: {SOURCE_COMPONENT}\n{signed_by}"
     )
-}
-
-/// Runs `command` with its output appended to `log`; on failure the error
-/// carries the log's last lines.
-fn run_logged(command: &mut Command, log: &Path) -> Result<()> {
-    let program = command.get_program().to_string_lossy().into_owned();
-    let log_file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .with_context(|| format!("opening the build log {}", log.display()))?;
-    let stderr = log_file
-        .try_clone()
-        .with_context(|| format!("opening the build log {}", log.display()))?;
-    let status = command
-        .stdin(Stdio::null())
-        .stdout(log_file)
-        .stderr(stderr)
-        .status()
-        .with_context(|| format!("running {program}"))?;
-    if !status.success() {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(30)..].join("\n");
-        bail!(
-            "{program} failed ({status}); the end of {}:\n{tail}",
-            log.display()
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]
