@@ -1,6 +1,7 @@
 //! The boot sequence and the event loop of PID 1.
 
 use crate::cmdline::{self, Options};
+use crate::data_partition::{self, DataError, DevicePath};
 use crate::errno::Errno;
 use crate::hostname::Hostname;
 use crate::kubelet::{self, RUNTIME_SOCKET};
@@ -28,7 +29,7 @@ const DEFAULT_HOSTNAME: &str = "kios";
 const ROOT_STAGING: &str = "/run";
 
 /// A boot step that failed, with the errno the kernel gave.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub enum BootError {
     SwitchRoot(Errno),
     ReadOnlyRoot(Errno),
@@ -42,6 +43,8 @@ pub enum BootError {
     SystemSocket(Errno),
     StartService(Service, Errno),
     RuntimeSocket(Errno),
+    DataPartition(DataError),
+    DataMount(DevicePath, Errno),
 }
 
 impl ufmt::uDisplay for BootError {
@@ -70,6 +73,13 @@ impl ufmt::uDisplay for BootError {
             BootError::RuntimeSocket(e) => {
                 ufmt::uwrite!(f, "waiting for {} failed: {}", RUNTIME_SOCKET, e)
             }
+            BootError::DataPartition(ref error) => ufmt::uwrite!(f, "{}", error),
+            BootError::DataMount(ref device, e) => ufmt::uwrite!(
+                f,
+                "mounting data partition {} failed: {}, not formatting it",
+                device.as_str(),
+                e
+            ),
         }
     }
 }
@@ -158,14 +168,17 @@ impl<S: Sys> Init<S> {
         if let Err(errno) = self.sys.mount(&MountOp::SharedRecursive { target: "/" }) {
             self.fail(BootError::SharedRoot(errno));
         }
+        // Before /var: the data partition's disk driver may be a module.
+        self.load_modules(MODULE_LIST);
+        self.mount_var();
         for (dir, mode) in mounts::STATE_DIRS {
             self.mkdir(dir, mode);
         }
+        self.mount_etc();
+        self.mount_containerd_store();
         let now = self.sys.now_us();
         self.timeline(Phase::MountsDone, now);
 
-        self.load_modules(MODULE_LIST);
-        self.mount_containerd_store();
         self.set_hostname();
         self.bring_up_loopback();
         self.set_sysctls();
@@ -315,6 +328,63 @@ impl<S: Sys> Init<S> {
         );
     }
 
+    /// Mounts the data partition on /var, or a tmpfs when there is none or
+    /// it is unusable: the node then boots ephemeral and says why. A
+    /// partition that will not mount is never formatted.
+    fn mount_var(&mut self) {
+        let found = data_partition::find(
+            &mut self.sys,
+            &self.options.data,
+            self.options.data_timeout_ms,
+        );
+        let error = match found {
+            Ok(device) => {
+                self.mkdir(mounts::VAR, 0o755);
+                let op = MountOp::Fs {
+                    source: &device,
+                    target: mounts::VAR,
+                    fstype: mounts::DATA_FSTYPE,
+                    flags: mounts::DATA_FLAGS,
+                    data: "",
+                };
+                match self.sys.mount(&op) {
+                    Ok(()) => {
+                        log!(
+                            &mut self.sys,
+                            Level::Notice,
+                            "data partition {} mounted on {}: /etc changes, logs, container storage and pod volumes persist",
+                            device.as_str(),
+                            mounts::VAR
+                        );
+                        return;
+                    }
+                    Err(errno) => BootError::DataMount(device, errno),
+                }
+            }
+            Err(error) => BootError::DataPartition(error),
+        };
+        log!(
+            &mut self.sys,
+            if error == BootError::DataPartition(DataError::NotFound) {
+                Level::Notice
+            } else {
+                Level::Err
+            },
+            "{}; booting ephemeral: /var and /etc changes live in RAM",
+            error
+        );
+        self.mount(&mounts::VAR_EPHEMERAL);
+    }
+
+    /// Puts the writable layer over the image's /etc (on /var: persistent
+    /// with a data partition). On failure /etc stays the image's, read-only.
+    fn mount_etc(&mut self) {
+        for (dir, mode) in mounts::ETC_DIRS {
+            self.mkdir(dir, mode);
+        }
+        self.mount(&mounts::ETC);
+    }
+
     /// Overlays the image's seeded image store on /var/lib/containerd (after
     /// the modules: overlayfs may be one).
     fn mount_containerd_store(&mut self) {
@@ -412,10 +482,11 @@ impl<S: Sys> Init<S> {
         self.timeline(Phase::RuntimeExec, now);
         match self.start(Service::Runtime) {
             Some(pid) => {
-                match self
-                    .sys
-                    .wait_for_socket(RUNTIME_SOCKET, pid, self.options.runtime_timeout_ms)
-                {
+                match self.sys.wait_for_path(
+                    RUNTIME_SOCKET,
+                    Some(pid),
+                    self.options.runtime_timeout_ms,
+                ) {
                     Ok(()) => {
                         let now = self.sys.now_us();
                         self.timeline(Phase::RuntimeReady, now);
@@ -677,9 +748,11 @@ mod tests {
                 "mount tmpfs /run flags=6 mode=0755",
                 "mount tmpfs /tmp flags=6 mode=1777",
                 "mount tmpfs /var flags=0 mode=0755",
+                "mount overlay /etc flags=6 lowerdir=/etc,upperdir=/var/lib/kios/etc/upper,workdir=/var/lib/kios/etc/work",
             ]
         );
-        assert!(position(sys, "rshared /") > position(sys, "mount tmpfs /var"));
+        // Mounts made later under a shared mount are shared too.
+        assert!(position(sys, "rshared /") > position(sys, "mount tmpfs /tmp"));
         assert!(position(sys, "open_kmsg") > position(sys, "mount devtmpfs /dev"));
     }
 
@@ -712,7 +785,7 @@ mod tests {
         let runtime = position(sys, "spawn containerd /bin/containerd");
         let socket = position(
             sys,
-            "wait_for_socket /run/containerd/containerd.sock owner=101 timeout=30000",
+            "wait_for_path /run/containerd/containerd.sock owner=101 timeout=30000",
         );
         let kubelet = position(sys, "spawn kubelet /bin/kubelet");
         assert!(runtime < socket && socket < kubelet);
@@ -721,7 +794,7 @@ mod tests {
 
     #[test]
     fn a_runtime_that_never_gets_ready_still_leads_to_a_kubelet() {
-        let sys = RecordingSys::new().failing("wait_for_socket", Errno::TIMEDOUT);
+        let sys = RecordingSys::new().failing("wait_for_path", Errno::TIMEDOUT);
         let init = booted(sys);
         assert!(init
             .sys()
@@ -823,9 +896,106 @@ mod tests {
         let without_seed = booted(RecordingSys::new());
         assert!(without_seed
             .sys()
-            .calls_starting("mount overlay")
+            .calls_starting("mount overlay /var/lib/containerd")
             .is_empty());
         assert!(without_seed.sys().logged("no seeded image store"));
+    }
+
+    /// A disk holding a GPT whose second partition is of the kiOS type and
+    /// holds ext4 (as far as the superblock magic goes).
+    fn with_data_disk(sys: RecordingSys) -> RecordingSys {
+        let (header, entries) =
+            crate::gpt::tests::gpt_with(&[[1; 16], crate::gpt::DATA_PARTITION_TYPE]);
+        let mut disk = vec![0u8; 512];
+        disk.extend(header);
+        disk.extend(entries);
+        let mut partition = vec![0u8; 2048];
+        partition[1024 + 0x38..1024 + 0x3a].copy_from_slice(&[0x53, 0xEF]);
+        sys.with_dir("/sys/block", &["vda"])
+            .with_file("/dev/vda", &disk)
+            .with_file("/dev/vda2", &partition)
+    }
+
+    #[test]
+    fn the_data_partition_becomes_var_after_the_modules_and_before_etc_and_the_store() {
+        let sys = with_data_disk(RecordingSys::new())
+            .with_file(MODULE_LIST, b"/lib/modules/virtio_blk.ko\n")
+            .failing("stat /usr/lib/kios/containerd", Errno::ISDIR);
+        let init = booted(sys);
+        let sys = init.sys();
+        let var = position(sys, "mount ext4 /var flags=1024 ");
+        assert!(position(sys, "finit_module /lib/modules/virtio_blk.ko") < var);
+        assert!(var < position(sys, "mkdir /var/lib/kubelet 700"));
+        assert!(var < position(sys, "mkdir /var/lib/kios/etc/upper 755"));
+        assert!(
+            position(sys, "mount overlay /etc")
+                < position(sys, "mount overlay /var/lib/containerd")
+        );
+        assert!(
+            position(sys, "mount overlay /var/lib/containerd") < position(sys, "spawn containerd")
+        );
+        assert!(sys.calls_starting("mount tmpfs /var").is_empty());
+        assert!(sys.logged("Notice: data partition /dev/vda2 mounted on /var"));
+        assert!(!sys.logged("ephemeral"));
+    }
+
+    #[test]
+    fn without_a_data_partition_the_node_says_it_is_ephemeral() {
+        let init = booted(RecordingSys::new().with_dir("/sys/block", &["vda"]));
+        let sys = init.sys();
+        assert!(
+            sys.logged("disk /dev/vda: reading its partition table failed: ENOENT (2), skipped")
+        );
+        assert!(sys.logged(
+            "Notice: no data partition found; booting ephemeral: /var and /etc changes live in RAM"
+        ));
+        assert!(position(sys, "mount tmpfs /var") < position(sys, "mount overlay /etc"));
+    }
+
+    #[test]
+    fn a_data_partition_that_will_not_mount_is_reported_once_and_never_formatted() {
+        let sys = with_data_disk(RecordingSys::new()).failing("mount ext4 /var", Errno::UCLEAN);
+        let init = booted(sys);
+        let sys = init.sys();
+        let lines: Vec<&String> = sys
+            .logs
+            .iter()
+            .filter(|l| l.contains("/dev/vda2"))
+            .collect();
+        assert_eq!(
+            lines,
+            ["Err: mounting data partition /dev/vda2 failed: EUCLEAN (117), not formatting it; booting ephemeral: /var and /etc changes live in RAM"]
+        );
+        assert!(sys
+            .calls
+            .contains(&"mount tmpfs /var flags=0 mode=0755".to_string()));
+        assert!(sys
+            .calls_starting("spawn ")
+            .iter()
+            .all(|c| !c.contains("mkfs")));
+        assert!(
+            sys.calls_starting("spawn containerd").len() == 1,
+            "the boot goes on"
+        );
+    }
+
+    #[test]
+    fn a_named_data_device_that_never_appears_leaves_the_node_ephemeral() {
+        let sys = RecordingSys::new()
+            .with_file(
+                "/proc/cmdline",
+                b"kios.data=/dev/vdz1 kios.data_timeout=2\n",
+            )
+            .failing("wait_for_path /dev/vdz1", Errno::TIMEDOUT);
+        let init = booted(sys);
+        let sys = init.sys();
+        assert!(sys
+            .calls
+            .contains(&"wait_for_path /dev/vdz1 timeout=2000".to_string()));
+        assert!(sys.logged(
+            "Err: data partition /dev/vdz1 did not appear: ETIMEDOUT (110); booting ephemeral"
+        ));
+        assert!(sys.calls_starting("mount tmpfs /var").len() == 1);
     }
 
     #[test]

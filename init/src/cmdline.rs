@@ -10,6 +10,17 @@ pub enum PanicPolicy {
     PowerOff,
 }
 
+/// Where the data partition comes from (`kios.data=auto|none|/dev/...`).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum DataSource {
+    /// The first partition of the kiOS type on any disk.
+    Auto,
+    /// Always ephemeral, whatever the disks hold.
+    None,
+    /// This device, waited for up to `kios.data_timeout=`.
+    Device(crate::data_partition::DevicePath),
+}
+
 /// Options read from `/proc/cmdline`.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Options {
@@ -22,6 +33,10 @@ pub struct Options {
     /// `kios.runtime_timeout=SECONDS`: how long to wait for the runtime's
     /// socket before starting the kubelet anyway.
     pub runtime_timeout_ms: u64,
+    pub data: DataSource,
+    /// `kios.data_timeout=SECONDS`: how long to wait for the data partition
+    /// (None: a named device gets 10 s, the type scan looks once).
+    pub data_timeout_ms: Option<u64>,
 }
 
 impl Default for Options {
@@ -31,6 +46,8 @@ impl Default for Options {
             hostname: None,
             shutdown_grace_ms: 30_000,
             runtime_timeout_ms: 30_000,
+            data: DataSource::Auto,
+            data_timeout_ms: None,
         }
     }
 }
@@ -72,6 +89,21 @@ pub fn parse<'a>(cmdline: &'a str, mut on_rejected: impl FnMut(Rejected<'a>)) ->
             },
             "runtime_timeout" => match seconds(value) {
                 Some(ms) => options.runtime_timeout_ms = ms,
+                None => on_rejected(rejected("expected whole seconds up to 3600")),
+            },
+            "data" => match value {
+                "auto" => options.data = DataSource::Auto,
+                "none" => options.data = DataSource::None,
+                _ => match value.strip_prefix("/dev/").filter(|name| !name.is_empty()) {
+                    Some(_) => match heapless::String::try_from(value) {
+                        Ok(path) => options.data = DataSource::Device(path),
+                        Err(_) => on_rejected(rejected("device path longer than 96 bytes")),
+                    },
+                    None => on_rejected(rejected("expected auto, none or a /dev/ path")),
+                },
+            },
+            "data_timeout" => match seconds(value) {
+                Some(ms) => options.data_timeout_ms = Some(ms),
                 None => on_rejected(rejected("expected whole seconds up to 3600")),
             },
             _ => on_rejected(rejected("unknown option")),
@@ -151,6 +183,23 @@ mod tests {
         );
         assert_eq!(options, Options::default());
         assert_eq!(rejected.len(), 4);
+    }
+
+    #[test]
+    fn the_data_partition_is_found_by_type_unless_named_or_turned_off() {
+        assert_eq!(parse_collecting("").0.data, DataSource::Auto);
+        assert_eq!(parse_collecting("kios.data=none").0.data, DataSource::None);
+        let (options, rejected) = parse_collecting("kios.data=/dev/vdb1 kios.data_timeout=3");
+        assert_eq!(
+            options.data,
+            DataSource::Device("/dev/vdb1".try_into().unwrap())
+        );
+        assert_eq!(options.data_timeout_ms, Some(3000));
+        assert!(rejected.is_empty());
+        let (options, rejected) =
+            parse_collecting("kios.data=vdb1 kios.data=/dev/ kios.data_timeout=x");
+        assert_eq!(options.data, DataSource::Auto);
+        assert_eq!(rejected.len(), 3);
     }
 
     #[test]

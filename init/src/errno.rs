@@ -33,6 +33,8 @@ impl Errno {
     pub const ADDRINUSE: Errno = Errno(98);
     pub const CONNREFUSED: Errno = Errno(111);
     pub const TIMEDOUT: Errno = Errno(110);
+    /// "Structure needs cleaning": ext4's answer for a corrupted filesystem.
+    pub const UCLEAN: Errno = Errno(117);
 
     /// The symbolic name, for the errors a boot step can plausibly hit.
     pub fn name(self) -> Option<&'static str> {
@@ -65,6 +67,7 @@ impl Errno {
             Errno::ADDRINUSE => "EADDRINUSE",
             Errno::CONNREFUSED => "ECONNREFUSED",
             Errno::TIMEDOUT => "ETIMEDOUT",
+            Errno::UCLEAN => "EUCLEAN",
             _ => return None,
         })
     }

@@ -9,7 +9,9 @@
 pub mod argv;
 pub mod boot;
 pub mod cmdline;
+pub mod data_partition;
 pub mod errno;
+pub mod gpt;
 pub mod hostname;
 pub mod kubelet;
 pub mod labels;

@@ -442,6 +442,43 @@ impl Sys for Linux {
         Ok(())
     }
 
+    fn read_at(&mut self, path: &str, offset: u64, buf: &mut [u8]) -> SysResult<usize> {
+        let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(errno)?;
+        let mut len = 0;
+        while len < buf.len() {
+            match rustix::io::pread(&fd, &mut buf[len..], offset + len as u64) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(RawErrno::INTR) => {}
+                Err(e) => return Err(errno(e)),
+            }
+        }
+        Ok(len)
+    }
+
+    fn list_dir(&mut self, path: &str, each: &mut dyn FnMut(&str)) -> SysResult<()> {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno)?;
+        let mut buf = [MaybeUninit::<u8>::uninit(); 2048];
+        let mut entries = rustix::fs::RawDir::new(&fd, &mut buf);
+        while let Some(entry) = entries.next() {
+            let entry = entry.map_err(errno)?;
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            if let Ok(name) = core::str::from_utf8(name) {
+                each(name);
+            }
+        }
+        Ok(())
+    }
+
     fn file_size(&mut self, path: &str) -> SysResult<u64> {
         let stat = rustix::fs::stat(path).map_err(errno)?;
         match rustix::fs::FileType::from_raw_mode(stat.st_mode) {
@@ -532,7 +569,7 @@ impl Sys for Linux {
         }
     }
 
-    fn wait_for_socket(&mut self, path: &str, owner: Pid, timeout_ms: u64) -> SysResult<()> {
+    fn wait_for_path(&mut self, path: &str, owner: Option<Pid>, timeout_ms: u64) -> SysResult<()> {
         use rustix::event::{PollFd, PollFlags};
         use rustix::fs::inotify;
 
@@ -549,9 +586,16 @@ impl Sys for Linux {
         if rustix::fs::access(path, rustix::fs::Access::EXISTS).is_ok() {
             return Ok(());
         }
-        let owner = rustix::process::Pid::from_raw(owner.0).ok_or(Errno::SRCH)?;
-        let owner = rustix::process::pidfd_open(owner, rustix::process::PidfdFlags::empty())
-            .map_err(errno)?;
+        let owner = match owner {
+            Some(owner) => {
+                let owner = rustix::process::Pid::from_raw(owner.0).ok_or(Errno::SRCH)?;
+                Some(
+                    rustix::process::pidfd_open(owner, rustix::process::PidfdFlags::empty())
+                        .map_err(errno)?,
+                )
+            }
+            None => None,
+        };
         let deadline = self.now_us() + timeout_ms * 1000;
         let mut events = [MaybeUninit::<u8>::uninit(); 1024];
         loop {
@@ -565,13 +609,14 @@ impl Sys for Linux {
             };
             let mut fds = [
                 PollFd::new(&watch, PollFlags::IN),
-                PollFd::new(&owner, PollFlags::IN),
+                PollFd::new(owner.as_ref().unwrap_or(&watch), PollFlags::IN),
             ];
-            match rustix::event::poll(&mut fds, Some(&timeout)) {
+            let watched = if owner.is_some() { 2 } else { 1 };
+            match rustix::event::poll(&mut fds[..watched], Some(&timeout)) {
                 Ok(_) | Err(RawErrno::INTR) => {}
                 Err(e) => return Err(errno(e)),
             }
-            if !fds[1].revents().is_empty() {
+            if owner.is_some() && !fds[1].revents().is_empty() {
                 return Err(Errno::SRCH);
             }
             let mut reader = inotify::Reader::new(&watch, &mut events);
@@ -584,6 +629,15 @@ impl Sys for Linux {
                 }
             }
         }
+    }
+
+    fn sleep_ms(&mut self, ms: u64) {
+        let duration = rustix::time::Timespec {
+            tv_sec: (ms / 1000) as i64,
+            tv_nsec: ((ms % 1000) * 1_000_000) as i64,
+        };
+        // poll with no fds: a sleep that needs no extra rustix feature.
+        let _ = rustix::event::poll(&mut [], Some(&duration));
     }
 
     fn has_children(&mut self) -> bool {

@@ -1,6 +1,6 @@
 //! The base system's mounts: which filesystem goes where, with which flags.
 
-use linux_raw_sys::general::{MS_NODEV, MS_NOEXEC, MS_NOSUID};
+use linux_raw_sys::general::{MS_NOATIME, MS_NODEV, MS_NOEXEC, MS_NOSUID};
 
 /// A filesystem the init mounts at boot.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -34,7 +34,7 @@ pub const DEV: FsMount = fs("/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, "mode=075
 pub const PROC: FsMount = fs("/proc", "proc", LOCKED, "");
 
 /// The rest of the base system, in order (parents before children).
-pub const BASE: [FsMount; 8] = [
+pub const BASE: [FsMount; 7] = [
     fs("/sys", "sysfs", LOCKED, ""),
     fs("/sys/kernel/security", "securityfs", LOCKED, ""),
     // nsdelegate: containers get their own cgroup subtree to manage.
@@ -51,13 +51,23 @@ pub const BASE: [FsMount; 8] = [
     // runtime's shims and bundles need exec here.
     fs("/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"),
     fs("/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"),
-    // Container storage and pod volumes: images carry setuid binaries and
-    // device nodes, and containers execute from here.
-    fs("/var", "tmpfs", 0, "mode=0755"),
 ];
 
-/// Directories the runtime and the kubelet expect on the fresh tmpfs mounts.
-pub const STATE_DIRS: [(&str, u32); 7] = [
+/// /var holds everything a node keeps: container storage, pod volumes,
+/// logs and the writable layer of /etc. It is the data partition when
+/// there is one. Images carry setuid binaries and device nodes, and
+/// containers execute from here: no locking flags.
+pub const VAR: &str = "/var";
+/// The data partition's filesystem. noatime: reads cause no writes, which
+/// flash on edge boards and busy image layers both want.
+pub const DATA_FSTYPE: &str = "ext4";
+pub const DATA_FLAGS: u32 = MS_NOATIME;
+/// /var without a data partition: the node is ephemeral.
+pub const VAR_EPHEMERAL: FsMount = fs(VAR, "tmpfs", 0, "mode=0755");
+
+/// Directories the runtime and the kubelet expect under /var and /run
+/// (made on every boot: a fresh data partition starts empty).
+pub const STATE_DIRS: [(&str, u32); 9] = [
     ("/var/lib", 0o755),
     ("/var/lib/containerd", 0o711),
     // containerd's overlayfs snapshots: on the tmpfs itself, since an
@@ -66,7 +76,26 @@ pub const STATE_DIRS: [(&str, u32); 7] = [
     ("/var/lib/kubelet", 0o700),
     ("/var/log", 0o755),
     ("/var/log/pods", 0o755),
+    ("/var/lib/kios", 0o700),
+    ("/var/lib/kios/etc", 0o700),
     ("/run/containerd", 0o711),
+];
+
+/// /etc: the image's defaults under a writable layer on /var, so a change
+/// to the node's configuration survives a reboot when /var is the data
+/// partition. A newer image's defaults show through wherever the node
+/// changed nothing.
+pub const ETC: FsMount = fs(
+    "/etc",
+    "overlay",
+    MS_NOSUID | MS_NODEV,
+    "lowerdir=/etc,upperdir=/var/lib/kios/etc/upper,workdir=/var/lib/kios/etc/work",
+);
+
+/// The /etc overlay's writable layer and its work directory.
+pub const ETC_DIRS: [(&str, u32); 2] = [
+    ("/var/lib/kios/etc/upper", 0o755),
+    ("/var/lib/kios/etc/work", 0o700),
 ];
 
 /// The image's seeded containerd store: the images a first boot needs.

@@ -16,6 +16,7 @@ pub struct RecordingSys {
     /// Every log line, prefixed by its level.
     pub logs: Vec<String>,
     pub files: BTreeMap<String, Vec<u8>>,
+    pub dirs: BTreeMap<String, Vec<String>>,
     /// Calls whose recorded text starts with a key fail with its errno.
     pub failures: Vec<(String, Errno)>,
     /// Calls whose recorded text equals a key fail with its errno.
@@ -40,6 +41,14 @@ impl RecordingSys {
 
     pub fn with_file(mut self, path: &str, content: &[u8]) -> RecordingSys {
         self.files.insert(path.to_string(), content.to_vec());
+        self
+    }
+
+    pub fn with_dir(mut self, path: &str, names: &[&str]) -> RecordingSys {
+        self.dirs.insert(
+            path.to_string(),
+            names.iter().map(|n| n.to_string()).collect(),
+        );
         self
     }
 
@@ -149,6 +158,23 @@ impl Sys for RecordingSys {
         })
     }
 
+    fn read_at(&mut self, path: &str, offset: u64, buf: &mut [u8]) -> SysResult<usize> {
+        self.record(format!("read_at {path} {offset}"))?;
+        let content = self.files.get(path).ok_or(Errno::NOENT)?;
+        let start = (offset as usize).min(content.len());
+        let len = (content.len() - start).min(buf.len());
+        buf[..len].copy_from_slice(&content[start..start + len]);
+        Ok(len)
+    }
+
+    fn list_dir(&mut self, path: &str, each: &mut dyn FnMut(&str)) -> SysResult<()> {
+        self.record(format!("list_dir {path}"))?;
+        for name in self.dirs.get(path).ok_or(Errno::NOENT)? {
+            each(name);
+        }
+        Ok(())
+    }
+
     fn write_file(&mut self, path: &str, data: &[u8]) -> SysResult<()> {
         self.record(format!("write {path} {}", String::from_utf8_lossy(data)))
     }
@@ -192,13 +218,16 @@ impl Sys for RecordingSys {
         }
     }
 
-    fn wait_for_socket(&mut self, path: &str, owner: Pid, timeout_ms: u64) -> SysResult<()> {
-        self.record(format!(
-            "wait_for_socket {path} owner={} timeout={timeout_ms}",
-            owner.0
-        ))?;
+    fn wait_for_path(&mut self, path: &str, owner: Option<Pid>, timeout_ms: u64) -> SysResult<()> {
+        let owner = owner.map_or(String::new(), |pid| format!(" owner={}", pid.0));
+        self.record(format!("wait_for_path {path}{owner} timeout={timeout_ms}"))?;
         self.now_us += 50_000;
         Ok(())
+    }
+
+    fn sleep_ms(&mut self, ms: u64) {
+        self.calls.push(format!("sleep {ms}"));
+        self.now_us += ms * 1000;
     }
 
     fn has_children(&mut self) -> bool {

@@ -109,6 +109,10 @@ pub trait Sys {
     /// Reads up to `buf.len()` bytes of a file.
     fn read_file(&mut self, path: &str, buf: &mut [u8]) -> SysResult<FileRead>;
     fn write_file(&mut self, path: &str, data: &[u8]) -> SysResult<()>;
+    /// Reads up to `buf.len()` bytes at `offset` (a block device's sectors).
+    fn read_at(&mut self, path: &str, offset: u64, buf: &mut [u8]) -> SysResult<usize>;
+    /// Calls `each` with the name of every entry of a directory but `.` and `..`.
+    fn list_dir(&mut self, path: &str, each: &mut dyn FnMut(&str)) -> SysResult<()>;
     /// The size of a regular file (EISDIR or EINVAL for anything else).
     fn file_size(&mut self, path: &str) -> SysResult<u64>;
 
@@ -124,8 +128,9 @@ pub trait Sys {
     /// Signals one process, or every process but PID 1 when `pid` is None.
     fn kill(&mut self, pid: Option<Pid>, signal: Signal) -> SysResult<()>;
     /// Waits until `path` exists: ETIMEDOUT after `timeout_ms`, ESRCH if
-    /// `owner` exits first.
-    fn wait_for_socket(&mut self, path: &str, owner: Pid, timeout_ms: u64) -> SysResult<()>;
+    /// `owner` (the process that should create it) exits first.
+    fn wait_for_path(&mut self, path: &str, owner: Option<Pid>, timeout_ms: u64) -> SysResult<()>;
+    fn sleep_ms(&mut self, ms: u64);
     /// Whether any child (hence any process but PID 1) is left.
     fn has_children(&mut self) -> bool;
 

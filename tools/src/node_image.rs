@@ -32,10 +32,13 @@ const SNAPSHOTTER_DEFAULT_DIR: &str = "io.containerd.snapshotter.v1.overlayfs";
 pub const MODULE_LIST: &str = "/etc/kios/modules";
 /// What the node needs that Debian's cloud kernel has as modules, by
 /// module name; dependencies are added and ordered at build time.
-/// Before the runtime starts: overlay, for containerd's store and snapshots.
-pub const RUNTIME_MODULES: &[&str] = &["overlay"];
+/// Before the runtime starts: the virtio PCI transport and block driver, for
+/// the data partition that becomes /var (ext4 is built in), and overlay,
+/// for /etc and containerd's store and snapshots.
+pub const RUNTIME_MODULES: &[&str] = &["virtio_pci", "virtio_blk", "overlay"];
 /// After the kubelet starts (off the boot's critical path): the CNI bridge
-/// pods hang off (bridge, br_netfilter, veth) and the node's NIC (virtio_net).
+/// pods hang off (bridge, br_netfilter, veth) and the node's NIC (virtio_net,
+/// on the transport loaded early).
 pub const NETWORK_MODULES: &[&str] = &["bridge", "br_netfilter", "veth", "virtio_net"];
 /// The init's lists (see init/src/boot.rs).
 const LATE_MODULE_LIST: &str = "/etc/kios/modules-late";
