@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::arch::Arch;
 use crate::bom::{fetch_component, Bom};
 use crate::elf_deps::{self, Sysroot};
-use crate::oci::{busybox_image, pause_image};
+use crate::oci::{busybox_image, kiosctl_image, pause_image};
 use crate::workspace::Workspace;
 
 /// The OCI runtime containerd's shim starts containers with.
@@ -280,8 +280,8 @@ fn remove_if_present(path: &Path) -> Result<()> {
 }
 
 /// Builds the images a first boot needs offline — `kios.local/pause:1`
-/// from `tools/pause` and `kios.local/busybox:1` from the BOM's busybox —
-/// as OCI archives `pause.tar` and `busybox.tar` in `out_dir`.
+/// from `tools/pause`, `kios.local/busybox:1` from the BOM's busybox and
+/// `kios.local/kiosctl:1` from `tools/kiosctl` — as OCI archives in `out_dir`.
 pub fn build_images(
     bom: &Bom,
     arch: Arch,
@@ -290,12 +290,14 @@ pub fn build_images(
 ) -> Result<Vec<ImageArchive>> {
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let pause_binary = workspace.build_musl_binary("kios-pause", arch)?;
+    let kiosctl_binary = workspace.build_musl_binary("kiosctl", arch)?;
     let busybox_tree = fetch_component(bom, "busybox", arch)?;
     let busybox_binary =
         find_executable(&busybox_tree, "busybox").context("component `busybox`")?;
     let images = [
         ("pause.tar", pause_image(&pause_binary, arch)?),
         ("busybox.tar", busybox_image(&busybox_binary, arch)?),
+        ("kiosctl.tar", kiosctl_image(&kiosctl_binary, arch)?),
     ];
     let mut written = Vec::new();
     for (file_name, image) in images {

@@ -27,6 +27,8 @@ use crate::arch::Arch;
 pub const PAUSE_IMAGE: &str = "kios.local/pause:1";
 /// A busybox image for test pods (busybox is never on the host root).
 pub const BUSYBOX_IMAGE: &str = "kios.local/busybox:1";
+/// The node's control client (tools/kiosctl), for pods that drive the init.
+pub const KIOSCTL_IMAGE: &str = "kios.local/kiosctl:1";
 
 /// The name containerd gives an imported image (it reads this before the OCI ref name).
 const CONTAINERD_IMAGE_NAME: &str = "io.containerd.image.name";
@@ -303,6 +305,20 @@ pub fn pause_image(pause_binary: &Path, arch: Arch) -> Result<Image> {
         name: PAUSE_IMAGE.to_string(),
         arch,
         entrypoint: vec!["/pause".to_string()],
+        cmd: Vec::new(),
+        layer,
+    })
+}
+
+/// `kios.local/kiosctl:1`: the node's control client alone; its
+/// entrypoint takes the command (`shutdown`, `restart-kubelet`, ...).
+pub fn kiosctl_image(kiosctl_binary: &Path, arch: Arch) -> Result<Image> {
+    let mut layer = Layer::new();
+    layer.file_from_host("/kiosctl", 0o755, kiosctl_binary)?;
+    Ok(Image {
+        name: KIOSCTL_IMAGE.to_string(),
+        arch,
+        entrypoint: vec!["/kiosctl".to_string()],
         cmd: Vec::new(),
         layer,
     })

@@ -10,7 +10,7 @@ use kios_tools::arch::Arch;
 use kios_tools::bom::{Bom, BOM_FILE};
 use kios_tools::components::{build_images, stage_components, OciRuntime, StagedFile};
 use kios_tools::elf_deps::{closure, Sysroot};
-use kios_tools::oci::{BUSYBOX_IMAGE, PAUSE_IMAGE};
+use kios_tools::oci::{BUSYBOX_IMAGE, KIOSCTL_IMAGE, PAUSE_IMAGE};
 use kios_tools::workspace::Workspace;
 
 fn staging_dir(name: &str) -> anyhow::Result<PathBuf> {
@@ -151,7 +151,7 @@ fn images_rebuild_byte_identical() -> anyhow::Result<()> {
             .iter()
             .map(|image| image.reference.as_str())
             .collect();
-        assert_eq!(references, [PAUSE_IMAGE, BUSYBOX_IMAGE]);
+        assert_eq!(references, [PAUSE_IMAGE, BUSYBOX_IMAGE, KIOSCTL_IMAGE]);
         for file in &written {
             eprintln!("{:>12}  {} {arch}", file.bytes, file.reference);
             let name = file.path.file_name().unwrap_or_default();

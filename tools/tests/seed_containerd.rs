@@ -9,7 +9,7 @@ use kios_tools::arch::Arch;
 use kios_tools::bom::{Bom, BOM_FILE};
 use kios_tools::components::build_images;
 use kios_tools::image_seed::{seed_containerd_store, ContainerdSandbox};
-use kios_tools::oci::{BUSYBOX_IMAGE, PAUSE_IMAGE};
+use kios_tools::oci::{BUSYBOX_IMAGE, KIOSCTL_IMAGE, PAUSE_IMAGE};
 use kios_tools::workspace::Workspace;
 
 fn fresh_dir(path: PathBuf) -> anyhow::Result<PathBuf> {
@@ -56,7 +56,7 @@ fn seeded_store_serves_the_images_to_the_node_config_and_is_cached() -> anyhow::
 
     let seed = seed_containerd_store(&bom, Arch::Amd64, &archives, &dir.join("seed"))?;
     eprintln!("seed: {seed:?}");
-    assert_eq!(seed.images, [BUSYBOX_IMAGE, PAUSE_IMAGE]);
+    assert_eq!(seed.images, [BUSYBOX_IMAGE, KIOSCTL_IMAGE, PAUSE_IMAGE]);
     assert_eq!(
         names_in(&seed.dir)?,
         [
@@ -103,7 +103,7 @@ fn seeded_store_serves_the_images_to_the_node_config_and_is_cached() -> anyhow::
         assert!(loaded, "the node config did not load {plugin}:\n{plugins}");
     }
     let listed: Vec<&str> = images.lines().collect();
-    for image in [PAUSE_IMAGE, BUSYBOX_IMAGE] {
+    for image in [PAUSE_IMAGE, BUSYBOX_IMAGE, KIOSCTL_IMAGE] {
         assert!(listed.contains(&image), "{image} missing from {listed:?}");
     }
     eprintln!(
@@ -125,6 +125,6 @@ fn arm64_images_are_seeded_on_an_amd64_host() -> anyhow::Result<()> {
         .map(|archive| archive.path)
         .collect();
     let seed = seed_containerd_store(&bom, Arch::Arm64, &archives, &dir.join("seed"))?;
-    assert_eq!(seed.images, [BUSYBOX_IMAGE, PAUSE_IMAGE]);
+    assert_eq!(seed.images, [BUSYBOX_IMAGE, KIOSCTL_IMAGE, PAUSE_IMAGE]);
     Ok(())
 }
