@@ -72,19 +72,23 @@ mount -t devpts -o nosuid,noexec,newinstance,ptmxmode=0666,mode=0620 devpts /dev
 mount -t tmpfs -o nosuid,nodev,noexec,mode=1777 tmpfs /dev/shm
 mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run
 mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /tmp
-mount -t tmpfs -o mode=0755 tmpfs /var
 mount --make-rshared /
+# The modules first: the data partition's driver may be one. The bench
+# boots without a disk, so /var is a tmpfs, as the kiOS init makes it then.
+load_modules /etc/kios/modules
+mount -t tmpfs -o mode=0755 tmpfs /var
 mkdir -p -m 0755 /var/lib /var/log /var/log/pods
 mkdir -p -m 0711 /var/lib/containerd /var/lib/containerd-snapshots /run/containerd
-mkdir -p -m 0700 /var/lib/kubelet
-timeline mounts_done "$(uptime_us)"
-
-load_modules /etc/kios/modules
+mkdir -p -m 0700 /var/lib/kubelet /var/lib/kios/etc/work
+mkdir -p -m 0755 /var/lib/kios/etc/upper
+mount -t overlay -o nosuid,nodev,lowerdir=/etc,upperdir=/var/lib/kios/etc/upper,workdir=/var/lib/kios/etc/work overlay /etc
 if [ -d /usr/lib/kios/containerd ]; then
     mkdir -p -m 0700 /var/lib/.containerd /var/lib/.containerd/work
     mkdir -p -m 0711 /var/lib/.containerd/upper
     mount -t overlay -o lowerdir=/usr/lib/kios/containerd,upperdir=/var/lib/.containerd/upper,workdir=/var/lib/.containerd/work overlay /var/lib/containerd
 fi
+timeline mounts_done "$(uptime_us)"
+
 hostname -F /etc/hostname || hostname kios
 ip link set lo up
 echo 1 > /proc/sys/net/ipv4/ip_forward
