@@ -99,7 +99,7 @@ fn scan_until<S: Sys>(sys: &mut S, timeout_ms: u64) -> Result<DevicePath, DataEr
     }
 }
 
-/// The first partition of the kiOS type on any disk, in /sys/block order.
+/// The first partition of the kiOS type on any disk, disks in name order.
 fn scan<S: Sys>(sys: &mut S, report: bool) -> Option<DevicePath> {
     let mut disks: heapless::Vec<heapless::String<32>, 32> = heapless::Vec::new();
     let listed = sys.list_dir("/sys/block", &mut |name| {
@@ -117,6 +117,15 @@ fn scan<S: Sys>(sys: &mut S, report: bool) -> Option<DevicePath> {
             log!(sys, Level::Warning, "listing /sys/block failed: {}", errno);
         }
         return None;
+    }
+    // readdir's order is the filesystem's; scan in name order (vda before
+    // vdb). An insertion sort: a few disks, and core's sort costs 4 KiB.
+    for sorted in 1..disks.len() {
+        let mut at = sorted;
+        while at > 0 && disks[at - 1].as_bytes() > disks[at].as_bytes() {
+            disks.swap(at - 1, at);
+            at -= 1;
+        }
     }
     disks
         .iter()
@@ -264,7 +273,7 @@ mod tests {
         let mut bad_crc = disk_with(&[DATA_PARTITION_TYPE]);
         bad_crc[512 + 40] ^= 1;
         let mut sys = RecordingSys::new()
-            .with_dir("/sys/block", &["loop0", "vda", "vdb", "vdc", "vdd"])
+            .with_dir("/sys/block", &["vdd", "vdb", "loop0", "vda", "vdc"])
             .with_file("/dev/vda", &[0u8; 4096])
             .with_file("/dev/vdb", &bad_crc)
             .with_file("/dev/vdc", &disk_with(&[[1; 16], DATA_PARTITION_TYPE]))
