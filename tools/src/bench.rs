@@ -347,8 +347,17 @@ pub struct BenchReport {
     /// UTC date, YYYY-MM-DD.
     pub date: String,
     pub clock: String,
+    /// The kernel both scenarios booted (`debian` or `kios`); runs on
+    /// different kernels are recorded and compared apart.
+    #[serde(default = "debian_kernel")]
+    pub kernel: String,
     pub runs_per_scenario: usize,
     pub arches: Vec<ArchResult>,
+}
+
+/// Runs recorded before the kernel was a choice booted Debian's.
+fn debian_kernel() -> String {
+    "debian".to_string()
 }
 
 fn seconds(micros: u64) -> String {
@@ -391,8 +400,8 @@ impl BenchReport {
     /// the init's own cost, the targets and the image per component.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "boot benchmark {} ({}; {} run(s) per scenario; median [min-max])\n",
-            self.date, self.clock, self.runs_per_scenario
+            "boot benchmark {} ({} kernel; {}; {} run(s) per scenario; median [min-max])\n",
+            self.date, self.kernel, self.clock, self.runs_per_scenario
         );
         for arch in &self.arches {
             let baseline = arch.baseline.as_ref();
@@ -572,20 +581,20 @@ pub fn civil_date(days: u64) -> String {
     format!("{year:04}-{month:02}-{day:02}")
 }
 
-/// Where recorded runs live: `boot-<date>.json` with its `boot-<date>.svg`.
+/// Where recorded runs live: `boot-<date>-<kernel>.json` with its `.svg`.
 pub fn results_dir(workspace_root: &Path) -> PathBuf {
     workspace_root.join("benches/results")
 }
 
-pub fn result_paths(results_dir: &Path, date: &str) -> (PathBuf, PathBuf) {
+pub fn result_paths(results_dir: &Path, date: &str, kernel: &str) -> (PathBuf, PathBuf) {
     (
-        results_dir.join(format!("boot-{date}.json")),
-        results_dir.join(format!("boot-{date}.svg")),
+        results_dir.join(format!("boot-{date}-{kernel}.json")),
+        results_dir.join(format!("boot-{date}-{kernel}.svg")),
     )
 }
 
-/// The newest recorded run (file names sort by date), if any.
-pub fn latest_result(results_dir: &Path) -> Result<Option<(PathBuf, BenchReport)>> {
+/// The newest recorded run on `kernel` (file names sort by date), if any.
+pub fn latest_result(results_dir: &Path, kernel: &str) -> Result<Option<(PathBuf, BenchReport)>> {
     if !results_dir.exists() {
         return Ok(None);
     }
@@ -600,7 +609,7 @@ pub fn latest_result(results_dir: &Path) -> Result<Option<(PathBuf, BenchReport)
             .file_name()
             .and_then(|name| name.to_str())
             .unwrap_or("");
-        if name.starts_with("boot-") && name.ends_with(".json") {
+        if name.starts_with("boot-") && name.ends_with(&format!("-{kernel}.json")) {
             recorded.push(path);
         }
     }

@@ -533,6 +533,34 @@ pub fn update_config(workspace: &Workspace, arch: Arch) -> Result<()> {
 }
 
 /// A built kiOS kernel.
+/// Which kernel a node image boots.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum KernelChoice {
+    /// Debian's cloud kernel from the BOM, with the modules the node needs.
+    #[default]
+    Debian,
+    /// The kiOS kernel built from `kernel/` (cached): everything built in.
+    Kios,
+}
+
+impl KernelChoice {
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelChoice::Debian => "debian",
+            KernelChoice::Kios => "kios",
+        }
+    }
+
+    /// The kernel for `ImageOptions::kernel`: None takes Debian's from the
+    /// BOM; the kiOS kernel is built on first use, then comes from the cache.
+    pub fn image(self, workspace: &Workspace, arch: Arch) -> Result<Option<PathBuf>> {
+        match self {
+            KernelChoice::Debian => Ok(None),
+            KernelChoice::Kios => Ok(Some(build_kernel(workspace, arch)?.path)),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct KernelImage {
     pub arch: Arch,

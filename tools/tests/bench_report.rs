@@ -66,6 +66,7 @@ fn sample_report() -> BenchReport {
     BenchReport {
         date: "2024-03-01".into(),
         clock: CLOCK.into(),
+        kernel: "debian".into(),
         runs_per_scenario: 3,
         arches: vec![ArchResult::new(Arch::Amd64, 40_000, kios, Some(baseline))],
     }
@@ -196,16 +197,31 @@ fn table_shows_phases_ratios_targets_and_sizes() {
 fn records_are_found_newest_first_and_the_chart_is_svg() {
     let dir = std::env::temp_dir().join(format!("kios-bench-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(latest_result(&dir).unwrap().is_none());
+    assert!(latest_result(&dir, "debian").unwrap().is_none());
     let mut older = sample_report();
     older.date = "2024-02-28".into();
-    record(&older, &result_paths(&dir, &older.date).0).unwrap();
+    record(&older, &result_paths(&dir, &older.date, "debian").0).unwrap();
     let newer = sample_report();
-    let (json, svg) = result_paths(&dir, &newer.date);
+    let (json, svg) = result_paths(&dir, &newer.date, "debian");
     record(&newer, &json).unwrap();
-    let (path, latest) = latest_result(&dir).unwrap().expect("a recorded run");
+    // A newer run on the other kernel is not what a Debian run compares with.
+    let mut other_kernel = sample_report();
+    other_kernel.date = "2024-03-02".into();
+    other_kernel.kernel = "kios".into();
+    record(
+        &other_kernel,
+        &result_paths(&dir, &other_kernel.date, "kios").0,
+    )
+    .unwrap();
+    let (path, latest) = latest_result(&dir, "debian")
+        .unwrap()
+        .expect("a recorded run");
     assert_eq!(path, json);
     assert_eq!(latest, newer);
+    assert_eq!(
+        latest_result(&dir, "kios").unwrap().unwrap().1,
+        other_kernel
+    );
 
     write_chart(&newer, &svg).unwrap();
     let chart = std::fs::read_to_string(&svg).unwrap();

@@ -5,6 +5,7 @@
 //! benches/results/ and compare it with the previous record.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -15,6 +16,7 @@ use crate::bench::{
     ArchResult, BenchReport, Scenario, ScenarioResult, CLOCK,
 };
 use crate::host_packages::{ensure_installed, QEMU_PACKAGES};
+use crate::kernel_build::KernelChoice;
 use crate::node_image::{build_node_image, vm_config, ImageOptions, NodeImage};
 use crate::qemu::{run_vm, LineVerdict, RunOptions};
 use crate::workspace::Workspace;
@@ -49,6 +51,9 @@ pub struct BenchArgs {
     /// Print the report as JSON on stdout (progress goes to stderr).
     #[arg(long)]
     json: bool,
+    /// The kernel both scenarios boot.
+    #[arg(long, value_enum, default_value_t = KernelChoice::Debian)]
+    kernel: KernelChoice,
     /// Kill a VM that has not powered off after this many seconds.
     #[arg(long, default_value_t = 900, value_name = "SECONDS")]
     timeout: u64,
@@ -58,28 +63,34 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     ensure_installed(QEMU_PACKAGES)?;
     let workspace = Workspace::locate()?;
     let results = results_dir(&workspace.root);
-    let previous = latest_result(&results)?;
+    let previous = latest_result(&results, args.kernel.name())?;
     let date = today_utc()?;
-    eprintln!("kios bench: {CLOCK}; {} run(s) per scenario", args.runs);
+    eprintln!(
+        "kios bench: {} kernel, {CLOCK}; {} run(s) per scenario",
+        args.kernel.name(),
+        args.runs
+    );
 
     let mut arches = Vec::new();
     for arch in args.arch.arches() {
-        let (init_bytes, kios) = bench_scenario(&workspace, arch, Scenario::Kios, args)?;
+        let kernel = args.kernel.image(&workspace, arch)?;
+        let (init_bytes, kios) = bench_scenario(&workspace, arch, Scenario::Kios, &kernel, args)?;
         let baseline = if args.no_baseline {
             None
         } else {
-            Some(bench_scenario(&workspace, arch, Scenario::Baseline, args)?.1)
+            Some(bench_scenario(&workspace, arch, Scenario::Baseline, &kernel, args)?.1)
         };
         arches.push(ArchResult::new(arch, init_bytes, kios, baseline));
     }
     let report = BenchReport {
         date: date.clone(),
         clock: CLOCK.to_string(),
+        kernel: args.kernel.name().to_string(),
         runs_per_scenario: usize::from(args.runs),
         arches,
     };
 
-    let (json_path, chart_path) = result_paths(&results, &date);
+    let (json_path, chart_path) = result_paths(&results, &date, args.kernel.name());
     record(&report, &json_path)?;
     write_chart(&report, &chart_path)?;
     if args.json {
@@ -113,6 +124,7 @@ fn bench_scenario(
     workspace: &Workspace,
     arch: Arch,
     scenario: Scenario,
+    kernel: &Option<PathBuf>,
     args: &BenchArgs,
 ) -> Result<(u64, ScenarioResult)> {
     let out = workspace
@@ -124,6 +136,7 @@ fn bench_scenario(
         &ImageOptions {
             probe_pod: true,
             baseline_init: scenario == Scenario::Baseline,
+            kernel: kernel.clone(),
             ..ImageOptions::default()
         },
         &out,
