@@ -1,20 +1,25 @@
-//! Builds the kubelet (or another Kubernetes command) from Debian's
+//! Builds Kubernetes commands (the node's kubelet, the test control
+//! plane's kube-apiserver and kube-controller-manager) from Debian's
 //! `kubernetes` source package: the full Kubernetes source with every Go
 //! dependency vendored, so the build needs nothing beyond Debian's Go.
 //!
 //! The result is a static, stripped binary (`CGO_ENABLED=0`, `-s -w`),
 //! which also makes the arm64 build a plain Go cross-build with no C
 //! cross compiler. It is cached by (source version and checksum, target,
-//! arch): the build takes about 5 minutes on 2 cores.
+//! arch). Every command is built in one cached source tree with one Go
+//! build cache: the first build takes about 5 minutes on 2 cores, the
+//! next ones reuse the packages they share.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::command::{output_of, run_logged};
 use anyhow::{bail, Context, Result};
 
+use crate::arch::Arch;
 use crate::bom::Pin;
 use crate::cache::cache_subdir;
+use crate::command::{output_of, run_logged};
 use crate::host_packages::{ensure_installed, run_apt};
 use crate::progress::with_step;
 
@@ -62,10 +67,8 @@ impl KubernetesSource<'_> {
 /// the .dsc's sha256 and names the component in errors.
 pub fn build(source: &KubernetesSource, pin: &Pin) -> Result<PathBuf> {
     let arch = pin.arch;
-    // Keyed by the pinned .dsc too: a re-pinned source under the same version is rebuilt.
-    let dsc_key = pin.sha256.get(..12).unwrap_or(pin.sha256);
     let output_dir = cache_subdir("kubernetes-build")?
-        .join(format!("{}-{dsc_key}-{BUILD_RECIPE}", source.version))
+        .join(format!("{}-{BUILD_RECIPE}", source_key(source, pin)))
         .join(arch.debian_name());
     let binary = output_dir.join(source.binary_name());
     if binary.exists() {
@@ -75,27 +78,133 @@ pub fn build(source: &KubernetesSource, pin: &Pin) -> Result<PathBuf> {
     let dsc = download_source(source, pin)?;
     std::fs::create_dir_all(&output_dir)
         .with_context(|| format!("creating {}", output_dir.display()))?;
-    let work = output_dir.join(format!(".work-{}", std::process::id()));
     let log = output_dir.join(format!("{}.build.log", source.binary_name()));
+    let tree = SourceTree::lock(source, pin)?;
+    // Another process may have built it while we waited for the lock.
+    if binary.exists() {
+        return Ok(binary);
+    }
+    tree.unpack(&dsc, &log)?;
     let built = with_step(
         format!(
-            "building {} {} for {arch} from Debian's {} source (about 5 minutes on 2 cores)",
+            "building {} {} for {arch} from Debian's {} source \
+             (about 5 minutes on 2 cores, less once another command was built)",
             source.target, source.version, source.package
         ),
-        || compile(source, pin, &dsc, &work, &log),
-    );
-    let installed = built.and_then(|built| {
-        let partial = binary.with_extension("partial");
-        std::fs::copy(&built, &partial)
-            .with_context(|| format!("copying {} to {}", built.display(), partial.display()))?;
-        std::fs::rename(&partial, &binary)
-            .with_context(|| format!("moving {} into place", binary.display()))
-    });
-    // The unpacked tree and Go's build cache take almost 2 GB; only the binary is kept.
-    let removed = remove_dir_if_present(&work);
-    installed?;
-    removed?;
+        || tree.compile(source, arch, &log),
+    )?;
+    let partial = binary.with_extension("partial");
+    std::fs::copy(&built, &partial)
+        .with_context(|| format!("copying {} to {}", built.display(), partial.display()))?;
+    std::fs::rename(&partial, &binary)
+        .with_context(|| format!("moving {} into place", binary.display()))?;
     Ok(binary)
+}
+
+/// The source's version and the start of its pinned .dsc checksum: a
+/// re-pinned source under the same version gets a new tree and new binaries.
+fn source_key(source: &KubernetesSource, pin: &Pin) -> String {
+    let dsc_key = pin.sha256.get(..12).unwrap_or(pin.sha256);
+    format!("{}-{dsc_key}", source.version)
+}
+
+/// The unpacked source and Go's build cache, kept in the cache and shared
+/// by every command and arch built from it: the first build compiles the
+/// common packages (about 5 minutes), later ones reuse them. Both take
+/// about 2 GB. Held under an exclusive lock, because `make` writes into
+/// the tree.
+struct SourceTree {
+    dir: PathBuf,
+    /// Released when the tree is dropped.
+    _lock: File,
+}
+
+impl SourceTree {
+    fn lock(source: &KubernetesSource, pin: &Pin) -> Result<SourceTree> {
+        let dir = cache_subdir("kubernetes-source")?.join(source_key(source, pin));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let lock_path = dir.join(".lock");
+        let lock = File::create(&lock_path)
+            .with_context(|| format!("creating {}", lock_path.display()))?;
+        lock.lock()
+            .with_context(|| format!("locking {}", lock_path.display()))?;
+        Ok(SourceTree { dir, _lock: lock })
+    }
+
+    fn src(&self) -> PathBuf {
+        self.dir.join("src")
+    }
+
+    /// Unpacks the .dsc into `src`, unless a complete unpack is there.
+    fn unpack(&self, dsc: &Path, log: &Path) -> Result<()> {
+        // Written last, so a half-finished unpack is never built from.
+        let complete_marker = self.dir.join(".kios-unpacked");
+        if complete_marker.exists() {
+            return Ok(());
+        }
+        let tree = self.src();
+        remove_dir_if_present(&tree)?;
+        with_step(format!("unpacking {}", dsc.display()), || {
+            // dpkg-source checks the tarballs against the checksums in the (pinned) .dsc.
+            run_logged(
+                Command::new("dpkg-source")
+                    .args(["-x", "--no-copy"])
+                    .arg(dsc)
+                    .arg(&tree),
+                log,
+            )
+        })?;
+        std::fs::write(&complete_marker, "")
+            .with_context(|| format!("marking {} complete", tree.display()))
+    }
+
+    /// Runs the Makefile for `source.target`; returns the built binary.
+    fn compile(&self, source: &KubernetesSource, arch: Arch, log: &Path) -> Result<PathBuf> {
+        let tree = self.src();
+        let changelog_date = output_of(
+            Command::new("dpkg-parsechangelog")
+                .arg("-l")
+                .arg(tree.join("debian/changelog"))
+                .arg("-STimestamp"),
+        )?;
+        // Go names these two architectures as Debian does.
+        let goarch = arch.debian_name();
+        run_logged(
+            Command::new("make")
+                .current_dir(&tree)
+                .arg(format!("WHAT={}", source.target))
+                .arg(format!("KUBE_BUILD_PLATFORMS=linux/{goarch}"))
+                // Without the override the build asks for a C cross compiler on arm64.
+                .arg(format!("KUBE_STATIC_OVERRIDES={}", source.binary_name()))
+                .env("CGO_ENABLED", "0")
+                // Stripped, and no build id, so the same source gives the same bytes.
+                .env("GOLDFLAGS", "-s -w -buildid=")
+                // The build date stamped into the binary: the source's, not today's.
+                .env("SOURCE_DATE_EPOCH", changelog_date.trim())
+                // Go must never reach for the network: everything is vendored.
+                .env("GOPROXY", "off")
+                .env("GOTOOLCHAIN", "local")
+                // Kubernetes 1.20 builds in GOPATH mode (GO111MODULE=off, vendor
+                // reached through a GOPATH symlink), where `-mod=vendor` is an
+                // error; its scripts also read build tags out of GOFLAGS. So
+                // GOFLAGS is cleared rather than set to -mod=vendor.
+                .env("GOFLAGS", "")
+                .env("GOCACHE", self.dir.join("go-build-cache")),
+            log,
+        )?;
+        let built = tree
+            .join("_output/local/bin/linux")
+            .join(goarch)
+            .join(source.binary_name());
+        if !built.is_file() {
+            bail!(
+                "the build finished but left no {} (log: {})",
+                built.display(),
+                log.display()
+            );
+        }
+        Ok(built)
+    }
 }
 
 fn remove_dir_if_present(dir: &Path) -> Result<()> {
@@ -105,66 +214,6 @@ fn remove_dir_if_present(dir: &Path) -> Result<()> {
         }
         _ => Ok(()),
     }
-}
-
-/// Unpacks the source into `work`, runs the Makefile, returns the built binary.
-fn compile(
-    source: &KubernetesSource,
-    pin: &Pin,
-    dsc: &Path,
-    work: &Path,
-    log: &Path,
-) -> Result<PathBuf> {
-    let tree = work.join("src");
-    std::fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
-    // dpkg-source checks the tarballs against the checksums in the (pinned) .dsc.
-    run_logged(
-        Command::new("dpkg-source").arg("-x").arg(dsc).arg(&tree),
-        log,
-    )?;
-    let changelog_date = output_of(
-        Command::new("dpkg-parsechangelog")
-            .arg("-l")
-            .arg(tree.join("debian/changelog"))
-            .arg("-STimestamp"),
-    )?;
-    // Go names these two architectures as Debian does.
-    let goarch = pin.arch.debian_name();
-    run_logged(
-        Command::new("make")
-            .current_dir(&tree)
-            .arg(format!("WHAT={}", source.target))
-            .arg(format!("KUBE_BUILD_PLATFORMS=linux/{goarch}"))
-            // Without the override the build asks for a C cross compiler on arm64.
-            .arg(format!("KUBE_STATIC_OVERRIDES={}", source.binary_name()))
-            .env("CGO_ENABLED", "0")
-            // Stripped, and no build id, so the same source gives the same bytes.
-            .env("GOLDFLAGS", "-s -w -buildid=")
-            // The build date stamped into the binary: the source's, not today's.
-            .env("SOURCE_DATE_EPOCH", changelog_date.trim())
-            // Go must never reach for the network: everything is vendored.
-            .env("GOPROXY", "off")
-            .env("GOTOOLCHAIN", "local")
-            // Kubernetes 1.20 builds in GOPATH mode (GO111MODULE=off, vendor
-            // reached through a GOPATH symlink), where `-mod=vendor` is an
-            // error; its scripts also read build tags out of GOFLAGS. So
-            // GOFLAGS is cleared rather than set to -mod=vendor.
-            .env("GOFLAGS", "")
-            .env("GOCACHE", work.join("go-build-cache")),
-        log,
-    )?;
-    let built = tree
-        .join("_output/local/bin/linux")
-        .join(goarch)
-        .join(source.binary_name());
-    if !built.is_file() {
-        bail!(
-            "the build finished but left no {} (log: {})",
-            built.display(),
-            log.display()
-        );
-    }
-    Ok(built)
 }
 
 /// `apt-get source --download-only` into the cache; returns the verified .dsc.

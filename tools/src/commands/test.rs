@@ -111,6 +111,20 @@ const CARGO_TEST_STEPS: &[CargoTestStep] = &[
         needs_qemu: false,
     },
     CargoTestStep {
+        name: "test control plane on loopback (builds kube-apiserver and kube-controller-manager once, then cached)",
+        args: &[
+            "test",
+            "-p",
+            "kios-tools",
+            "--test",
+            "control_plane",
+            "--",
+            "--ignored",
+            "--test-threads=1",
+        ],
+        needs_qemu: false,
+    },
+    CargoTestStep {
         name: "QEMU end-to-end tests",
         args: &[
             "test",
