@@ -10,8 +10,18 @@ use anyhow::{bail, Context, Result};
 
 use crate::progress::with_step;
 
-/// What `cargo kios demo` and the QEMU end-to-end tests boot with.
-pub const QEMU_PACKAGES: &[&str] = &["qemu-system-x86", "qemu-system-arm", "qemu-user-static"];
+/// What `cargo kios demo` and the QEMU end-to-end tests boot with (the
+/// UEFI firmware boots disk images: OVMF on amd64, AAVMF on arm64).
+pub const QEMU_PACKAGES: &[&str] = &[
+    "qemu-system-x86",
+    "qemu-system-arm",
+    "qemu-user-static",
+    "ovmf",
+    "qemu-efi-aarch64",
+];
+
+/// What building a disk image runs on the host (mkfs.ext4).
+pub const DISK_IMAGE_PACKAGES: &[&str] = &["e2fsprogs"];
 
 const BACKPORTS_SUITE: &str = "bookworm-backports";
 const BACKPORTS_SOURCES_FILE: &str = "/etc/apt/sources.list.d/kios-backports.sources";

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::arch::Arch;
 use crate::components::OciRuntime;
+use crate::disk_image::{build_disk_image, firmware_vm_config, DiskOptions};
 use crate::host_packages::{ensure_installed, QEMU_PACKAGES};
 use crate::node_image::{build_node_image, vm_config, ImageOptions};
 use crate::qemu::{run_vm, LineVerdict, RunOptions, VmRun};
@@ -41,16 +42,28 @@ pub struct BootArgs {
     /// Kill the VM if it has not powered off after this many seconds.
     #[arg(long, default_value_t = 900, value_name = "SECONDS")]
     timeout: u64,
+    /// Build the GPT disk image and boot it under UEFI firmware (OVMF on amd64,
+    /// AAVMF on arm64) instead of handing QEMU the kernel and initramfs.
+    #[arg(long)]
+    disk: bool,
 }
 
 #[derive(Serialize)]
 struct BootReport {
     arch: Arch,
+    /// `kernel` (QEMU loads kernel and initramfs) or `uefi-disk`.
+    boot: &'static str,
     clock: &'static str,
     phases_us: Timeline,
+    /// Host seconds from QEMU's start to the kernel's banner: the
+    /// firmware's share of a disk boot (the phases start at the kernel).
+    kernel_banner_wall_seconds: Option<f64>,
     wall_seconds: f64,
     powered_off: bool,
 }
+
+/// The kernel's first console line.
+const KERNEL_BANNER: &str = "Linux version ";
 
 impl BootArgs {
     pub fn clock(&self) -> &'static str {
@@ -81,7 +94,12 @@ pub fn boot_node(args: &BootArgs, echo: bool) -> Result<VmRun> {
         },
         &out,
     )?;
-    let config = vm_config(&image, !args.no_icount);
+    let config = if args.disk {
+        let disk = build_disk_image(&workspace, &image, &DiskOptions::default(), &out)?;
+        firmware_vm_config(&disk, !args.no_icount)
+    } else {
+        vm_config(&image, !args.no_icount)
+    };
     let options = RunOptions {
         timeout: Duration::from_secs(args.timeout),
         echo,
@@ -94,16 +112,26 @@ pub fn run(command: &BootCommand) -> Result<()> {
     let run = boot_node(args, !command.json)?;
     let report = BootReport {
         arch: args.arch,
+        boot: if args.disk { "uefi-disk" } else { "kernel" },
         clock: args.clock(),
         phases_us: Timeline::from_console(&run.console),
+        kernel_banner_wall_seconds: run
+            .console
+            .lines
+            .iter()
+            .find(|line| line.text.contains(KERNEL_BANNER))
+            .map(|line| line.at.as_secs_f64()),
         wall_seconds: run.wall_time.as_secs_f64(),
         powered_off: run.status.success(),
     };
     if command.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("\nboot timeline ({}):", report.clock);
+        println!("\nboot timeline ({}, {} boot):", report.clock, report.boot);
         print!("{}", report.phases_us.table());
+        if let Some(seconds) = report.kernel_banner_wall_seconds {
+            println!("the kernel started {seconds:.1} s of host time after QEMU");
+        }
         println!("QEMU ran {:.1} s of host time", report.wall_seconds);
     }
     if !report.powered_off {

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::arch::Arch;
 use crate::debian::sha256_file;
+use crate::disk_image::{build_disk_image, DiskOptions, DEFAULT_DATA_BYTES};
 use crate::node_image::{build_node_image, ImageOptions, NodeImage};
 use crate::workspace::Workspace;
 
@@ -27,6 +28,13 @@ pub struct BuildArgs {
     /// The OCI runtime containerd runs containers with.
     #[arg(long, value_enum, default_value_t = crate::components::OciRuntime::Runc)]
     oci_runtime: crate::components::OciRuntime,
+    /// Also write DIR/disk.img: GPT, an EFI system partition with the unified
+    /// kernel image, and an empty ext4 data partition.
+    #[arg(long)]
+    disk: bool,
+    /// The data partition's size with --disk.
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_DATA_BYTES >> 20, requires = "disk")]
+    data_mib: u64,
 }
 
 #[derive(Serialize)]
@@ -74,12 +82,28 @@ pub fn run(args: &BuildArgs) -> Result<()> {
     let kernel = args.out.join(format!("vmlinuz-{}", args.arch));
     std::fs::copy(&image.kernel, &kernel)
         .with_context(|| format!("copying the kernel to {}", kernel.display()))?;
+    let mut artifacts = vec![
+        artifact("kernel", &kernel)?,
+        artifact("initramfs", &image.initrd)?,
+    ];
+    if args.disk {
+        let options = DiskOptions {
+            data_bytes: args
+                .data_mib
+                .checked_mul(1 << 20)
+                .context("--data-mib is too large")?,
+        };
+        let disk = build_disk_image(&workspace, &image, &options, &args.out)?;
+        println!(
+            "disk image: {} bytes, {} allocated (sparse); unified kernel image {} bytes",
+            disk.bytes, disk.allocated_bytes, disk.uki_bytes
+        );
+        artifacts.push(artifact("uki", &disk.uki)?);
+        artifacts.push(artifact("disk", &disk.path)?);
+    }
     let manifest = Manifest {
         arch: args.arch,
-        artifacts: vec![
-            artifact("kernel", &kernel)?,
-            artifact("initramfs", &image.initrd)?,
-        ],
+        artifacts,
         components: &image.parts,
     };
     let path = args.out.join("manifest.json");
