@@ -29,6 +29,7 @@ use crate::cluster_pki::{
     ServiceAccountKey, NODES_GROUP,
 };
 use crate::command::{output_of, render};
+use crate::host_packages::ensure_installed;
 use crate::progress::with_step;
 
 /// The address a QEMU user-mode guest reaches the API server at.
@@ -36,6 +37,9 @@ pub const GUEST_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 100);
 pub const GUEST_PORT: u16 = 6443;
 /// The API server as the guest sees it: the server of the node's kubeconfigs.
 pub const GUEST_SERVER: &str = "https://10.0.2.100:6443";
+
+/// What [`ControlPlane::guest_forward`] runs on the host.
+pub const GUEST_FORWARD_PACKAGES: &[&str] = &["socat"];
 
 /// The Service network; it only has to stay clear of QEMU's 10.0.2.0/24.
 const SERVICE_CIDR: &str = "10.96.0.0/12";
@@ -435,15 +439,17 @@ impl ControlPlane {
         kubeconfig(server, &self.ca.cert, "token", Credential::Token(token))
     }
 
-    /// The `guestfwd=` option of QEMU's user-mode `-netdev`/`-nic` that
-    /// takes the guest's [`GUEST_SERVER`] to this API server: one socat
-    /// (Debian's `socat`) per connection, because the plain `-tcp:` form
-    /// carries a single connection and the kubelet opens several.
-    pub fn guest_forward(&self) -> String {
-        format!(
+    /// The `guestfwd=` option of QEMU's user-mode `-nic`/`-netdev` that
+    /// takes the guest's [`GUEST_SERVER`] to this API server, after making
+    /// sure socat is installed: one socat per connection, because the
+    /// plain `-tcp:` form carries a single connection and the kubelet
+    /// opens several.
+    pub fn guest_forward(&self) -> Result<String> {
+        ensure_installed(GUEST_FORWARD_PACKAGES)?;
+        Ok(format!(
             "guestfwd=tcp:{GUEST_ADDRESS}:{GUEST_PORT}-cmd:socat STDIO TCP:127.0.0.1:{}",
             self.port
-        )
+        ))
     }
 }
 

@@ -84,6 +84,10 @@ fn control_plane_serves_admin_bootstrap_tokens_and_node_certificates() -> anyhow
         control_plane.kubectl(&["get", "--raw", "/readyz"])?.trim(),
         "ok"
     );
+    assert!(control_plane.guest_forward()?.ends_with(&format!(
+        "-cmd:socat STDIO TCP:127.0.0.1:{}",
+        control_plane.port()
+    )));
 
     let token = control_plane.create_bootstrap_token()?;
     let bootstrap = write(
