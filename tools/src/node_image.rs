@@ -417,7 +417,7 @@ fn find_kernel(kernel_tree: &Path) -> Result<PathBuf> {
 
 /// Copies the needed modules into the image and writes the two load
 /// orders: before the runtime, and after the kubelet starts.
-fn add_modules(image: &mut Initramfs, kernel_tree: &Path) -> Result<u64> {
+pub fn add_modules(image: &mut Initramfs, kernel_tree: &Path) -> Result<u64> {
     let modules_root = kernel_tree.join("lib/modules");
     let release = std::fs::read_dir(&modules_root)
         .with_context(|| format!("listing {}", modules_root.display()))?
