@@ -53,7 +53,7 @@ struct BootReport {
     arch: Arch,
     /// `kernel` (QEMU loads kernel and initramfs) or `uefi-disk`.
     boot: &'static str,
-    clock: &'static str,
+    clock: String,
     phases_us: Timeline,
     /// Host seconds from QEMU's start to the kernel's banner: the
     /// firmware's share of a disk boot (the phases start at the kernel).
@@ -65,19 +65,15 @@ struct BootReport {
 /// The kernel's first console line.
 const KERNEL_BANNER: &str = "Linux version ";
 
-impl BootArgs {
-    pub fn clock(&self) -> &'static str {
-        if self.no_icount {
-            "guest clock"
-        } else {
-            "guest clock, -icount shift=0,sleep=off"
-        }
-    }
+/// A finished node boot and what its guest clock followed.
+pub struct NodeBoot {
+    pub run: VmRun,
+    pub clock: String,
 }
 
 /// Builds the node image with the probe pod and boots it once, echoing
 /// the console when `echo` is set.
-pub fn boot_node(args: &BootArgs, echo: bool) -> Result<VmRun> {
+pub fn boot_node(args: &BootArgs, echo: bool) -> Result<NodeBoot> {
     ensure_installed(QEMU_PACKAGES)?;
     let workspace = Workspace::locate()?;
     let out = workspace.output_dir()?.join("node");
@@ -100,20 +96,26 @@ pub fn boot_node(args: &BootArgs, echo: bool) -> Result<VmRun> {
     } else {
         vm_config(&image, !args.no_icount)
     };
+    let clock = if args.no_icount {
+        "guest clock".to_string()
+    } else {
+        format!("guest clock, -icount {}", config.icount_mode())
+    };
     let options = RunOptions {
         timeout: Duration::from_secs(args.timeout),
         echo,
     };
-    run_vm(&config, options, |_| LineVerdict::Continue)
+    let run = run_vm(&config, options, |_| LineVerdict::Continue)?;
+    Ok(NodeBoot { run, clock })
 }
 
 pub fn run(command: &BootCommand) -> Result<()> {
     let args = &command.boot;
-    let run = boot_node(args, !command.json)?;
+    let NodeBoot { run, clock } = boot_node(args, !command.json)?;
     let report = BootReport {
         arch: args.arch,
         boot: if args.disk { "uefi-disk" } else { "kernel" },
-        clock: args.clock(),
+        clock,
         phases_us: Timeline::from_console(&run.console),
         kernel_banner_wall_seconds: run
             .console

@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 
-use crate::commands::boot::{boot_node, BootArgs};
+use crate::commands::boot::{boot_node, BootArgs, NodeBoot};
 use crate::timeline::Timeline;
 
 #[derive(Debug, clap::Args)]
@@ -14,8 +14,8 @@ pub struct DemoArgs {
 }
 
 pub fn run(args: &DemoArgs) -> Result<()> {
-    let run = boot_node(&args.boot, true)?;
-    println!("\nboot timeline ({}):", args.boot.clock());
+    let NodeBoot { run, clock } = boot_node(&args.boot, true)?;
+    println!("\nboot timeline ({clock}):");
     print!("{}", Timeline::from_console(&run.console).table());
     println!("\nwhat the static pod printed:");
     for line in run.console.messages("kios-probe: ") {

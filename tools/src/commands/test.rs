@@ -111,6 +111,20 @@ const CARGO_TEST_STEPS: &[CargoTestStep] = &[
         needs_qemu: false,
     },
     CargoTestStep {
+        name: "disk image read back (GPT, FAT, UKI sections, ext4) and reproducibility",
+        args: &[
+            "test",
+            "-p",
+            "kios-tools",
+            "--test",
+            "disk_image",
+            "--",
+            "--ignored",
+            "--test-threads=1",
+        ],
+        needs_qemu: false,
+    },
+    CargoTestStep {
         name: "test control plane on loopback (builds kube-apiserver and kube-controller-manager once, then cached)",
         args: &[
             "test",
@@ -147,6 +161,21 @@ const CARGO_TEST_STEPS: &[CargoTestStep] = &[
             "kios-tools",
             "--test",
             "e2e_node",
+            "--",
+            "--ignored",
+            "--test-threads=1",
+            "--nocapture",
+        ],
+        needs_qemu: true,
+    },
+    CargoTestStep {
+        name: "QEMU end-to-end test of the disk image booted by UEFI firmware, both arches",
+        args: &[
+            "test",
+            "-p",
+            "kios-tools",
+            "--test",
+            "e2e_disk",
             "--",
             "--ignored",
             "--test-threads=1",
