@@ -16,6 +16,7 @@ pub mod hostname;
 pub mod kubelet;
 pub mod labels;
 pub mod log;
+pub mod log_file;
 pub mod mountinfo;
 pub mod mounts;
 pub mod netlink;

@@ -9,6 +9,7 @@ use core::mem::MaybeUninit;
 use kios_init::cmdline::PanicPolicy;
 use kios_init::errno::Errno;
 use kios_init::log::Level;
+use kios_init::log_file;
 use kios_init::protocol::peer_allowed;
 use kios_init::sys::{
     signo, ClientId, CommandArgv, Event, ExitStatus, FileRead, MountOp, Pid, PowerAction, Signal,
@@ -61,6 +62,48 @@ struct Output {
     name: &'static str,
     fd: OwnedFd,
     line: heapless::Vec<u8, OUTPUT_LINE_MAX>,
+    log: LogFile,
+}
+
+/// A service's log file (crate::log_file), appended to line by line.
+/// Logging must never stop PID 1: a file that cannot be opened or
+/// written is skipped, and kmsg still gets the line.
+struct LogFile {
+    fd: Option<OwnedFd>,
+    bytes: u64,
+}
+
+impl LogFile {
+    fn open(service: &str) -> LogFile {
+        let fd = rustix::fs::open(
+            log_file::path(service, false).as_str(),
+            OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NOCTTY,
+            Mode::from_raw_mode(0o640),
+        )
+        .ok();
+        let bytes = fd
+            .as_ref()
+            .and_then(|fd| rustix::fs::fstat(fd).ok())
+            .map_or(0, |stat| stat.st_size as u64);
+        LogFile { fd, bytes }
+    }
+
+    fn append(&mut self, service: &str, line: &[u8]) {
+        if log_file::must_rotate(self.bytes, line.len() + 1) {
+            let _ = rustix::fs::rename(
+                log_file::path(service, false).as_str(),
+                log_file::path(service, true).as_str(),
+            );
+            *self = LogFile::open(service);
+        }
+        if let Some(fd) = &self.fd {
+            for part in [line, b"\n"] {
+                if let Ok(written) = rustix::io::write(fd, part) {
+                    self.bytes += written as u64;
+                }
+            }
+        }
+    }
 }
 
 impl Output {
@@ -69,6 +112,7 @@ impl Output {
             let mut line = Line::with_ident(kmsg::Level::Info, self.name);
             line.push_bytes(&self.line);
             line.emit();
+            self.log.append(self.name, &self.line);
             self.line.clear();
         }
     }
@@ -535,6 +579,7 @@ impl Sys for Linux {
                         name,
                         fd: read_end,
                         line: heapless::Vec::new(),
+                        log: LogFile::open(name),
                     });
                 } else {
                     // Dropping the read end would kill the child's writes with EPIPE;

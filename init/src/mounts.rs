@@ -67,7 +67,7 @@ pub const VAR_EPHEMERAL: FsMount = fs(VAR, "tmpfs", 0, "mode=0755");
 
 /// Directories the runtime and the kubelet expect under /var and /run
 /// (made on every boot: a fresh data partition starts empty).
-pub const STATE_DIRS: [(&str, u32); 9] = [
+pub const STATE_DIRS: [(&str, u32); 10] = [
     ("/var/lib", 0o755),
     ("/var/lib/containerd", 0o711),
     // containerd's overlayfs snapshots: on the tmpfs itself, since an
@@ -76,6 +76,8 @@ pub const STATE_DIRS: [(&str, u32); 9] = [
     ("/var/lib/kubelet", 0o700),
     ("/var/log", 0o755),
     ("/var/log/pods", 0o755),
+    // The runtime's and the kubelet's own output (crate::log_file).
+    ("/var/log/kios", 0o750),
     ("/var/lib/kios", 0o700),
     ("/var/lib/kios/etc", 0o700),
     ("/run/containerd", 0o711),
