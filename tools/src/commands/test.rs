@@ -199,6 +199,48 @@ const CARGO_TEST_STEPS: &[CargoTestStep] = &[
         needs_qemu: true,
     },
     CargoTestStep {
+        name: "QEMU tests of bad disks and modules (stand-in image with Debian's modules)",
+        args: &[
+            "test",
+            "-p",
+            "kios-tools",
+            "--test",
+            "e2e_data_partition",
+            "--",
+            "--ignored",
+            "--test-threads=1",
+        ],
+        needs_qemu: true,
+    },
+    CargoTestStep {
+        name: "QEMU persistence test: the disk image booted twice under UEFI firmware",
+        args: &[
+            "test",
+            "-p",
+            "kios-tools",
+            "--test",
+            "e2e_persist",
+            "--",
+            "--ignored",
+            "--test-threads=1",
+        ],
+        needs_qemu: true,
+    },
+    CargoTestStep {
+        name: "QEMU boots with the kiOS kernel, both arches (built once, then cached)",
+        args: &[
+            "test",
+            "-p",
+            "kios-tools",
+            "--test",
+            "kernel_boot",
+            "--",
+            "--ignored",
+            "--test-threads=1",
+        ],
+        needs_qemu: true,
+    },
+    CargoTestStep {
         name: "QEMU boot of the benchmark's shell-script baseline",
         args: &[
             "test",
