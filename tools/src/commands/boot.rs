@@ -10,6 +10,7 @@ use crate::arch::Arch;
 use crate::components::OciRuntime;
 use crate::disk_image::{build_disk_image, firmware_vm_config, DiskOptions};
 use crate::host_packages::{ensure_installed, QEMU_PACKAGES};
+use crate::kernel_build::KernelChoice;
 use crate::node_image::{build_node_image, vm_config, ImageOptions};
 use crate::qemu::{run_vm, LineVerdict, RunOptions, VmRun};
 use crate::timeline::Timeline;
@@ -46,11 +47,17 @@ pub struct BootArgs {
     /// AAVMF on arm64) instead of handing QEMU the kernel and initramfs.
     #[arg(long)]
     disk: bool,
+    /// Debian's cloud kernel with modules, or the kiOS kernel (everything
+    /// built in; built on first use, then cached).
+    #[arg(long, value_enum, default_value_t = KernelChoice::Debian)]
+    kernel: KernelChoice,
 }
 
 #[derive(Serialize)]
 struct BootReport {
     arch: Arch,
+    /// `debian` or `kios`.
+    kernel: &'static str,
     /// `kernel` (QEMU loads kernel and initramfs) or `uefi-disk`.
     boot: &'static str,
     clock: String,
@@ -85,7 +92,7 @@ pub fn boot_node(args: &BootArgs, echo: bool) -> Result<NodeBoot> {
             oci_runtime: args.oci_runtime,
             extra_files: Vec::new(),
             compression: args.compression,
-            kernel: None,
+            kernel: args.kernel.image(&workspace, args.arch)?,
             baseline_init: false,
         },
         &out,
@@ -114,6 +121,7 @@ pub fn run(command: &BootCommand) -> Result<()> {
     let NodeBoot { run, clock } = boot_node(args, !command.json)?;
     let report = BootReport {
         arch: args.arch,
+        kernel: args.kernel.name(),
         boot: if args.disk { "uefi-disk" } else { "kernel" },
         clock,
         phases_us: Timeline::from_console(&run.console),
@@ -129,7 +137,10 @@ pub fn run(command: &BootCommand) -> Result<()> {
     if command.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("\nboot timeline ({}, {} boot):", report.clock, report.boot);
+        println!(
+            "\nboot timeline ({}, {} kernel, {} boot):",
+            report.clock, report.kernel, report.boot
+        );
         print!("{}", report.phases_us.table());
         if let Some(seconds) = report.kernel_banner_wall_seconds {
             println!("the kernel started {seconds:.1} s of host time after QEMU");

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::arch::Arch;
 use crate::debian::sha256_file;
 use crate::disk_image::{build_disk_image, DiskOptions, DEFAULT_DATA_BYTES};
+use crate::kernel_build::KernelChoice;
 use crate::node_image::{build_node_image, ImageOptions, NodeImage};
 use crate::workspace::Workspace;
 
@@ -32,6 +33,10 @@ pub struct BuildArgs {
     /// kernel image, and an empty ext4 data partition.
     #[arg(long)]
     disk: bool,
+    /// Debian's cloud kernel with modules, or the kiOS kernel (everything
+    /// built in; built on first use, then cached).
+    #[arg(long, value_enum, default_value_t = KernelChoice::Debian)]
+    kernel: KernelChoice,
     /// The data partition's size with --disk.
     #[arg(long, value_name = "MIB", default_value_t = DEFAULT_DATA_BYTES >> 20, requires = "disk")]
     data_mib: u64,
@@ -74,7 +79,7 @@ pub fn run(args: &BuildArgs) -> Result<()> {
             oci_runtime: args.oci_runtime,
             extra_files: Vec::new(),
             compression: args.compression,
-            kernel: None,
+            kernel: args.kernel.image(&workspace, args.arch)?,
             baseline_init: false,
         },
         &args.out,
