@@ -220,7 +220,10 @@ fn data_etc_and_images_survive_a_clean_reboot_of_the_disk() -> Result<()> {
             .parse()
             .context("kubelet-log-lines is not a number")
     };
-    ensure!(log_lines(&first)? > 0, "no kubelet log file on the first boot");
+    ensure!(
+        log_lines(&first)? > 0,
+        "no kubelet log file on the first boot"
+    );
     ensure!(
         log_lines(&second)? > log_lines(&first)?,
         "the kubelet's log file did not keep the first boot's lines"
