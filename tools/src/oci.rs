@@ -324,8 +324,12 @@ pub fn kiosctl_image(kiosctl_binary: &Path, arch: Arch) -> Result<Image> {
     })
 }
 
-/// The busybox applets test pods use, as symlinks to `/bin/busybox`.
-pub const BUSYBOX_APPLETS: &[&str] = &["cat", "echo", "sh", "sleep"];
+/// The busybox applets the system and test pods use, as symlinks to
+/// `/bin/busybox`: the DHCP client and its `ip`, the time client, and what
+/// their shell scripts call.
+pub const BUSYBOX_APPLETS: &[&str] = &[
+    "cat", "echo", "ip", "rdate", "sh", "sleep", "tail", "udhcpc",
+];
 
 /// `kios.local/busybox:1`: a static busybox with a few applet links; runs `sh` by default.
 pub fn busybox_image(busybox_binary: &Path, arch: Arch) -> Result<Image> {
@@ -490,8 +494,12 @@ mod tests {
                 "bin/busybox",
                 "bin/cat",
                 "bin/echo",
+                "bin/ip",
+                "bin/rdate",
                 "bin/sh",
-                "bin/sleep"
+                "bin/sleep",
+                "bin/tail",
+                "bin/udhcpc"
             ]
         );
         let archive = dir.join("busybox.tar");

@@ -169,6 +169,21 @@ const CARGO_TEST_STEPS: &[CargoTestStep] = &[
         needs_qemu: true,
     },
     CargoTestStep {
+        name: "QEMU test of the DHCP and time-sync static pods; the lease script in a network namespace",
+        args: &[
+            "test",
+            "-p",
+            "kios-tools",
+            "--test",
+            "e2e_dhcp",
+            "--",
+            "--ignored",
+            "--test-threads=1",
+            "--nocapture",
+        ],
+        needs_qemu: true,
+    },
+    CargoTestStep {
         name: "QEMU end-to-end test of the disk image booted by UEFI firmware, both arches",
         args: &[
             "test",
