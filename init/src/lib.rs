@@ -10,6 +10,7 @@ pub mod argv;
 pub mod boot;
 pub mod cmdline;
 pub mod data_partition;
+pub mod dbus;
 pub mod errno;
 pub mod gpt;
 pub mod hostname;
