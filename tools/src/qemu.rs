@@ -3,7 +3,7 @@
 //!
 //! TCG only: nested KVM hangs on these machines. The guest's network is
 //! user-mode with `restrict=on`, so it can reach nothing but the host's
-//! loopback forwards we set up (none yet).
+//! loopback forwards a test sets up in [`VmConfig::guest_forwards`].
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
@@ -44,6 +44,10 @@ pub struct VmConfig {
     /// Appended to the kernel command line of a `-kernel` boot (tests
     /// use it for `kios.*` options); a disk's command line is in its UKI.
     pub extra_kernel_arguments: String,
+    /// Whole `guestfwd=...` options appended to the user-mode `-nic`, such
+    /// as `ControlPlane::guest_forward`'s: the only addresses the
+    /// restricted guest can reach.
+    pub guest_forwards: Vec<String>,
 }
 
 /// Debian's UEFI firmware for QEMU: OVMF for q35, AAVMF for virt.
@@ -104,6 +108,7 @@ impl VmConfig {
             icount: true,
             extra_disks: Vec::new(),
             extra_kernel_arguments: String::new(),
+            guest_forwards: Vec::new(),
         }
     }
 
@@ -154,7 +159,8 @@ impl VmConfig {
                 "-monitor",
                 "none",
             ])
-            .args(["-nic", "user,model=virtio-net-pci,restrict=on"]);
+            .arg("-nic")
+            .arg(self.nic_option());
         match &self.boot {
             BootSource::Kernel { kernel, initrd } => {
                 command
@@ -195,6 +201,16 @@ impl VmConfig {
             command.args(["-icount", self.icount_mode()]);
         }
         command
+    }
+
+    /// The user-mode network: restricted, plus the guest forwards.
+    fn nic_option(&self) -> String {
+        let mut option = String::from("user,model=virtio-net-pci,restrict=on");
+        for forward in &self.guest_forwards {
+            option.push(',');
+            option.push_str(forward);
+        }
+        option
     }
 
     /// `sleep=off` lets an idle guest's clock jump to its next timer at
@@ -520,6 +536,28 @@ mod tests {
             .expect("second extra disk");
         assert!(first < second);
         assert!(!joined.contains("pflash"));
+    }
+
+    #[test]
+    fn guest_forwards_follow_the_restricted_network() {
+        let config = VmConfig {
+            guest_forwards: vec![
+                "guestfwd=tcp:10.0.2.100:6443-cmd:socat STDIO TCP:127.0.0.1:41000".into(),
+                "guestfwd=tcp:10.0.2.101:80-tcp:127.0.0.1:8080".into(),
+            ],
+            ..VmConfig::new(Arch::Amd64, "/k".into(), "/i".into())
+        };
+        let args: Vec<String> = config
+            .command()
+            .get_args()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect();
+        assert!(args.contains(
+            &"user,model=virtio-net-pci,restrict=on,\
+              guestfwd=tcp:10.0.2.100:6443-cmd:socat STDIO TCP:127.0.0.1:41000,\
+              guestfwd=tcp:10.0.2.101:80-tcp:127.0.0.1:8080"
+                .to_string()
+        ));
     }
 
     #[test]

@@ -184,6 +184,21 @@ const CARGO_TEST_STEPS: &[CargoTestStep] = &[
         needs_qemu: true,
     },
     CargoTestStep {
+        name: "QEMU cluster tests: the node joins the loopback control plane (client certificate, bootstrap token) and runs a pod; an unreachable server, a rejected token",
+        args: &[
+            "test",
+            "-p",
+            "kios-tools",
+            "--test",
+            "e2e_cluster",
+            "--",
+            "--ignored",
+            "--test-threads=1",
+            "--nocapture",
+        ],
+        needs_qemu: true,
+    },
+    CargoTestStep {
         name: "QEMU end-to-end test of the disk image booted by UEFI firmware, both arches",
         args: &[
             "test",

@@ -1,0 +1,719 @@
+//! A kiOS node joins a real Kubernetes 1.20 control plane on host loopback
+//! (etcd, kube-apiserver, kube-controller-manager: tools/src/control_plane.rs).
+//! The VM's user-mode network is restricted: its only way out is the API
+//! server's forward, 10.0.2.100:6443 to 127.0.0.1. The node's address comes
+//! from its DHCP static pod; its identity from the files the image puts in
+//! /etc/kubernetes (a kubeconfig or a bootstrap kubeconfig, node-labels,
+//! node-ip) and /etc/hostname.
+//!
+//! - A client-certificate kubeconfig: the node registers and goes Ready
+//!   with its labels and address, runs a pod created through the API server,
+//!   then powers off when a second pod asks the init to (kiosctl on the
+//!   system socket).
+//! - A bootstrap kubeconfig: the same join through a CSR that the
+//!   controller-manager approves and signs.
+//! - Bad input, one short boot each, ended as soon as the console shows
+//!   the evidence: a kubeconfig whose server nothing answers, and a
+//!   bootstrap token the server does not know. The kubelet retries with the
+//!   cause in its log, and the static pods keep running.
+//!
+//! One boot per case: the kubelet reads its credentials once, at start, and
+//! never falls back from a valid kubeconfig to the bootstrap one, so two
+//! bad credentials cannot be shown in one boot without swapping files and
+//! restarting the kubelet on the node.
+//!
+//! Ignored by default (a control plane and a VM per test): `cargo kios
+//! test` runs them.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use kios_tools::arch::Arch;
+use kios_tools::bom::{Bom, BOM_FILE};
+use kios_tools::cluster_pki::BootstrapToken;
+use kios_tools::console::Console;
+use kios_tools::control_plane::{ControlPlane, GUEST_ADDRESS, GUEST_PORT, GUEST_SERVER};
+use kios_tools::node_image::{build_node_image, vm_config, ImageOptions};
+use kios_tools::qemu::{run_vm, LineVerdict, RunOptions, VmConfig, VmRun};
+use kios_tools::timeline::{kmsg_micros, Phase, Timeline};
+use kios_tools::workspace::Workspace;
+use serde_json::{json, Value};
+
+/// The node's labels, as its node-labels file lists them.
+const NODE_LABELS: [(&str, &str); 2] = [
+    ("kios.dev/role", "edge"),
+    ("topology.kubernetes.io/zone", "lab-1"),
+];
+/// What QEMU's DHCP server leases to the first guest, and the node-ip file.
+const NODE_IP: &str = "10.0.2.15";
+
+/// From QEMU's start to the node Ready, on a slow TCG guest.
+const READY_TIMEOUT: Duration = Duration::from_secs(300);
+const POD_TIMEOUT: Duration = Duration::from_secs(180);
+/// The whole boot, power-off included.
+const RUN_TIMEOUT: Duration = Duration::from_secs(900);
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The DHCP static pod's lease line: from then on the API server is reachable.
+const LEASE_LINE: &str = "kios-dhcp: bound eth0 10.0.2.15/24";
+/// How the init marks the kubelet's output on the console.
+const KUBELET_LINE: &str = "kubelet: ";
+const TICK_LINE: &str = "kios-tick: ";
+
+const TICK_POD_PATH: &str = "/etc/kubernetes/manifests/kios-tick.yaml";
+/// TEST FIXTURE: a static pod that writes a numbered line to the console
+/// every 5 s of guest time: static pods keep running whatever the API
+/// server says, and the console never goes quiet for long, so the host
+/// can stop the VM at the next line.
+const TICK_POD: &str = r#"# TEST FIXTURE: ticks on the console every 5 s.
+apiVersion: v1
+kind: Pod
+metadata:
+  name: kios-tick
+  namespace: kube-system
+spec:
+  hostNetwork: true
+  restartPolicy: Always
+  containers:
+    - name: tick
+      image: kios.local/busybox:1
+      imagePullPolicy: Never
+      # /dev/kmsg is outside an unprivileged container's device allowlist.
+      securityContext:
+        privileged: true
+      command:
+        - /bin/busybox
+        - sh
+        - -c
+        - |
+          # PID 1 of its container: without a trap SIGTERM would be ignored.
+          trap 'exit 0' TERM
+          tick=0
+          while true; do
+            tick=$((tick + 1))
+            echo "kios-tick: $tick" > /dev/kmsg
+            /bin/busybox sleep 5 &
+            wait $!
+          done
+      volumeMounts:
+        - name: kmsg
+          mountPath: /dev/kmsg
+  volumes:
+    - name: kmsg
+      hostPath:
+        path: /dev/kmsg
+        type: CharDevice
+"#;
+
+/// The pod the cluster gives the node, and the line it writes.
+const HELLO_POD: &str = "kios-hello";
+const HELLO_LINE: &str = "kios-cluster-pod: hello from pod kios-hello";
+
+/// A pod for `node` that writes `line` to the node's console, then sleeps.
+/// Privileged only for /dev/kmsg; on the pod network (the CNI bridge).
+fn hello_pod(node: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": { "name": HELLO_POD, "namespace": "default" },
+        "spec": {
+            "nodeName": node,
+            "automountServiceAccountToken": false,
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "hello",
+                "image": "kios.local/busybox:1",
+                "imagePullPolicy": "Never",
+                "securityContext": { "privileged": true },
+                "command": [
+                    "/bin/busybox", "sh", "-c",
+                    // The shell is PID 1 of its container: it exits on SIGTERM only with a trap.
+                    format!(
+                        "echo '{HELLO_LINE}' > /dev/kmsg; trap 'exit 0' TERM; \
+                         /bin/busybox sleep 3600 & wait $!"
+                    ),
+                ],
+                "volumeMounts": [{ "name": "kmsg", "mountPath": "/dev/kmsg" }],
+            }],
+            "volumes": [{
+                "name": "kmsg",
+                "hostPath": { "path": "/dev/kmsg", "type": "CharDevice" },
+            }],
+        },
+    })
+}
+
+/// A pod for `node` that asks the init to shut the node down through the
+/// system socket (kiosctl), as an operator would.
+fn shutdown_pod(node: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": { "name": "kios-shutdown", "namespace": "kube-system" },
+        "spec": {
+            "nodeName": node,
+            "automountServiceAccountToken": false,
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "shutdown",
+                "image": "kios.local/kiosctl:1",
+                "imagePullPolicy": "Never",
+                "args": ["shutdown"],
+                "securityContext": { "privileged": true },
+                "volumeMounts": [
+                    { "name": "kmsg", "mountPath": "/dev/kmsg" },
+                    { "name": "system-socket", "mountPath": "/run/system.sock" },
+                ],
+            }],
+            "volumes": [
+                { "name": "kmsg", "hostPath": { "path": "/dev/kmsg", "type": "CharDevice" } },
+                {
+                    "name": "system-socket",
+                    "hostPath": { "path": "/run/system.sock", "type": "Socket" },
+                },
+            ],
+        },
+    })
+}
+
+/// A test's control plane, with its own work directory for images and manifests.
+struct Cluster {
+    workspace: Workspace,
+    out: PathBuf,
+    control_plane: ControlPlane,
+}
+
+impl Cluster {
+    fn start(case: &str) -> Result<Cluster> {
+        let workspace = Workspace::locate()?;
+        let bom = Bom::load(&workspace.root.join(BOM_FILE))?;
+        let out = workspace.output_dir()?.join(format!("e2e-cluster-{case}"));
+        let control_plane = ControlPlane::start(&bom, &out.join("control-plane"))?;
+        Ok(Cluster {
+            workspace,
+            out,
+            control_plane,
+        })
+    }
+
+    /// The amd64 node image named `node`, with `credential` (a path in
+    /// /etc/kubernetes and its contents), the labels and the node IP, and
+    /// the tick pod; its VM reaches the API server through the guest forward.
+    fn node_vm(&self, node: &str, credential: (&str, String)) -> Result<VmConfig> {
+        let labels: String = NODE_LABELS
+            .iter()
+            .map(|(key, value)| format!("{key}={value}\n"))
+            .collect();
+        let (credential_path, credential_text) = credential;
+        let files = [
+            (credential_path, credential_text),
+            ("/etc/kubernetes/node-labels", labels),
+            ("/etc/kubernetes/node-ip", format!("{NODE_IP}\n")),
+            ("/etc/hostname", format!("{node}\n")),
+            (TICK_POD_PATH, TICK_POD.to_string()),
+        ];
+        let image = build_node_image(
+            &self.workspace,
+            Arch::Amd64,
+            &ImageOptions {
+                extra_files: files
+                    .into_iter()
+                    .map(|(path, text)| (path.to_string(), text.into_bytes()))
+                    .collect(),
+                ..ImageOptions::default()
+            },
+            &self.out.join("image"),
+        )?;
+        Ok(VmConfig {
+            guest_forwards: vec![self.control_plane.guest_forward()?],
+            ..vm_config(&image, true)
+        })
+    }
+
+    /// Boots `config` while the host waits, with kubectl, for `node` to be
+    /// Ready with its labels and address, runs `once_ready`, then creates
+    /// the shutdown pod; returns when the VM has powered off.
+    fn boot_and_join(
+        &self,
+        config: &VmConfig,
+        node: &str,
+        once_ready: impl FnOnce(&HostSide) -> Result<()> + Send,
+    ) -> Result<(VmRun, Joined)> {
+        let stop_vm = AtomicBool::new(false);
+        let vm_exited = AtomicBool::new(false);
+        let host = HostSide {
+            control_plane: &self.control_plane,
+            node,
+            dir: &self.out,
+            vm_exited: &vm_exited,
+        };
+        // References, for the host side's `move` closure to copy.
+        let (host, stop_vm, vm_exited) = (&host, &stop_vm, &vm_exited);
+        std::thread::scope(|scope| {
+            let started = Instant::now();
+            let host_side = scope.spawn(move || {
+                let joined = host.join(started, once_ready);
+                // A failed check need not wait for the power-off that will never come.
+                if joined.is_err() {
+                    stop_vm.store(true, Ordering::Relaxed);
+                }
+                joined
+            });
+            let options = RunOptions {
+                timeout: RUN_TIMEOUT,
+                echo: true,
+            };
+            let run = run_vm(config, options, |_| {
+                if stop_vm.load(Ordering::Relaxed) {
+                    LineVerdict::Stop
+                } else {
+                    LineVerdict::Continue
+                }
+            });
+            vm_exited.store(true, Ordering::Relaxed);
+            let joined = host_side
+                .join()
+                .map_err(|_| anyhow!("the host side panicked"))?
+                .with_context(|| {
+                    format!(
+                        "joining node {node} (the control plane's logs: {})",
+                        self.control_plane.workdir().display()
+                    )
+                })?;
+            Ok((run?, joined))
+        })
+    }
+}
+
+/// What the host saw of a node that joined.
+struct Joined {
+    /// From QEMU's start until kubectl first saw the node Ready.
+    ready_seen_after: Duration,
+    /// The Ready condition's lastTransitionTime: the node's clock, in
+    /// whole seconds.
+    ready_transition: String,
+}
+
+/// The host's side of a boot: kubectl as the cluster admin.
+struct HostSide<'a> {
+    control_plane: &'a ControlPlane,
+    node: &'a str,
+    /// Where manifests are written for kubectl.
+    dir: &'a Path,
+    vm_exited: &'a AtomicBool,
+}
+
+impl HostSide<'_> {
+    fn join(
+        &self,
+        started: Instant,
+        once_ready: impl FnOnce(&HostSide) -> Result<()>,
+    ) -> Result<Joined> {
+        let node = self.wait_for("the node is Ready", READY_TIMEOUT, || {
+            Ok(self.node_object()?.filter(|node| {
+                ready_condition(node).is_some_and(|ready| ready["status"] == "True")
+            }))
+        })?;
+        let ready_seen_after = started.elapsed();
+        println!(
+            "node {} Ready, seen by kubectl {:.1} s after QEMU started",
+            self.node,
+            ready_seen_after.as_secs_f64()
+        );
+        check_node(&node)?;
+        let ready_transition = ready_condition(&node)
+            .and_then(|ready| ready["lastTransitionTime"].as_str())
+            .context("the Ready condition has no lastTransitionTime")?
+            .to_string();
+        once_ready(self)?;
+        self.create("shutdown-pod", &shutdown_pod(self.node))?;
+        Ok(Joined {
+            ready_seen_after,
+            ready_transition,
+        })
+    }
+
+    /// Polls until `poll` gives a value; fails at `timeout` or when the VM is gone.
+    fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut poll: impl FnMut() -> Result<Option<T>>,
+    ) -> Result<T> {
+        let started = Instant::now();
+        loop {
+            if let Some(value) = poll()? {
+                return Ok(value);
+            }
+            ensure!(
+                !self.vm_exited.load(Ordering::Relaxed),
+                "the VM exited before {what}"
+            );
+            ensure!(
+                started.elapsed() < timeout,
+                "gave up after {} s waiting until {what}",
+                timeout.as_secs()
+            );
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    fn json(&self, args: &[&str]) -> Result<Value> {
+        let text = self.control_plane.kubectl(args)?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("reading the JSON of `kubectl {}`", args.join(" ")))
+    }
+
+    /// The node's object, or None while it is not registered.
+    fn node_object(&self) -> Result<Option<Value>> {
+        let text = self.control_plane.kubectl(&[
+            "get",
+            "node",
+            self.node,
+            "--ignore-not-found",
+            "--output=json",
+        ])?;
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            serde_json::from_str(&text).context("reading the node's JSON")?,
+        ))
+    }
+
+    /// Creates `manifest` through the API server (written to `<dir>/<name>.json`).
+    fn create(&self, name: &str, manifest: &Value) -> Result<()> {
+        let path = self.dir.join(format!("{name}.json"));
+        std::fs::write(&path, manifest.to_string())
+            .with_context(|| format!("writing {}", path.display()))?;
+        self.control_plane
+            .kubectl(&["create", "-f", &path.display().to_string()])
+            .with_context(|| format!("creating {name}"))?;
+        Ok(())
+    }
+}
+
+fn ready_condition(node: &Value) -> Option<&Value> {
+    node["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|condition| condition["type"] == "Ready")
+}
+
+/// The labels of the node-labels file and the address of the node-ip file.
+fn check_node(node: &Value) -> Result<()> {
+    let labels = &node["metadata"]["labels"];
+    for (key, value) in NODE_LABELS {
+        ensure!(
+            labels[key] == value,
+            "label {key}={value} missing; the node's labels: {labels}"
+        );
+    }
+    let addresses = &node["status"]["addresses"];
+    let internal_ip = addresses
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|address| address["type"] == "InternalIP");
+    ensure!(
+        internal_ip.is_some_and(|address| address["address"] == NODE_IP),
+        "InternalIP is not {NODE_IP}; the node's addresses: {addresses}"
+    );
+    Ok(())
+}
+
+/// The console line containing `needle`, or an error quoting the console's end.
+fn console_line<'a>(console: &'a Console, needle: &str) -> Result<&'a str> {
+    console
+        .texts()
+        .find(|text| text.contains(needle))
+        .with_context(|| {
+            format!(
+                "no `{needle}` line; the console's end:\n{}",
+                console.tail(40)
+            )
+        })
+}
+
+/// The time of day, in seconds, of a kubelet line's klog header
+/// (`I1122 05:33:27.123456    412 file.go:74] ...`), on the node's clock.
+fn klog_time_of_day(line: &str) -> Option<f64> {
+    let header = &line[line.find(KUBELET_LINE)? + KUBELET_LINE.len()..];
+    time_of_day(header.split_whitespace().nth(1)?)
+}
+
+/// `HH:MM:SS[.fraction]` in seconds.
+fn time_of_day(text: &str) -> Option<f64> {
+    let mut parts = text.splitn(3, ':');
+    let hours: f64 = parts.next()?.parse().ok()?;
+    let minutes: f64 = parts.next()?.parse().ok()?;
+    let seconds: f64 = parts.next()?.parse().ok()?;
+    Some(hours * 3600.0 + minutes * 60.0 + seconds)
+}
+
+/// What a joined boot must show on the console, and the figures: PID 1 to
+/// registration and to Ready in guest time, and the wall times.
+///
+/// Registration is the kernel's timestamp on the kubelet's "Successfully
+/// registered node" line. The kubelet logs nothing when the node becomes
+/// Ready, so Ready is the condition's lastTransitionTime (the node's wall
+/// clock, whole seconds) placed on the kernel's clock through that same
+/// line, whose klog header carries the node's wall clock too. Nothing
+/// steps that clock in between: the time-sync pod reaches no server here.
+fn check_joined_run(run: &VmRun, joined: &Joined, node: &str) -> Result<()> {
+    let console = &run.console;
+    for needle in [
+        "kiosctl: shutdown: sent to /run/system.sock",
+        "kios: shutdown requested by system socket",
+        "kios: power off",
+        "reboot: Power down",
+    ] {
+        console_line(console, needle)?;
+    }
+    ensure!(run.status.success(), "QEMU exited with {}", run.status);
+    ensure!(!console.contains("PullImage \""), "an image was pulled");
+
+    let timeline = Timeline::from_console(console);
+    print!("{}", timeline.table());
+    let pid1 = *timeline
+        .phases
+        .get(&Phase::Pid1)
+        .context("no pid1 timeline line")?;
+    let registered_needle = format!("Successfully registered node {node}");
+    let registered_at = console
+        .lines
+        .iter()
+        .find(|line| line.text.contains(&registered_needle))
+        .with_context(|| format!("no `{registered_needle}` line"))?;
+    let registered = kmsg_micros(&registered_at.text).context("no kernel time on the line")?;
+    let registered_clock =
+        klog_time_of_day(&registered_at.text).context("no klog time on the line")?;
+    let ready_clock = joined
+        .ready_transition
+        .split_once('T')
+        .and_then(|(_, time)| time_of_day(time.trim_end_matches('Z')))
+        .with_context(|| format!("unreadable lastTransitionTime {}", joined.ready_transition))?;
+    let mut ready_after_registered = ready_clock - registered_clock;
+    // Across midnight on the node's clock.
+    if ready_after_registered < -43_200.0 {
+        ready_after_registered += 86_400.0;
+    }
+    // Whole seconds: Ready in the same second as the registration reads as before it.
+    let ready_after_registered = ready_after_registered.max(0.0);
+    let ready = registered as f64 / 1e6 + ready_after_registered;
+
+    let guest_seconds = |needle: &str| -> Result<f64> {
+        let line = console_line(console, needle)?;
+        let micros = kmsg_micros(line).with_context(|| format!("no kernel time on `{line}`"))?;
+        Ok(micros as f64 / 1e6)
+    };
+    let shutdown = guest_seconds("kios: power off")?
+        - guest_seconds("kios: shutdown requested by system socket")?;
+    println!(
+        "node {node}: guest time (kernel clock), PID 1 at {:.2} s\n  \
+         PID 1 -> registered (kubelet's \"Successfully registered node\" line): {:.2} s\n  \
+         PID 1 -> Ready (lastTransitionTime {}, {:.0} s after that line on the node's clock; \
+         whole seconds, so up to 1 s later): {:.2} s\n  \
+         shutdown requested -> power off: {:.2} s\n\
+         wall time from QEMU's start: registered line read {:.1} s, Ready seen by kubectl {:.1} s, \
+         powered off {:.1} s",
+        pid1 as f64 / 1e6,
+        (registered - pid1) as f64 / 1e6,
+        joined.ready_transition,
+        ready_after_registered,
+        ready - pid1 as f64 / 1e6,
+        shutdown,
+        registered_at.at.as_secs_f64(),
+        joined.ready_seen_after.as_secs_f64(),
+        run.wall_time.as_secs_f64(),
+    );
+    Ok(())
+}
+
+#[test]
+#[ignore = "runs a control plane and boots the node in QEMU: run by cargo kios test"]
+fn a_node_with_a_client_certificate_joins_runs_a_pod_and_powers_off() -> Result<()> {
+    const NODE: &str = "kios-cert-node";
+    let cluster = Cluster::start("client-cert")?;
+    let kubeconfig = cluster.control_plane.node_kubeconfig(GUEST_SERVER, NODE)?;
+    let config = cluster.node_vm(NODE, ("/etc/kubernetes/kubeconfig", kubeconfig))?;
+    let (run, joined) = cluster.boot_and_join(&config, NODE, |host| {
+        host.create("hello-pod", &hello_pod(NODE))?;
+        let started = Instant::now();
+        let pod = host.wait_for("the pod is Running", POD_TIMEOUT, || {
+            let pod = host.json(&[
+                "get",
+                "pod",
+                HELLO_POD,
+                "--namespace=default",
+                "--output=json",
+            ])?;
+            Ok((pod["status"]["phase"] == "Running").then_some(pod))
+        })?;
+        println!(
+            "pod {HELLO_POD} Running {:.1} s after it was created, on {} at {}",
+            started.elapsed().as_secs_f64(),
+            pod["spec"]["nodeName"],
+            pod["status"]["podIP"]
+        );
+        Ok(())
+    })?;
+    check_joined_run(&run, &joined, NODE)?;
+    console_line(&run.console, HELLO_LINE)?;
+    Ok(())
+}
+
+#[test]
+#[ignore = "runs a control plane and boots the node in QEMU: run by cargo kios test"]
+fn a_node_with_a_bootstrap_token_joins_and_powers_off() -> Result<()> {
+    const NODE: &str = "kios-bootstrap-node";
+    let cluster = Cluster::start("bootstrap")?;
+    let token = cluster.control_plane.create_bootstrap_token()?;
+    let bootstrap = cluster
+        .control_plane
+        .token_kubeconfig(GUEST_SERVER, &token.to_string());
+    let config = cluster.node_vm(NODE, ("/etc/kubernetes/bootstrap-kubeconfig", bootstrap))?;
+    let (run, joined) = cluster.boot_and_join(&config, NODE, |host| {
+        // The node's client certificate came from a CSR the token made.
+        let csrs = host.json(&["get", "csr", "--output=json"])?;
+        let requester = format!("system:bootstrap:{}", token.id);
+        let issued = csrs["items"].as_array().into_iter().flatten().any(|csr| {
+            csr["spec"]["username"] == requester.as_str()
+                && csr["status"]["certificate"]
+                    .as_str()
+                    .is_some_and(|certificate| !certificate.is_empty())
+        });
+        ensure!(issued, "no CSR of {requester} was signed: {csrs}");
+        Ok(())
+    })?;
+    check_joined_run(&run, &joined, NODE)
+}
+
+/// Boots `config` until the console shows, after the DHCP lease, two
+/// kubelet lines containing every piece of `cause` and then two ticks of
+/// the tick pod; checks the node never registered.
+fn boot_until_the_kubelet_retries(
+    cluster: &Cluster,
+    config: &VmConfig,
+    node: &str,
+    cause: &[&str],
+) -> Result<()> {
+    let mut leased = false;
+    let mut failures = Vec::new();
+    let mut ticks_after_retry = 0;
+    let options = RunOptions {
+        timeout: RUN_TIMEOUT,
+        echo: true,
+    };
+    let run = run_vm(config, options, |line| {
+        let text = line.text.as_str();
+        if text.contains(LEASE_LINE) {
+            leased = true;
+        } else if leased
+            && text.contains(KUBELET_LINE)
+            && cause.iter().all(|piece| text.contains(piece))
+        {
+            failures.push(text.to_string());
+        } else if failures.len() >= 2 && text.contains(TICK_LINE) {
+            ticks_after_retry += 1;
+        }
+        if ticks_after_retry >= 2 {
+            LineVerdict::Stop
+        } else {
+            LineVerdict::Continue
+        }
+    })?;
+    let console = &run.console;
+    if !run.stopped_early {
+        bail!(
+            "the VM ended ({}) before the console showed the lease, two kubelet lines with \
+             {cause:?} and two ticks after them (lease: {leased}, failures: {}, ticks: \
+             {ticks_after_retry}); the console's end:\n{}",
+            run.status,
+            failures.len(),
+            console.tail(40)
+        );
+    }
+    ensure!(
+        !console.contains(&format!("Successfully registered node {node}")),
+        "the kubelet registered the node"
+    );
+    let registered = cluster.control_plane.kubectl(&[
+        "get",
+        "node",
+        node,
+        "--ignore-not-found",
+        "--output=name",
+    ])?;
+    ensure!(
+        registered.trim().is_empty(),
+        "the API server knows the node: {registered}"
+    );
+    let restarts = console.messages("kios: kubelet exited").count();
+    println!(
+        "{} kubelet lines with {cause:?} after the lease; the first:\n  {}\n\
+         static pods kept running (the tick pod's last line: {}); the init restarted \
+         the kubelet {restarts} times; {:.1} s of wall time",
+        failures.len(),
+        failures[0],
+        console.messages(TICK_LINE).last().unwrap_or("no tick line"),
+        run.wall_time.as_secs_f64()
+    );
+    Ok(())
+}
+
+#[test]
+#[ignore = "runs a control plane and boots the node in QEMU: run by cargo kios test"]
+fn an_unreachable_api_server_leaves_the_node_running_its_static_pods() -> Result<()> {
+    const NODE: &str = "kios-unreachable-node";
+    let cluster = Cluster::start("unreachable")?;
+    // The forward's address, a port nothing forwards.
+    let unreachable = format!("{GUEST_ADDRESS}:{}", GUEST_PORT + 1);
+    let kubeconfig = cluster
+        .control_plane
+        .node_kubeconfig(&format!("https://{unreachable}"), NODE)?;
+    let config = cluster.node_vm(NODE, ("/etc/kubernetes/kubeconfig", kubeconfig))?;
+    boot_until_the_kubelet_retries(
+        &cluster,
+        &config,
+        NODE,
+        &[
+            "Unable to register node",
+            &format!("dial tcp {unreachable}"),
+        ],
+    )
+}
+
+#[test]
+#[ignore = "runs a control plane and boots the node in QEMU: run by cargo kios test"]
+fn a_rejected_bootstrap_token_leaves_the_node_running_its_static_pods() -> Result<()> {
+    const NODE: &str = "kios-rejected-node";
+    let cluster = Cluster::start("rejected-token")?;
+    // Well formed, but its Secret was never created.
+    let unknown_token = BootstrapToken::generate()?;
+    let bootstrap = cluster
+        .control_plane
+        .token_kubeconfig(GUEST_SERVER, &unknown_token.to_string());
+    let config = cluster.node_vm(NODE, ("/etc/kubernetes/bootstrap-kubeconfig", bootstrap))?;
+    boot_until_the_kubelet_retries(
+        &cluster,
+        &config,
+        NODE,
+        &["cannot create certificate signing request", "Unauthorized"],
+    )
+}
+
+#[test]
+fn klog_and_api_times_read_as_seconds_of_the_day() {
+    let line = "[   41.123456] kubelet: I1122 05:33:27.250000     412 kubelet_node_status.go:74] \
+                Successfully registered node kios-cert-node";
+    assert_eq!(
+        klog_time_of_day(line),
+        Some(5.0 * 3600.0 + 33.0 * 60.0 + 27.25)
+    );
+    assert_eq!(time_of_day("23:59:59"), Some(86_399.0));
+    assert_eq!(time_of_day("23:59"), None);
+    assert_eq!(klog_time_of_day("kios: timeline pid1 us=1"), None);
+}
