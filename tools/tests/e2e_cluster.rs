@@ -13,7 +13,8 @@
 //! - A bootstrap kubeconfig: the same join through a CSR that the
 //!   controller-manager approves and signs.
 //! - Bad input, one short boot each, ended as soon as the console shows
-//!   the evidence: a kubeconfig whose server nothing answers, and a
+//!   the evidence: a kubeconfig whose server nothing answers, a kubeconfig
+//!   whose client certificate a CA the server does not trust signed, and a
 //!   bootstrap token the server does not know. The kubelet retries with the
 //!   cause in its log, and the static pods keep running.
 //!
@@ -32,7 +33,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use kios_tools::arch::Arch;
 use kios_tools::bom::{Bom, BOM_FILE};
-use kios_tools::cluster_pki::BootstrapToken;
+use kios_tools::cluster_pki::{
+    self, BootstrapToken, ClientIdentity, ClusterCa, Credential, NODES_GROUP,
+};
 use kios_tools::console::Console;
 use kios_tools::control_plane::{ControlPlane, GUEST_ADDRESS, GUEST_PORT, GUEST_SERVER};
 use kios_tools::node_image::{build_node_image, vm_config, ImageOptions};
@@ -684,6 +687,64 @@ fn an_unreachable_api_server_leaves_the_node_running_its_static_pods() -> Result
             &format!("dial tcp {unreachable}"),
         ],
     )
+}
+
+#[test]
+#[ignore = "runs a control plane and boots the node in QEMU: run by cargo kios test"]
+fn a_client_certificate_from_another_ca_leaves_the_node_running_its_static_pods() -> Result<()> {
+    const NODE: &str = "kios-foreign-cert-node";
+    let cluster = Cluster::start("foreign-cert")?;
+    // The node's own kubeconfig (right server, right cluster CA to trust),
+    // its user swapped for the same identity signed by a throwaway CA: the
+    // TLS handshake succeeds, the API server's authenticator rejects the
+    // certificate. The kubelet finds nothing wrong with it locally (it is
+    // in its validity period), so it keeps it and retries.
+    let user = format!("system:node:{NODE}");
+    let foreign_ca = ClusterCa::new()?;
+    let foreign_cert = foreign_ca.issue_client(&ClientIdentity {
+        user: &user,
+        groups: &[NODES_GROUP],
+    })?;
+    let foreign: Value = serde_json::from_str(&cluster_pki::kubeconfig(
+        GUEST_SERVER,
+        &foreign_ca.cert,
+        &user,
+        Credential::ClientCert(&foreign_cert),
+    ))?;
+    let mut kubeconfig: Value =
+        serde_json::from_str(&cluster.control_plane.node_kubeconfig(GUEST_SERVER, NODE)?)?;
+    kubeconfig["users"] = foreign["users"].clone();
+    let config = cluster.node_vm(
+        NODE,
+        (
+            "/etc/kubernetes/kubeconfig",
+            serde_json::to_string_pretty(&kubeconfig)?,
+        ),
+    )?;
+    boot_until_the_kubelet_retries(
+        &cluster,
+        &config,
+        NODE,
+        &[
+            &format!("Unable to register node \"{NODE}\""),
+            "Unauthorized",
+        ],
+    )?;
+    // The kubelet only hears 401; the API server's log names the cause.
+    let log_path = cluster.control_plane.workdir().join("kube-apiserver.log");
+    let log = std::fs::read_to_string(&log_path)
+        .with_context(|| format!("reading {}", log_path.display()))?;
+    let cause = log
+        .lines()
+        .find(|line| line.contains("x509: certificate signed by unknown authority"))
+        .with_context(|| {
+            format!(
+                "{} does not say why it refused the certificate",
+                log_path.display()
+            )
+        })?;
+    println!("the API server's log:\n  {cause}");
+    Ok(())
 }
 
 #[test]
