@@ -1,7 +1,9 @@
 //! The boot sequence and the event loop of PID 1.
 
+use crate::bus::Bus;
 use crate::cmdline::{self, Options};
 use crate::data_partition::{self, DataError, DevicePath};
+use crate::dbus::SYSTEM_BUS_SOCKET;
 use crate::errno::Errno;
 use crate::hostname::Hostname;
 use crate::kubelet::{self, RUNTIME_SOCKET};
@@ -15,6 +17,9 @@ use crate::supervisor::{Restart, Service, Supervisor};
 use crate::sys::{signo, CommandArgv, Event, MountOp, PowerAction, Signal, Sys};
 
 pub const SYSTEM_SOCKET: &str = "/run/system.sock";
+/// D-Bus clients (the kubelet's godbus) dial `/var/run/dbus/...` by
+/// default: /var/run leads to /run, as the FHS has it.
+const VAR_RUN: &str = "/var/run";
 /// The module load order, written at image build time: one path per line.
 /// These load before the runtime starts (its storage needs them).
 pub const MODULE_LIST: &str = "/etc/kios/modules";
@@ -41,6 +46,8 @@ pub enum BootError {
     Hostname(Errno),
     Loopback(Errno),
     SystemSocket(Errno),
+    SystemBus(Errno),
+    VarRunLink(Errno),
     StartService(Service, Errno),
     RuntimeSocket(Errno),
     DataPartition(DataError),
@@ -66,6 +73,12 @@ impl ufmt::uDisplay for BootError {
             BootError::Loopback(e) => ufmt::uwrite!(f, "bringing up lo failed: {}", e),
             BootError::SystemSocket(e) => {
                 ufmt::uwrite!(f, "serving {} failed: {}", SYSTEM_SOCKET, e)
+            }
+            BootError::SystemBus(e) => {
+                ufmt::uwrite!(f, "serving {} failed: {}", SYSTEM_BUS_SOCKET, e)
+            }
+            BootError::VarRunLink(e) => {
+                ufmt::uwrite!(f, "linking {} to /run failed: {}", VAR_RUN, e)
             }
             BootError::StartService(s, e) => {
                 ufmt::uwrite!(f, "starting {} failed: {}", s.name(), e)
@@ -111,6 +124,9 @@ pub struct Init<S: Sys> {
     options: Options,
     supervisor: Supervisor,
     shutdown: Option<Shutdown>,
+    /// How long a shutdown waits for clients and inhibitors.
+    shutdown_grace_ms: u64,
+    bus: Bus,
 }
 
 impl<S: Sys> Init<S> {
@@ -120,6 +136,8 @@ impl<S: Sys> Init<S> {
             options: Options::default(),
             supervisor: Supervisor::new(),
             shutdown: None,
+            shutdown_grace_ms: 0,
+            bus: Bus::new(0),
         }
     }
 
@@ -174,6 +192,7 @@ impl<S: Sys> Init<S> {
         for (dir, mode) in mounts::STATE_DIRS {
             self.mkdir(dir, mode);
         }
+        self.link_var_run();
         self.mount_etc();
         self.mount_containerd_store();
         let now = self.sys.now_us();
@@ -185,6 +204,7 @@ impl<S: Sys> Init<S> {
         if let Err(errno) = self.sys.listen(SYSTEM_SOCKET) {
             self.fail(BootError::SystemSocket(errno));
         }
+        self.serve_system_bus();
         self.start_runtime_and_kubelet();
         self.load_modules(LATE_MODULE_LIST);
     }
@@ -406,6 +426,36 @@ impl<S: Sys> Init<S> {
         self.mount(&mounts::CONTAINERD_STORE);
     }
 
+    fn link_var_run(&mut self) {
+        match self.sys.symlink("/run", VAR_RUN) {
+            // A persistent /var has it from an earlier boot.
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(errno) => self.fail(BootError::VarRunLink(errno)),
+        }
+    }
+
+    /// Serves the logind the kubelet's graceful node shutdown asks for. The
+    /// grace period is the kubelet's `shutdownGracePeriod`, so the kubelet
+    /// finds logind's `InhibitDelayMaxUSec` matching it; without one,
+    /// `kios.shutdown_grace`.
+    fn serve_system_bus(&mut self) {
+        self.shutdown_grace_ms = match kubelet::shutdown_grace_period_ms(&mut self.sys) {
+            Some(ms) => ms,
+            None => self.options.shutdown_grace_ms,
+        };
+        log!(
+            &mut self.sys,
+            Level::Info,
+            "shutdown grace period {} ms",
+            self.shutdown_grace_ms
+        );
+        self.bus = Bus::new(self.shutdown_grace_ms);
+        self.mkdir("/run/dbus", 0o755);
+        if let Err(errno) = self.sys.listen_bus(SYSTEM_BUS_SOCKET) {
+            self.fail(BootError::SystemBus(errno));
+        }
+    }
+
     fn set_hostname(&mut self) {
         let hostname = match self.options.hostname.clone() {
             Some(hostname) => Some(hostname),
@@ -616,6 +666,14 @@ impl<S: Sys> Init<S> {
                 self.request_shutdown(PowerAction::Reboot, "ctrl-alt-del")
             }
             Event::Signal(_) | Event::Timeout => {}
+            Event::BusConnected { conn, uid } => self.bus.connected(&mut self.sys, conn, uid),
+            Event::BusReadable(conn) => self.bus.readable(&mut self.sys, conn),
+            Event::InhibitorReleased => {
+                self.bus.inhibitor_released(&mut self.sys);
+                if let Some(shutdown) = &mut self.shutdown {
+                    shutdown.inhibitor_released(&mut self.sys, self.bus.inhibitors());
+                }
+            }
             Event::Request { client, byte } => match Command::decode(byte) {
                 Some(Command::Shutdown) => {
                     self.request_shutdown(PowerAction::PowerOff, "system socket")
@@ -646,10 +704,12 @@ impl<S: Sys> Init<S> {
         }
         log!(&mut self.sys, Level::Notice, "shutdown requested by {}", by);
         self.supervisor.stop();
+        let inhibitors = self.bus.notify_shutdown(&mut self.sys);
         self.shutdown = Some(Shutdown::begin(
             &mut self.sys,
             action,
-            self.options.shutdown_grace_ms,
+            self.shutdown_grace_ms,
+            inhibitors,
         ));
     }
 
@@ -693,7 +753,7 @@ impl<S: Sys> Init<S> {
 mod tests {
     use super::*;
     use crate::recording_sys::RecordingSys;
-    use crate::sys::{ClientId, ExitStatus, Pid};
+    use crate::sys::{BusId, ClientId, ExitStatus, Pid};
 
     fn booted(sys: RecordingSys) -> Init<RecordingSys> {
         let mut init = Init::new(sys);
@@ -1086,6 +1146,170 @@ mod tests {
         assert_eq!(sys.calls_starting("kill all Kill"), Vec::<&str>::new());
     }
 
+    /// Everything the kubelet 1.20 sends logind over one connection, as
+    /// godbus encodes it: authentication, Hello, the InhibitDelayMaxUSec
+    /// Get, Inhibit and AddMatch.
+    fn kubelet_bus_conversation() -> Vec<u8> {
+        use crate::dbus::tests::*;
+        let mut bytes = GODBUS_AUTH.to_vec();
+        for call in [GODBUS_HELLO, GODBUS_GET, GODBUS_INHIBIT, GODBUS_ADD_MATCH] {
+            bytes.extend(hex(call));
+        }
+        bytes
+    }
+
+    const KUBELET_BUS: BusId = BusId(7);
+
+    /// A booted node whose kubelet (config: 20 s grace) holds an inhibitor.
+    fn with_kubelet_on_the_bus() -> Init<RecordingSys> {
+        let mut sys = RecordingSys::new().with_file(
+            kubelet::CONFIG,
+            b"kind: KubeletConfiguration\nshutdownGracePeriod: 20s\n",
+        );
+        sys.bus_input
+            .insert(KUBELET_BUS.0, kubelet_bus_conversation());
+        let mut init = booted(sys);
+        init.handle(Event::BusConnected {
+            conn: KUBELET_BUS,
+            uid: 0,
+        });
+        init.handle(Event::BusReadable(KUBELET_BUS));
+        init
+    }
+
+    #[test]
+    fn the_system_bus_is_served_before_the_kubelet_starts_and_var_run_leads_to_run() {
+        let init = booted(RecordingSys::new());
+        let sys = init.sys();
+        assert!(position(sys, "mount tmpfs /var") < position(sys, "symlink /run /var/run"));
+        assert!(
+            position(sys, "mkdir /run/dbus 755")
+                < position(sys, "listen_bus /run/dbus/system_bus_socket")
+        );
+        assert!(position(sys, "listen_bus") < position(sys, "spawn kubelet"));
+        // No shutdownGracePeriod in the kubelet's config: kios.shutdown_grace.
+        assert!(sys.logged("shutdown grace period 30000 ms"));
+    }
+
+    #[test]
+    fn the_kubelet_gets_logind_answers_and_an_inhibitor_matching_its_grace_period() {
+        let init = with_kubelet_on_the_bus();
+        let sys = init.sys();
+        assert!(sys.logged("shutdown grace period 20000 ms"));
+        assert_eq!(
+            sys.calls_starting("bus_send 7")
+                .iter()
+                .filter(|c| c.ends_with("+inhibitor"))
+                .count(),
+            1
+        );
+        assert!(sys.logged("bus: :1.7 holds a shutdown inhibitor (1 in all)"));
+        let output = &sys.bus_output[&KUBELET_BUS.0];
+        let replies = crate::dbus::tests::messages(
+            &output[output.iter().position(|&b| b == b'l').unwrap()..],
+        );
+        // Hello, Get, Inhibit and AddMatch replies; the Get's variant is InhibitDelayMaxUSec.
+        assert_eq!(replies.len(), 4);
+        assert!(replies
+            .iter()
+            .all(|reply| reply.kind == crate::dbus::METHOD_RETURN));
+        assert_eq!(replies[1].body[8..], 20_000_000u64.to_le_bytes());
+        assert_eq!(init.bus.inhibitors(), 1);
+    }
+
+    #[test]
+    fn shutdown_tells_the_kubelet_and_waits_for_its_inhibitor_to_be_released() {
+        let mut init = with_kubelet_on_the_bus();
+        init.sys.events.extend([
+            Event::Request {
+                client: ClientId(1),
+                byte: 0x01,
+            },
+            Event::InhibitorReleased,
+            Event::ChildExited {
+                pid: KUBELET,
+                status: ExitStatus::Exited(0),
+            },
+            Event::ChildExited {
+                pid: RUNTIME,
+                status: ExitStatus::Exited(0),
+            },
+        ]);
+        init.run();
+        let sys = init.sys();
+        assert!(sys.logged("waiting up to 20000 ms for 0 client(s) and 1 inhibitor(s)"));
+        let output = &sys.bus_output[&KUBELET_BUS.0];
+        let signals = crate::dbus::tests::messages(
+            &output[output.iter().position(|&b| b == b'l').unwrap()..],
+        );
+        let last = signals.last().unwrap();
+        assert_eq!(last.kind, crate::dbus::SIGNAL);
+        assert_eq!(last.field(crate::dbus::MEMBER), "PrepareForShutdown");
+        assert_eq!(last.body, [1, 0, 0, 0]);
+        let signal_sent = sys
+            .calls
+            .iter()
+            .rposition(|c| c.starts_with("bus_send 7 "))
+            .unwrap();
+        assert!(signal_sent < position(sys, "kill all Term"));
+        assert!(sys.logged("bus: a shutdown inhibitor was released (0 left)"));
+        assert!(sys.logged("clients and inhibitors done"));
+        assert!(!sys.logged("grace period over"));
+        // SIGTERM, then SIGCONT for anything stopped, and no SIGKILL.
+        assert!(position(sys, "kill all Term") < position(sys, "kill all Cont"));
+        assert_eq!(sys.calls_starting("kill all Kill"), Vec::<&str>::new());
+        assert_eq!(sys.calls.last().unwrap(), "reboot PowerOff");
+    }
+
+    #[test]
+    fn a_kubelet_that_never_releases_its_inhibitor_holds_the_shutdown_only_for_the_grace_period() {
+        let init = with_kubelet_on_the_bus();
+        let requested = init.sys.now_us;
+        let init = run_with(init, &[Event::Signal(signo::SIGTERM)]);
+        let sys = init.sys();
+        assert!(sys.logged("grace period over with 0 client(s) and 1 inhibitor(s) pending"));
+        let term_at = sys.calls.iter().position(|c| c == "kill all Term").unwrap();
+        assert!(term_at > 0);
+        // Only timeouts after the request: the clock shows the wait.
+        assert!(sys.now_us - requested >= 20_000_000);
+        let bound = 20_000_000
+            + (crate::shutdown::TERM_TIMEOUT_MS + crate::shutdown::KILL_TIMEOUT_MS) * 1000;
+        assert!(sys.now_us - requested <= bound + 100_000);
+        assert_eq!(sys.calls.last().unwrap(), "reboot PowerOff");
+    }
+
+    #[test]
+    fn garbage_and_non_root_peers_on_the_bus_lose_their_connection_and_nothing_else() {
+        let mut init = with_kubelet_on_the_bus();
+        let sent_to_kubelet = init.sys.bus_output[&KUBELET_BUS.0].len();
+        let garbage = BusId(8);
+        let stranger = BusId(9);
+        let oversized = BusId(10);
+        init.sys.bus_input.insert(
+            garbage.0,
+            b"\0AUTH EXTERNAL 30\r\nBEGIN\r\n\xff\xfe junk".to_vec(),
+        );
+        let mut huge = kubelet_bus_conversation();
+        huge.truncate(crate::dbus::tests::GODBUS_AUTH.len());
+        huge.extend(b"l\x01\x00\x01\xff\xff\x00\x00\x05\x00\x00\x00\x00\x00\x00\x00");
+        init.sys.bus_input.insert(oversized.0, huge);
+        for (conn, uid) in [(garbage, 0), (stranger, 1000), (oversized, 0)] {
+            init.handle(Event::BusConnected { conn, uid });
+            init.handle(Event::BusReadable(conn));
+        }
+        let sys = init.sys();
+        assert!(sys.logged("bus: closed :1.8 after a protocol violation"));
+        assert!(sys.logged("bus: refused client uid=1000"));
+        assert!(sys.logged("bus: closed :1.10 after a protocol violation"));
+        for conn in [garbage, stranger, oversized] {
+            assert!(sys.calls.contains(&format!("bus_close {}", conn.0)));
+        }
+        // The kubelet's connection and inhibitor are untouched.
+        assert!(!sys.calls.contains(&"bus_close 7".to_string()));
+        assert_eq!(init.bus.inhibitors(), 1);
+        assert_eq!(init.sys.bus_output[&KUBELET_BUS.0].len(), sent_to_kubelet);
+    }
+
     #[test]
     fn shutdown_waits_for_clients_to_continue_within_the_grace_period() {
         let mut sys = RecordingSys::new().with_file("/proc/cmdline", b"kios.shutdown_grace=5");
@@ -1114,8 +1338,9 @@ mod tests {
         );
         let sys = init.sys();
         assert!(position(sys, "broadcast 1") < position(sys, "kill all Term"));
-        assert!(sys.logged("shutdown: client continued"));
-        assert!(!sys.logged("no client continued"));
+        assert!(sys.logged("waiting up to 5000 ms for 1 client(s) and 0 inhibitor(s)"));
+        assert!(sys.logged("shutdown: clients and inhibitors done after 1 ms"));
+        assert!(!sys.logged("grace period over"));
     }
 
     #[test]
@@ -1127,7 +1352,7 @@ mod tests {
         // After the request nothing answers and nothing exits: only timeouts.
         let init = run_with(init, &[Event::Signal(signo::SIGTERM)]);
         let sys = init.sys();
-        assert!(sys.logged("no client continued within the grace period"));
+        assert!(sys.logged("grace period over with 1 client(s) and 0 inhibitor(s) pending"));
         assert!(sys.logged("sending SIGKILL"));
         assert!(sys.logged("processes survived SIGKILL"));
         assert_eq!(sys.calls.last().unwrap(), "reboot PowerOff");

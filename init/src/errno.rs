@@ -12,6 +12,7 @@ impl Errno {
     pub const IO: Errno = Errno(5);
     pub const TOOBIG: Errno = Errno(7);
     pub const NOEXEC: Errno = Errno(8);
+    pub const BADF: Errno = Errno(9);
     pub const CHILD: Errno = Errno(10);
     pub const AGAIN: Errno = Errno(11);
     pub const NOMEM: Errno = Errno(12);
@@ -22,6 +23,7 @@ impl Errno {
     pub const NOTDIR: Errno = Errno(20);
     pub const ISDIR: Errno = Errno(21);
     pub const INVAL: Errno = Errno(22);
+    pub const MFILE: Errno = Errno(24);
     pub const FBIG: Errno = Errno(27);
     pub const NOSPC: Errno = Errno(28);
     pub const ROFS: Errno = Errno(30);
@@ -30,6 +32,7 @@ impl Errno {
     pub const NOSYS: Errno = Errno(38);
     pub const NOPKG: Errno = Errno(65);
     pub const OPNOTSUPP: Errno = Errno(95);
+    pub const NOBUFS: Errno = Errno(105);
     pub const ADDRINUSE: Errno = Errno(98);
     pub const CONNREFUSED: Errno = Errno(111);
     pub const TIMEDOUT: Errno = Errno(110);
@@ -46,6 +49,7 @@ impl Errno {
             Errno::IO => "EIO",
             Errno::TOOBIG => "E2BIG",
             Errno::NOEXEC => "ENOEXEC",
+            Errno::BADF => "EBADF",
             Errno::CHILD => "ECHILD",
             Errno::AGAIN => "EAGAIN",
             Errno::NOMEM => "ENOMEM",
@@ -56,6 +60,7 @@ impl Errno {
             Errno::NOTDIR => "ENOTDIR",
             Errno::ISDIR => "EISDIR",
             Errno::INVAL => "EINVAL",
+            Errno::MFILE => "EMFILE",
             Errno::FBIG => "EFBIG",
             Errno::NOSPC => "ENOSPC",
             Errno::ROFS => "EROFS",
@@ -64,6 +69,7 @@ impl Errno {
             Errno::NOSYS => "ENOSYS",
             Errno::NOPKG => "ENOPKG",
             Errno::OPNOTSUPP => "EOPNOTSUPP",
+            Errno::NOBUFS => "ENOBUFS",
             Errno::ADDRINUSE => "EADDRINUSE",
             Errno::CONNREFUSED => "ECONNREFUSED",
             Errno::TIMEDOUT => "ETIMEDOUT",

@@ -145,6 +145,71 @@ pub fn kubelet_argv<S: Sys>(sys: &mut S) -> CommandArgv {
 }
 
 /// Appends one flag; a full command line drops it with one log line.
+/// The kubelet's config is read whole for `shutdownGracePeriod` up to this size.
+const CONFIG_MAX: usize = 16384;
+/// The longest shutdown grace period taken from the kubelet's config.
+const GRACE_MAX_MS: u64 = 3_600_000;
+
+/// The kubelet's `shutdownGracePeriod` in ms, read from a top-level line
+/// of its config file; None (logged when the line is there but unusable)
+/// when it has none, so graceful node shutdown is off.
+pub fn shutdown_grace_period_ms<S: Sys>(sys: &mut S) -> Option<u64> {
+    let mut buf = [0u8; CONFIG_MAX];
+    let config = read_small(sys, CONFIG, &mut buf, "no kubelet shutdown grace period")?;
+    let value = config.split(|&b| b == b'\n').find_map(|line| {
+        let value = line.strip_prefix(b"shutdownGracePeriod:")?;
+        let value = value.split(|&b| b == b'#').next().unwrap_or_default();
+        Some(value.trim_ascii())
+    })?;
+    let unquoted = match value {
+        [b'"', inner @ .., b'"'] | [b'\'', inner @ .., b'\''] => inner,
+        _ => value,
+    };
+    match go_duration_ms(unquoted) {
+        Some(ms) if ms <= GRACE_MAX_MS => (ms > 0).then_some(ms),
+        _ => {
+            log!(
+                sys,
+                Level::Warning,
+                "{}: shutdownGracePeriod {} is not a duration up to 1h, ignored",
+                CONFIG,
+                Shown(value)
+            );
+            None
+        }
+    }
+}
+
+/// A Go duration made of whole numbers with units h, m, s and ms
+/// ("30s", "1m30s", "500ms", "0"), as the kubelet's config writes them.
+fn go_duration_ms(text: &[u8]) -> Option<u64> {
+    if text == b"0" {
+        return Some(0);
+    }
+    let mut rest = text;
+    let mut total: u64 = 0;
+    while !rest.is_empty() {
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 || digits > 9 {
+            return None;
+        }
+        let (number, after) = rest.split_at(digits);
+        let number = number
+            .iter()
+            .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+        let (unit_ms, after) = match after {
+            [b'm', b's', tail @ ..] => (1, tail),
+            [b'h', tail @ ..] => (3_600_000, tail),
+            [b'm', tail @ ..] => (60_000, tail),
+            [b's', tail @ ..] => (1000, tail),
+            _ => return None,
+        };
+        total = total.checked_add(number.checked_mul(unit_ms)?)?;
+        rest = after;
+    }
+    (!text.is_empty()).then_some(total)
+}
+
 fn push_flag<S: Sys>(sys: &mut S, argv: &mut CommandArgv, parts: &[&str]) {
     if argv.push(parts).is_err() {
         log!(
@@ -199,6 +264,55 @@ mod tests {
     use super::*;
     use crate::errno::Errno;
     use crate::recording_sys::RecordingSys;
+
+    #[test]
+    fn go_durations_as_kubelet_configs_write_them() {
+        for (text, ms) in [
+            ("30s", 30_000),
+            ("1m30s", 90_000),
+            ("500ms", 500),
+            ("1h", 3_600_000),
+            ("2m", 120_000),
+            ("1s500ms", 1500),
+            ("0", 0),
+        ] {
+            assert_eq!(go_duration_ms(text.as_bytes()), Some(ms), "{text}");
+        }
+        for bad in [
+            "",
+            "30",
+            "s",
+            "1.5s",
+            "-1s",
+            "30 s",
+            "1d",
+            "9999999999s",
+            "30sec",
+        ] {
+            assert_eq!(go_duration_ms(bad.as_bytes()), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_shutdown_grace_period_comes_from_a_top_level_config_line() {
+        let grace = |config: &str| {
+            let mut sys = RecordingSys::new().with_file(CONFIG, config.as_bytes());
+            (shutdown_grace_period_ms(&mut sys), sys.logs)
+        };
+        let config = "kind: KubeletConfiguration\nshutdownGracePeriod: 30s # total\nshutdownGracePeriodCriticalPods: 10s\n";
+        assert_eq!(grace(config).0, Some(30_000));
+        assert_eq!(grace("shutdownGracePeriod: \"1m\"\n").0, Some(60_000));
+        assert_eq!(grace("kind: KubeletConfiguration\n").0, None);
+        assert_eq!(grace("nested:\n  shutdownGracePeriod: 30s\n").0, None);
+        assert_eq!(grace("shutdownGracePeriod: 0s\n").0, None);
+        let (none, logs) = grace("shutdownGracePeriod: soon\n");
+        assert_eq!(none, None);
+        assert_eq!(logs.len(), 1, "{logs:?}");
+        assert!(logs[0].contains("shutdownGracePeriod soon is not a duration"));
+        assert_eq!(grace("shutdownGracePeriod: 2h\n").0, None);
+        let mut missing = RecordingSys::new();
+        assert_eq!(shutdown_grace_period_ms(&mut missing), None);
+    }
 
     fn argv_of(sys: &mut RecordingSys) -> Vec<String> {
         kubelet_argv(sys).iter().map(str::to_string).collect()

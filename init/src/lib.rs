@@ -8,6 +8,7 @@
 
 pub mod argv;
 pub mod boot;
+pub mod bus;
 pub mod cmdline;
 pub mod data_partition;
 pub mod dbus;

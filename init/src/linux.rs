@@ -6,14 +6,15 @@
 use core::ffi::CStr;
 use core::mem::MaybeUninit;
 
+use kios_init::bus;
 use kios_init::cmdline::PanicPolicy;
 use kios_init::errno::Errno;
 use kios_init::log::Level;
 use kios_init::log_file;
 use kios_init::protocol::peer_allowed;
 use kios_init::sys::{
-    signo, ClientId, CommandArgv, Event, ExitStatus, FileRead, MountOp, Pid, PowerAction, Signal,
-    Sys, SysResult,
+    signo, BusId, ClientId, CommandArgv, Event, ExitStatus, FileRead, MountOp, Pid, PowerAction,
+    Signal, Sys, SysResult,
 };
 use mini_libc_free::kmsg::{self, Line};
 use mini_libc_free::process::{self, Fork};
@@ -22,8 +23,12 @@ use rustix::event::epoll;
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno as RawErrno;
+use rustix::io::IoSlice;
 use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
-use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType};
+use rustix::net::{
+    AddressFamily, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix,
+    SocketFlags, SocketType,
+};
 use rustix::process::{WaitId, WaitIdOptions, WaitOptions};
 
 /// The signals PID 1 reads from its signalfd instead of handling.
@@ -46,10 +51,16 @@ const OUTPUT_LINE_MAX: usize = 480;
 /// A pipe this large absorbs bursts, so a child never waits on the init.
 const OUTPUT_PIPE_BYTES: usize = 1 << 20;
 
+/// Shutdown inhibitors handed out and not yet released.
+const MAX_INHIBITORS: usize = 8;
+
 const TOKEN_SIGNALS: u64 = 0;
 const TOKEN_LISTENER: u64 = 1;
+const TOKEN_BUS_LISTENER: u64 = 2;
 const TOKEN_CLIENT: u64 = 1 << 32;
 const TOKEN_OUTPUT: u64 = 2 << 32;
+const TOKEN_BUS: u64 = 3 << 32;
+const TOKEN_INHIBITOR: u64 = 4 << 32;
 const TOKEN_KIND: u64 = !0xffff_ffff;
 
 struct Client {
@@ -134,6 +145,10 @@ pub struct Linux {
     signals: OwnedFd,
     listener: Option<OwnedFd>,
     clients: heapless::Vec<Client, MAX_CLIENTS>,
+    bus_listener: Option<OwnedFd>,
+    bus_connections: heapless::Vec<Client, { bus::CONNECTIONS_MAX }>,
+    /// The init's ends of the inhibitor pipes: they hang up on release.
+    inhibitors: heapless::Vec<Client, MAX_INHIBITORS>,
     outputs: heapless::Vec<Output, MAX_OUTPUTS>,
     pending: heapless::Deque<Event, 64>,
     /// Children may be left to reap after the pending queue filled up.
@@ -186,6 +201,9 @@ impl Linux {
             signals,
             listener: None,
             clients: heapless::Vec::new(),
+            bus_listener: None,
+            bus_connections: heapless::Vec::new(),
+            inhibitors: heapless::Vec::new(),
             outputs: heapless::Vec::new(),
             pending: heapless::Deque::new(),
             reap_pending: false,
@@ -268,6 +286,52 @@ impl Linux {
         }
     }
 
+    /// Accepts bus connections; the policy decides on each peer's uid.
+    fn accept_bus(&mut self) {
+        let Some(listener) = &self.bus_listener else {
+            return;
+        };
+        while !self.pending.is_full() {
+            let Ok(fd) =
+                rustix::net::accept_with(listener, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK)
+            else {
+                return;
+            };
+            let Ok(uid) = rustix::net::sockopt::socket_peercred(&fd).map(|c| c.uid.as_raw()) else {
+                continue;
+            };
+            if self.bus_connections.is_full() {
+                kmsg::write(
+                    kmsg::Level::Warning,
+                    "bus: too many connections, refused one",
+                );
+                continue;
+            }
+            self.next_id = self.next_id.wrapping_add(1);
+            let id = self.next_id;
+            let token = epoll::EventData::new_u64(TOKEN_BUS | u64::from(id));
+            if epoll::add(&self.epoll, &fd, token, epoll::EventFlags::IN).is_ok() {
+                let _ = self.bus_connections.push(Client { id, fd });
+                let _ = self.pending.push_back(Event::BusConnected {
+                    conn: BusId(id),
+                    uid,
+                });
+            }
+        }
+    }
+
+    /// An inhibitor pipe's read end woke up: its last writer closed it
+    /// (nobody ever writes into it).
+    fn inhibitor_hung_up(&mut self, id: u32) {
+        let Some(index) = self.inhibitors.iter().position(|i| i.id == id) else {
+            return;
+        };
+        if self.pending.push_back(Event::InhibitorReleased).is_ok() {
+            let released = self.inhibitors.swap_remove(index);
+            let _ = epoll::delete(&self.epoll, &released.fd);
+        }
+    }
+
     fn read_client(&mut self, id: u32) {
         let Some(index) = self.clients.iter().position(|client| client.id == id) else {
             return;
@@ -325,8 +389,38 @@ impl Linux {
             (0, _) if token == TOKEN_LISTENER => self.accept_clients(),
             (TOKEN_CLIENT, id) => self.read_client(id),
             (TOKEN_OUTPUT, id) => self.read_output(id),
+            (0, _) if token == TOKEN_BUS_LISTENER => self.accept_bus(),
+            (TOKEN_BUS, id) => {
+                let _ = self.pending.push_back(Event::BusReadable(BusId(id)));
+            }
+            (TOKEN_INHIBITOR, id) => self.inhibitor_hung_up(id),
             _ => {}
         }
+    }
+
+    /// A root-only (0600) non-blocking Unix stream socket at `path`,
+    /// registered with `token`.
+    fn listen_unix(&mut self, path: &str, token: u64) -> SysResult<OwnedFd> {
+        let _ = rustix::fs::unlink(path);
+        let address = SocketAddrUnix::new(path).map_err(errno)?;
+        let socket = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+            None,
+        )
+        .map_err(errno)?;
+        rustix::net::bind(&socket, &address).map_err(errno)?;
+        rustix::fs::chmod(path, Mode::from_raw_mode(0o600)).map_err(errno)?;
+        rustix::net::listen(&socket, 16).map_err(errno)?;
+        epoll::add(
+            &self.epoll,
+            &socket,
+            epoll::EventData::new_u64(token),
+            epoll::EventFlags::IN,
+        )
+        .map_err(errno)?;
+        Ok(socket)
     }
 
     /// A close-on-exec pipe for a child's stdout and stderr; the init's
@@ -365,8 +459,7 @@ fn exec_child(path: &CStr, argv: &[&CStr], stdin: Option<&OwnedFd>, output: &Own
 
 impl Sys for Linux {
     fn now_us(&mut self) -> u64 {
-        let now = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
-        now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1000
+        mini_libc_free::time::boottime_us()
     }
 
     fn log(&mut self, at: Level, msg: &str) {
@@ -387,6 +480,10 @@ impl Sys for Linux {
 
     fn mkdir(&mut self, path: &str, mode: u32) -> SysResult<()> {
         rustix::fs::mkdir(path, Mode::from_raw_mode(mode)).map_err(errno)
+    }
+
+    fn symlink(&mut self, target: &str, path: &str) -> SysResult<()> {
+        rustix::fs::symlink(target, path).map_err(errno)
     }
 
     fn mount(&mut self, op: &MountOp<'_>) -> SysResult<()> {
@@ -600,6 +697,7 @@ impl Sys for Linux {
         let number = match signal {
             Signal::Term => linux_raw_sys::general::SIGTERM,
             Signal::Kill => linux_raw_sys::general::SIGKILL,
+            Signal::Cont => linux_raw_sys::general::SIGCONT,
         };
         match pid {
             None => process::kill_all(number).map_err(errno),
@@ -608,6 +706,7 @@ impl Sys for Linux {
                 let signal = match signal {
                     Signal::Term => rustix::process::Signal::TERM,
                     Signal::Kill => rustix::process::Signal::KILL,
+                    Signal::Cont => rustix::process::Signal::CONT,
                 };
                 rustix::process::kill_process(pid, signal).map_err(errno)
             }
@@ -694,27 +793,75 @@ impl Sys for Linux {
     }
 
     fn listen(&mut self, path: &str) -> SysResult<()> {
-        let _ = rustix::fs::unlink(path);
-        let address = SocketAddrUnix::new(path).map_err(errno)?;
-        let socket = rustix::net::socket_with(
-            AddressFamily::UNIX,
-            SocketType::STREAM,
-            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
-            None,
-        )
-        .map_err(errno)?;
-        rustix::net::bind(&socket, &address).map_err(errno)?;
-        rustix::fs::chmod(path, Mode::from_raw_mode(0o600)).map_err(errno)?;
-        rustix::net::listen(&socket, 16).map_err(errno)?;
-        epoll::add(
-            &self.epoll,
-            &socket,
-            epoll::EventData::new_u64(TOKEN_LISTENER),
-            epoll::EventFlags::IN,
-        )
-        .map_err(errno)?;
-        self.listener = Some(socket);
+        self.listener = Some(self.listen_unix(path, TOKEN_LISTENER)?);
         Ok(())
+    }
+
+    fn listen_bus(&mut self, path: &str) -> SysResult<()> {
+        self.bus_listener = Some(self.listen_unix(path, TOKEN_BUS_LISTENER)?);
+        Ok(())
+    }
+
+    fn bus_read(&mut self, conn: BusId, buf: &mut [u8]) -> SysResult<usize> {
+        let client = self
+            .bus_connections
+            .iter()
+            .find(|c| c.id == conn.0)
+            .ok_or(Errno::BADF)?;
+        // Plain recv: descriptors a client passes are closed by the kernel.
+        match rustix::net::recv(&client.fd, buf, RecvFlags::DONTWAIT) {
+            Ok((read, _)) => Ok(read),
+            Err(RawErrno::AGAIN) | Err(RawErrno::INTR) => Err(Errno::AGAIN),
+            Err(e) => Err(errno(e)),
+        }
+    }
+
+    fn bus_send(&mut self, conn: BusId, bytes: &[u8], inhibitor: bool) -> SysResult<()> {
+        let client = self
+            .bus_connections
+            .iter()
+            .find(|c| c.id == conn.0)
+            .ok_or(Errno::BADF)?;
+        let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
+        let sent = if inhibitor {
+            if self.inhibitors.is_full() {
+                return Err(Errno::MFILE);
+            }
+            let (read_end, write_end) =
+                rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(errno)?;
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+            let mut control = SendAncillaryBuffer::new(&mut space);
+            let fds = [write_end.as_fd()];
+            if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+                return Err(Errno::NOBUFS);
+            }
+            let sent =
+                rustix::net::sendmsg(&client.fd, &[IoSlice::new(bytes)], &mut control, flags)
+                    .map_err(errno)?;
+            // The client holds the only write end now.
+            drop(write_end);
+            let id = self.next_id();
+            let token = epoll::EventData::new_u64(TOKEN_INHIBITOR | u64::from(id));
+            epoll::add(&self.epoll, &read_end, token, epoll::EventFlags::IN).map_err(errno)?;
+            let _ = self.inhibitors.push(Client { id, fd: read_end });
+            sent
+        } else {
+            rustix::net::send(&client.fd, bytes, flags).map_err(errno)?
+        };
+        // Replies are a few hundred bytes against a socket buffer of
+        // hundreds of KiB: a short send means the client stopped reading.
+        if sent == bytes.len() {
+            Ok(())
+        } else {
+            Err(Errno::AGAIN)
+        }
+    }
+
+    fn bus_close(&mut self, conn: BusId) {
+        if let Some(index) = self.bus_connections.iter().position(|c| c.id == conn.0) {
+            let removed = self.bus_connections.swap_remove(index);
+            let _ = epoll::delete(&self.epoll, &removed.fd);
+        }
     }
 
     fn next_event(&mut self, timeout_ms: Option<u64>) -> Event {

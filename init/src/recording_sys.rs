@@ -27,6 +27,10 @@ pub struct RecordingSys {
     /// How many system-socket clients hear a broadcast.
     pub clients: usize,
     pub children: usize,
+    /// What each bus connection sends the init, read by `bus_read`.
+    pub bus_input: BTreeMap<u32, Vec<u8>>,
+    /// What the init sent each bus connection.
+    pub bus_output: BTreeMap<u32, Vec<u8>>,
     next_pid: i32,
 }
 
@@ -114,6 +118,10 @@ impl Sys for RecordingSys {
 
     fn mkdir(&mut self, path: &str, mode: u32) -> SysResult<()> {
         self.record(format!("mkdir {path} {mode:o}"))
+    }
+
+    fn symlink(&mut self, target: &str, path: &str) -> SysResult<()> {
+        self.record(format!("symlink {target} {path}"))
     }
 
     fn mount(&mut self, op: &MountOp<'_>) -> SysResult<()> {
@@ -268,6 +276,36 @@ impl Sys for RecordingSys {
 
     fn drop_client(&mut self, client: ClientId) {
         self.calls.push(format!("drop_client {}", client.0));
+    }
+
+    fn listen_bus(&mut self, path: &str) -> SysResult<()> {
+        self.record(format!("listen_bus {path}"))
+    }
+
+    fn bus_read(&mut self, conn: BusId, buf: &mut [u8]) -> SysResult<usize> {
+        self.record(format!("bus_read {}", conn.0))?;
+        let Some(input) = self.bus_input.get_mut(&conn.0) else {
+            return Ok(0);
+        };
+        let len = input.len().min(buf.len());
+        buf[..len].copy_from_slice(&input[..len]);
+        input.drain(..len);
+        Ok(len)
+    }
+
+    fn bus_send(&mut self, conn: BusId, bytes: &[u8], inhibitor: bool) -> SysResult<()> {
+        let fd = if inhibitor { " +inhibitor" } else { "" };
+        self.record(format!("bus_send {} {} bytes{fd}", conn.0, bytes.len()))?;
+        self.bus_output
+            .entry(conn.0)
+            .or_default()
+            .extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn bus_close(&mut self, conn: BusId) {
+        self.calls.push(format!("bus_close {}", conn.0));
+        self.bus_input.remove(&conn.0);
     }
 
     fn sync(&mut self) {

@@ -1,5 +1,6 @@
-//! The shutdown sequence: tell system-socket clients and wait for them
-//! (bounded), TERM everything, wait (bounded), KILL, wait (bounded), then
+//! The shutdown sequence: tell system-socket clients and the kubelet (its
+//! shutdown inhibitor, see crate::bus) and wait for them within the grace
+//! period, TERM everything, wait (bounded), KILL, wait (bounded), then
 //! unmount everything, sync, and power off or reboot.
 
 use crate::errno::Errno;
@@ -19,7 +20,8 @@ const MOUNTINFO_MAX: usize = 128 * 1024;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Stage {
-    /// Clients were told (event 0x01); waiting for a 0x02 or the grace period.
+    /// Clients were told (event 0x01, PrepareForShutdown); waiting for
+    /// each to continue (0x02, inhibitor released) or the grace period.
     AwaitingClients { until_us: u64 },
     /// SIGTERM sent to every process; waiting for them to exit.
     Terminating { until_us: u64 },
@@ -34,30 +36,42 @@ pub struct Shutdown {
     pub action: PowerAction,
     pub stage: Stage,
     started_us: u64,
+    /// System-socket clients told and not yet continued.
+    clients: usize,
+    /// Shutdown inhibitors not yet released.
+    inhibitors: u32,
 }
 
 impl Shutdown {
-    /// Starts the sequence: tells clients, or goes straight to SIGTERM when
-    /// nobody listens.
-    pub fn begin<S: Sys>(sys: &mut S, action: PowerAction, grace_ms: u64) -> Shutdown {
+    /// Starts the sequence: tells system-socket clients, and waits for
+    /// them and for `inhibitors` (the bus told their holders), or goes
+    /// straight to SIGTERM when nobody is waited for.
+    pub fn begin<S: Sys>(
+        sys: &mut S,
+        action: PowerAction,
+        grace_ms: u64,
+        inhibitors: u32,
+    ) -> Shutdown {
         let now = sys.now_us();
-        let told = sys.broadcast(EVENT_SHUTDOWN);
+        let clients = sys.broadcast(EVENT_SHUTDOWN);
         let mut shutdown = Shutdown {
             action,
-            stage: Stage::Finishing,
+            stage: Stage::AwaitingClients {
+                until_us: now + grace_ms * 1000,
+            },
             started_us: now,
+            clients,
+            inhibitors,
         };
-        if told > 0 {
+        if clients > 0 || inhibitors > 0 {
             log!(
                 sys,
                 Level::Notice,
-                "shutdown: told {} client(s), waiting up to {} ms",
-                told,
-                grace_ms
+                "shutdown: waiting up to {} ms for {} client(s) and {} inhibitor(s)",
+                grace_ms,
+                clients,
+                inhibitors
             );
-            shutdown.stage = Stage::AwaitingClients {
-                until_us: now + grace_ms * 1000,
-            };
         } else {
             shutdown.terminate(sys);
         }
@@ -66,9 +80,28 @@ impl Shutdown {
 
     /// A client answered 0x02: its part is done.
     pub fn client_continued<S: Sys>(&mut self, sys: &mut S) {
+        self.clients = self.clients.saturating_sub(1);
+        self.move_on_when_nobody_waits(sys);
+    }
+
+    /// The bus counted an inhibitor released; `left` are still held.
+    pub fn inhibitor_released<S: Sys>(&mut self, sys: &mut S, left: u32) {
+        self.inhibitors = self.inhibitors.min(left);
+        self.move_on_when_nobody_waits(sys);
+    }
+
+    fn move_on_when_nobody_waits<S: Sys>(&mut self, sys: &mut S) {
         if let Stage::AwaitingClients { .. } = self.stage {
-            log!(sys, Level::Notice, "shutdown: client continued");
-            self.terminate(sys);
+            if self.clients == 0 && self.inhibitors == 0 {
+                let waited_ms = sys.now_us().saturating_sub(self.started_us) / 1000;
+                log!(
+                    sys,
+                    Level::Notice,
+                    "shutdown: clients and inhibitors done after {} ms",
+                    waited_ms
+                );
+                self.terminate(sys);
+            }
         }
     }
 
@@ -81,7 +114,9 @@ impl Shutdown {
                 log!(
                     sys,
                     Level::Warning,
-                    "shutdown: no client continued within the grace period"
+                    "shutdown: grace period over with {} client(s) and {} inhibitor(s) pending",
+                    self.clients,
+                    self.inhibitors
                 );
                 self.terminate(sys);
             }
@@ -131,6 +166,8 @@ impl Shutdown {
             Ok(()) | Err(Errno::SRCH) => {}
             Err(errno) => log!(sys, Level::Err, "shutdown: SIGTERM failed: {}", errno),
         }
+        // A stopped process would hold its SIGTERM until the SIGKILL.
+        let _ = sys.kill(None, Signal::Cont);
         let now = sys.now_us();
         self.stage = Stage::Terminating {
             until_us: now + TERM_TIMEOUT_MS * 1000,

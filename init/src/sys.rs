@@ -26,6 +26,8 @@ pub enum ExitStatus {
 pub enum Signal {
     Term,
     Kill,
+    /// Wakes stopped processes, so the SIGTERM before it reaches them.
+    Cont,
 }
 
 /// Signal numbers PID 1 reads from its signalfd.
@@ -75,6 +77,10 @@ pub struct FileRead {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct ClientId(pub u32);
 
+/// A connection to the D-Bus system bus socket.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct BusId(pub u32);
+
 /// What woke the event loop.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Event {
@@ -88,6 +94,15 @@ pub enum Event {
         client: ClientId,
         byte: u8,
     },
+    /// A process connected to the D-Bus system bus socket.
+    BusConnected {
+        conn: BusId,
+        uid: u32,
+    },
+    /// A bus connection has bytes to read, or hung up.
+    BusReadable(BusId),
+    /// Every holder closed a shutdown inhibitor handed out by `bus_send`.
+    InhibitorReleased,
     Timeout,
 }
 
@@ -101,6 +116,7 @@ pub trait Sys {
     fn set_panic_policy(&mut self, policy: PanicPolicy);
 
     fn mkdir(&mut self, path: &str, mode: u32) -> SysResult<()>;
+    fn symlink(&mut self, target: &str, path: &str) -> SysResult<()>;
     fn mount(&mut self, op: &MountOp<'_>) -> SysResult<()>;
     fn unmount(&mut self, target: &str, detach: bool) -> SysResult<()>;
     fn chdir(&mut self, path: &str) -> SysResult<()>;
@@ -141,6 +157,16 @@ pub trait Sys {
     /// Sends one event byte to every client; returns how many got it.
     fn broadcast(&mut self, byte: u8) -> usize;
     fn drop_client(&mut self, client: ClientId);
+
+    /// Serves the D-Bus system bus at `path` (mode 0600).
+    fn listen_bus(&mut self, path: &str) -> SysResult<()>;
+    /// Reads what a bus connection sent; `Ok(0)` when it hung up.
+    fn bus_read(&mut self, conn: BusId, buf: &mut [u8]) -> SysResult<usize>;
+    /// Sends `bytes` whole. With `inhibitor`, the bytes go with the write
+    /// end of a new pipe (SCM_RIGHTS); once every copy of it is closed the
+    /// loop gets [`Event::InhibitorReleased`].
+    fn bus_send(&mut self, conn: BusId, bytes: &[u8], inhibitor: bool) -> SysResult<()>;
+    fn bus_close(&mut self, conn: BusId);
 
     fn sync(&mut self);
     /// Powers off or reboots; returns only if the kernel refused.

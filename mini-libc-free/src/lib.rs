@@ -29,6 +29,7 @@ pub mod signal;
 #[cfg(not(test))]
 mod start;
 mod syscall;
+pub mod time;
 
 pub use panic::{set_panic_action, PanicAction};
 pub use rustix;
