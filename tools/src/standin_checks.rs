@@ -121,11 +121,43 @@ pub fn check_standin_console(console: &Console) -> CheckReport {
         },
         Check {
             name: "a non-root system-socket client is refused",
-            outcome: require_line(console, "kios-standin: non-root client refused"),
+            outcome: require_line(
+                console,
+                "kios-standin: non-root client of /run/system.sock refused",
+            ),
+        },
+        Check {
+            name: "a non-root D-Bus client is refused",
+            outcome: require_line(
+                console,
+                "kios-standin: non-root client of /var/run/dbus/system_bus_socket refused",
+            ),
+        },
+        Check {
+            name: "garbage on the D-Bus socket closes that connection only",
+            outcome: require_line(console, "kios: bus: closed :1.").and_then(|()| {
+                require_line(console, "kios-standin: bus garbage: closed by the init")
+            }),
+        },
+        Check {
+            name:
+                "the kubelet's logind conversation gets an inhibitor and the kubelet's grace period",
+            outcome: require_line(
+                console,
+                "kios-standin: kubelet took a shutdown inhibitor; InhibitDelayMaxUSec=3000000",
+            ),
         },
         Check {
             name: "kubelet received the shutdown event",
             outcome: require_line(console, "kios-standin: kubelet got event 0x01"),
+        },
+        Check {
+            name: "kubelet received PrepareForShutdown on the bus",
+            outcome: require_line(console, "kios-standin: kubelet got PrepareForShutdown"),
+        },
+        Check {
+            name: "a kubelet that ignores the request holds the shutdown for the grace period only",
+            outcome: check_shutdown_bound(console),
         },
         Check {
             name: "init powered off",
@@ -249,6 +281,34 @@ fn check_kubelet_restart(console: &Console) -> Result<(), String> {
     }
 }
 
+/// The stand-in kubelet's config asks for a 3 s grace period; it keeps its
+/// inhibitor and a silent client never continues, so the init must wait
+/// exactly that long, then stop everything (the fixture dies at SIGTERM).
+fn check_shutdown_bound(console: &Console) -> Result<(), String> {
+    require_line(
+        console,
+        "kios: shutdown: grace period over with 1 client(s) and 1 inhibitor(s) pending",
+    )?;
+    let line = console
+        .messages("kios: power off (")
+        .next()
+        .ok_or("no `kios: power off (` line")?;
+    let elapsed_ms: u64 = line
+        .trim_start_matches("kios: power off (")
+        .split(' ')
+        .next()
+        .and_then(|ms| ms.parse().ok())
+        .ok_or_else(|| format!("no milliseconds in `{line}`"))?;
+    let bound_ms = 3000 + 2000;
+    if (3000..bound_ms).contains(&elapsed_ms) {
+        Ok(())
+    } else {
+        Err(format!(
+            "power off {elapsed_ms} ms after the request, expected 3000 ms (the grace period) to {bound_ms} ms"
+        ))
+    }
+}
+
 pub fn require_line(console: &Console, needle: &str) -> Result<(), String> {
     if console.contains(needle) {
         Ok(())
@@ -285,10 +345,17 @@ kios-standin: kubelet run=1 fds=0,1,2
 [    2.560000] kios: kubelet exited status=3, restart in 100 ms
 [    2.660000] kios: start kubelet pid=7
 kios-standin: kubelet run=2 arg[0]=/bin/kubelet
-kios-standin: non-root client refused (connect denied)
+kios-standin: non-root client of /run/system.sock refused (connect denied)
+kios-standin: non-root client of /var/run/dbus/system_bus_socket refused (connect denied)
+[    2.680000] kios: bus: closed :1.9 after a protocol violation
+kios-standin: bus garbage: closed by the init after 37 bytes of answers
+[    2.690000] kios: bus: :1.10 holds a shutdown inhibitor (1 in all)
+kios-standin: kubelet took a shutdown inhibitor; InhibitDelayMaxUSec=3000000
 [    2.700000] kios: shutdown requested by system socket
 kios-standin: kubelet got event 0x01
-[    2.800000] kios: power off
+kios-standin: kubelet got PrepareForShutdown and ignores it, keeping its inhibitor
+[    5.700000] kios: shutdown: grace period over with 1 client(s) and 1 inhibitor(s) pending
+[    5.800000] kios: power off (3100 ms after the shutdown request)
 ";
 
     #[test]
@@ -313,8 +380,8 @@ kios-standin: kubelet got event 0x01
                 "kios.dev/role=standin,bad label=x",
             )
             .replace(
-                "[    2.800000] kios: power off\n",
-                "[    2.800000] Kernel panic - not syncing\n",
+                "[    5.800000] kios: power off (3100 ms after the shutdown request)\n",
+                "[    5.800000] Kernel panic - not syncing\n",
             )
             .replace(
                 "kios: timeline mounts_done us=1520000",
@@ -327,15 +394,26 @@ kios-standin: kubelet got event 0x01
             [
                 "timeline has every phase, in order",
                 "kubelet run 1 got only the valid node labels",
+                "a kubelet that ignores the request holds the shutdown for the grace period only",
                 "init powered off",
                 "no kernel panic",
             ]
         );
         let error = report.into_result().unwrap_err().to_string();
         assert!(
-            error.contains("FAILED  no kernel panic: [    2.800000] Kernel panic"),
+            error.contains("FAILED  no kernel panic: [    5.800000] Kernel panic"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_power_off_before_the_grace_period_or_long_after_fails_the_bound() {
+        for (ms, passes) in [(3100, true), (2900, false), (9000, false)] {
+            let console = Console::from_text(
+                &GOOD_BOOT.replace("power off (3100 ms", &format!("power off ({ms} ms")),
+            );
+            assert_eq!(check_shutdown_bound(&console).is_ok(), passes, "{ms} ms");
+        }
     }
 
     #[test]

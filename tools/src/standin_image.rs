@@ -34,6 +34,9 @@ const KUBELET_CONFIG: &str = "\
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 staticPodPath: /etc/kubernetes/manifests
+featureGates:
+  GracefulNodeShutdown: true
+shutdownGracePeriod: 3s
 ";
 
 // Only a bootstrap kubeconfig (no kubeconfig): the kubelet's first-boot path.
