@@ -110,12 +110,18 @@ spec:
         type: CharDevice
 "#;
 
-/// The pod the cluster gives the node, and the line it writes.
+/// The pod the cluster gives the node, and the lines it writes: at start,
+/// when its SIGTERM comes, and when it has finished its 2 s of cleanup.
 const HELLO_POD: &str = "kios-hello";
 const HELLO_LINE: &str = "kios-cluster-pod: hello from pod kios-hello";
+const HELLO_SIGTERM_LINE: &str = "kios-cluster-pod: kios-hello got SIGTERM";
+const HELLO_DONE_LINE: &str = "kios-cluster-pod: kios-hello cleaned up, exiting";
+/// The pod's own grace period; the kubelet's for regular pods is 10 s.
+const HELLO_GRACE_SECONDS: u64 = 8;
 
-/// A pod for `node` that writes `line` to the node's console, then sleeps.
-/// Privileged only for /dev/kmsg; on the pod network (the CNI bridge).
+/// A pod for `node` that writes to the node's console when it starts and
+/// when it gets SIGTERM, then takes 2 s to clean up, as a real service
+/// would. Privileged only for /dev/kmsg; on the pod network (the CNI bridge).
 fn hello_pod(node: &str) -> Value {
     json!({
         "apiVersion": "v1",
@@ -125,6 +131,7 @@ fn hello_pod(node: &str) -> Value {
             "nodeName": node,
             "automountServiceAccountToken": false,
             "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": HELLO_GRACE_SECONDS,
             "containers": [{
                 "name": "hello",
                 "image": "kios.local/busybox:1",
@@ -134,7 +141,9 @@ fn hello_pod(node: &str) -> Value {
                     "/bin/busybox", "sh", "-c",
                     // The shell is PID 1 of its container: it exits on SIGTERM only with a trap.
                     format!(
-                        "echo '{HELLO_LINE}' > /dev/kmsg; trap 'exit 0' TERM; \
+                        "echo '{HELLO_LINE}' > /dev/kmsg; \
+                         trap 'echo {HELLO_SIGTERM_LINE} > /dev/kmsg; /bin/busybox sleep 2; \
+                         echo {HELLO_DONE_LINE} > /dev/kmsg; exit 0' TERM; \
                          /bin/busybox sleep 3600 & wait $!"
                     ),
                 ],
@@ -512,14 +521,18 @@ fn check_joined_run(run: &VmRun, joined: &Joined, node: &str) -> Result<()> {
         let micros = kmsg_micros(line).with_context(|| format!("no kernel time on `{line}`"))?;
         Ok(micros as f64 / 1e6)
     };
-    let shutdown = guest_seconds("kios: power off")?
-        - guest_seconds("kios: shutdown requested by system socket")?;
+    let requested = guest_seconds("kios: shutdown requested by system socket")?;
+    let shutdown = guest_seconds("kios: power off")? - requested;
+    check_graceful_shutdown(console)?;
+    let released = guest_seconds("kios: bus: a shutdown inhibitor was released (0 left)")?;
     println!(
         "node {node}: guest time (kernel clock), PID 1 at {:.2} s\n  \
          PID 1 -> registered (kubelet's \"Successfully registered node\" line): {:.2} s\n  \
          PID 1 -> Ready (lastTransitionTime {}, {:.0} s after that line on the node's clock; \
          whole seconds, so up to 1 s later): {:.2} s\n  \
-         shutdown requested -> power off: {:.2} s\n\
+         shutdown requested -> the kubelet released its inhibitor (pods stopped): {:.2} s\n  \
+         shutdown requested -> power off: {:.2} s (grace periods: 20 s in all, 10 s for regular pods, \
+         10 s for critical ones)\n\
          wall time from QEMU's start: registered line read {:.1} s, Ready seen by kubectl {:.1} s, \
          powered off {:.1} s",
         pid1 as f64 / 1e6,
@@ -527,10 +540,39 @@ fn check_joined_run(run: &VmRun, joined: &Joined, node: &str) -> Result<()> {
         joined.ready_transition,
         ready_after_registered,
         ready - pid1 as f64 / 1e6,
+        released - requested,
         shutdown,
         registered_at.at.as_secs_f64(),
         joined.ready_seen_after.as_secs_f64(),
         run.wall_time.as_secs_f64(),
+    );
+    Ok(())
+}
+
+/// The init's logind told the unmodified kubelet, and the kubelet, not the
+/// init's SIGTERM, stopped the pods: the inhibitor was released before the
+/// grace period ended, and only then did the init terminate what was left.
+fn check_graceful_shutdown(console: &Console) -> Result<()> {
+    let steps = [
+        "kios: bus: :1.",
+        "kios: shutdown requested by system socket",
+        "kios: shutdown: waiting up to 20000 ms for 1 client(s) and 1 inhibitor(s)",
+        "kios: bus: a shutdown inhibitor was released (0 left)",
+        "kios: shutdown: clients and inhibitors done after",
+        "kios: shutdown: sending SIGTERM to all processes",
+        "kios: power off",
+    ];
+    let mut last = 0;
+    for step in steps {
+        let at = console
+            .position(step)
+            .with_context(|| format!("no `{step}` line; the console's end:\n{}", console.tail(40)))?;
+        ensure!(at >= last, "`{step}` came before the step it follows");
+        last = at;
+    }
+    ensure!(
+        !console.contains("grace period over"),
+        "the kubelet did not release its inhibitor within the grace period"
     );
     Ok(())
 }
@@ -564,7 +606,37 @@ fn a_node_with_a_client_certificate_joins_runs_a_pod_and_powers_off() -> Result<
         Ok(())
     })?;
     check_joined_run(&run, &joined, NODE)?;
-    console_line(&run.console, HELLO_LINE)?;
+    // The pod got its SIGTERM from the kubelet's graceful shutdown and had
+    // its 2 s of cleanup before the init stopped anything.
+    let console = &run.console;
+    let position = |needle: &str| {
+        console
+            .position(needle)
+            .with_context(|| format!("no `{needle}` line"))
+    };
+    let order = [
+        position(HELLO_LINE)?,
+        position("kios: shutdown requested by system socket")?,
+        position(HELLO_SIGTERM_LINE)?,
+        position(HELLO_DONE_LINE)?,
+        position("kios: bus: a shutdown inhibitor was released (0 left)")?,
+        position("kios: shutdown: sending SIGTERM to all processes")?,
+    ];
+    ensure!(
+        order.windows(2).all(|pair| pair[0] < pair[1]),
+        "the pod's SIGTERM and cleanup are not between the request and the init's SIGTERM: {order:?}"
+    );
+    let seconds = |needle: &str| -> Result<f64> {
+        let line = console_line(console, needle)?;
+        Ok(kmsg_micros(line).context("no kernel time")? as f64 / 1e6)
+    };
+    let requested = seconds("kios: shutdown requested by system socket")?;
+    println!(
+        "pod {HELLO_POD} (grace {HELLO_GRACE_SECONDS} s): SIGTERM {:.2} s after the request, \
+         cleaned up {:.2} s after it",
+        seconds(HELLO_SIGTERM_LINE)? - requested,
+        seconds(HELLO_DONE_LINE)? - requested,
+    );
     Ok(())
 }
 
