@@ -89,7 +89,22 @@ impl ClusterCa {
 
     /// A client certificate for `identity`.
     pub fn issue_client(&self, identity: &ClientIdentity) -> Result<IssuedCert> {
+        self.issue_client_params(identity, CertificateParams::default())
+    }
+
+    /// A client certificate for `identity` that expired at the end of 2020.
+    pub fn issue_expired_client(&self, identity: &ClientIdentity) -> Result<IssuedCert> {
         let mut params = CertificateParams::default();
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2020, 12, 31);
+        self.issue_client_params(identity, params)
+    }
+
+    fn issue_client_params(
+        &self,
+        identity: &ClientIdentity,
+        mut params: CertificateParams,
+    ) -> Result<IssuedCert> {
         params.distinguished_name = common_name(identity.user);
         for group in identity.groups {
             params

@@ -400,11 +400,25 @@ impl ControlPlane {
     /// CA: what the node's `/etc/kubernetes/kubeconfig` holds. `server` is
     /// usually [`GUEST_SERVER`].
     pub fn node_kubeconfig(&self, server: &str, node_name: &str) -> Result<String> {
+        self.kubeconfig_of_node(server, node_name, false)
+    }
+
+    /// The same with a certificate that expired at the end of 2020.
+    pub fn expired_node_kubeconfig(&self, server: &str, node_name: &str) -> Result<String> {
+        self.kubeconfig_of_node(server, node_name, true)
+    }
+
+    fn kubeconfig_of_node(&self, server: &str, node_name: &str, expired: bool) -> Result<String> {
         let user = format!("system:node:{node_name}");
-        let cert = self.ca.issue_client(&ClientIdentity {
+        let identity = ClientIdentity {
             user: &user,
             groups: &[NODES_GROUP],
-        })?;
+        };
+        let cert = if expired {
+            self.ca.issue_expired_client(&identity)?
+        } else {
+            self.ca.issue_client(&identity)?
+        };
         Ok(kubeconfig(
             server,
             &self.ca.cert,
