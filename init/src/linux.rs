@@ -6,7 +6,6 @@
 use core::ffi::CStr;
 use core::mem::MaybeUninit;
 
-use kios_init::bus;
 use kios_init::cmdline::PanicPolicy;
 use kios_init::errno::Errno;
 use kios_init::log::Level;
@@ -86,12 +85,20 @@ struct LogFile {
 
 impl LogFile {
     fn open(service: &str) -> LogFile {
-        let fd = rustix::fs::open(
-            log_file::path(service, false).as_str(),
-            OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NOCTTY,
-            Mode::from_raw_mode(0o640),
-        )
-        .ok();
+        let fd = CPath::new(log_file::path(service, false).as_str())
+            .ok()
+            .and_then(|path| {
+                rustix::fs::open(
+                    path.get(),
+                    OFlags::WRONLY
+                        | OFlags::APPEND
+                        | OFlags::CREATE
+                        | OFlags::CLOEXEC
+                        | OFlags::NOCTTY,
+                    Mode::from_raw_mode(0o640),
+                )
+                .ok()
+            });
         let bytes = fd
             .as_ref()
             .and_then(|fd| rustix::fs::fstat(fd).ok())
@@ -101,10 +108,12 @@ impl LogFile {
 
     fn append(&mut self, service: &str, line: &[u8]) {
         if log_file::must_rotate(self.bytes, line.len() + 1) {
-            let _ = rustix::fs::rename(
-                log_file::path(service, false).as_str(),
-                log_file::path(service, true).as_str(),
-            );
+            if let (Ok(current), Ok(rotated)) = (
+                CPath::new(log_file::path(service, false).as_str()),
+                CPath::new(log_file::path(service, true).as_str()),
+            ) {
+                let _ = rustix::fs::rename(current.get(), rotated.get());
+            }
             *self = LogFile::open(service);
         }
         if let Some(fd) = &self.fd {
@@ -146,7 +155,8 @@ pub struct Linux {
     listener: Option<OwnedFd>,
     clients: heapless::Vec<Client, MAX_CLIENTS>,
     bus_listener: Option<OwnedFd>,
-    bus_connections: heapless::Vec<Client, { bus::CONNECTIONS_MAX }>,
+    /// Accepted bus connections; the bus closes those past its own limit.
+    bus_connections: heapless::Vec<Client, MAX_CLIENTS>,
     /// The init's ends of the inhibitor pipes: they hang up on release.
     inhibitors: heapless::Vec<Client, MAX_INHIBITORS>,
     outputs: heapless::Vec<Output, MAX_OUTPUTS>,
@@ -169,16 +179,25 @@ fn level(level: Level) -> kmsg::Level {
     }
 }
 
-/// Runs `f` with `text` as a NUL-terminated string (mount data wants one).
-fn with_cstr<T>(text: &str, f: impl FnOnce(&CStr) -> SysResult<T>) -> SysResult<T> {
-    let mut buf = [0u8; 256];
-    let bytes = text.as_bytes();
-    if bytes.len() >= buf.len() || bytes.contains(&0) {
-        return Err(Errno::INVAL);
+/// A path (or mount data) as the NUL-terminated string the kernel takes.
+/// Every rustix call gets a `&CStr` from here: rustix's own conversion of
+/// a `&str` is generic, and repeated at each call it cost the init 1.5 KB.
+struct CPath([u8; 256]);
+
+impl CPath {
+    fn new(text: &str) -> SysResult<CPath> {
+        let mut buf = [0u8; 256];
+        let bytes = text.as_bytes();
+        if bytes.len() >= buf.len() || bytes.contains(&0) {
+            return Err(Errno::NAMETOOLONG);
+        }
+        buf[..bytes.len()].copy_from_slice(bytes);
+        Ok(CPath(buf))
     }
-    buf[..bytes.len()].copy_from_slice(bytes);
-    let cstr = CStr::from_bytes_until_nul(&buf).map_err(|_| Errno::INVAL)?;
-    f(cstr)
+
+    fn get(&self) -> &CStr {
+        CStr::from_bytes_until_nul(&self.0).unwrap_or_default()
+    }
 }
 
 impl Linux {
@@ -401,8 +420,9 @@ impl Linux {
     /// A root-only (0600) non-blocking Unix stream socket at `path`,
     /// registered with `token`.
     fn listen_unix(&mut self, path: &str, token: u64) -> SysResult<OwnedFd> {
-        let _ = rustix::fs::unlink(path);
-        let address = SocketAddrUnix::new(path).map_err(errno)?;
+        let c_path = CPath::new(path)?;
+        let _ = rustix::fs::unlink(c_path.get());
+        let address = SocketAddrUnix::new(c_path.get()).map_err(errno)?;
         let socket = rustix::net::socket_with(
             AddressFamily::UNIX,
             SocketType::STREAM,
@@ -411,7 +431,7 @@ impl Linux {
         )
         .map_err(errno)?;
         rustix::net::bind(&socket, &address).map_err(errno)?;
-        rustix::fs::chmod(path, Mode::from_raw_mode(0o600)).map_err(errno)?;
+        rustix::fs::chmod(c_path.get(), Mode::from_raw_mode(0o600)).map_err(errno)?;
         rustix::net::listen(&socket, 16).map_err(errno)?;
         epoll::add(
             &self.epoll,
@@ -467,7 +487,7 @@ impl Sys for Linux {
     }
 
     fn open_kmsg(&mut self) -> SysResult<()> {
-        kmsg::open("/dev/kmsg").map_err(errno)
+        kmsg::open(c"/dev/kmsg").map_err(errno)
     }
 
     fn set_panic_policy(&mut self, policy: PanicPolicy) {
@@ -479,11 +499,11 @@ impl Sys for Linux {
     }
 
     fn mkdir(&mut self, path: &str, mode: u32) -> SysResult<()> {
-        rustix::fs::mkdir(path, Mode::from_raw_mode(mode)).map_err(errno)
+        rustix::fs::mkdir(CPath::new(path)?.get(), Mode::from_raw_mode(mode)).map_err(errno)
     }
 
     fn symlink(&mut self, target: &str, path: &str) -> SysResult<()> {
-        rustix::fs::symlink(target, path).map_err(errno)
+        rustix::fs::symlink(CPath::new(target)?.get(), CPath::new(path)?.get()).map_err(errno)
     }
 
     fn mount(&mut self, op: &MountOp<'_>) -> SysResult<()> {
@@ -494,28 +514,30 @@ impl Sys for Linux {
                 fstype,
                 flags,
                 data,
-            } => with_cstr(data, |data| {
-                rustix::mount::mount(
-                    source,
-                    target,
-                    fstype,
-                    MountFlags::from_bits_retain(flags),
-                    data,
-                )
-                .map_err(errno)
-            }),
+            } => rustix::mount::mount(
+                CPath::new(source)?.get(),
+                CPath::new(target)?.get(),
+                CPath::new(fstype)?.get(),
+                MountFlags::from_bits_retain(flags),
+                CPath::new(data)?.get(),
+            )
+            .map_err(errno),
             MountOp::Bind { source, target } => {
-                rustix::mount::mount_bind(source, target).map_err(errno)
-            }
-            MountOp::Move { source, target } => {
-                rustix::mount::mount_move(source, target).map_err(errno)
-            }
-            MountOp::ReadOnly { target } => {
-                rustix::mount::mount_remount(target, MountFlags::BIND | MountFlags::RDONLY, c"")
+                rustix::mount::mount_bind(CPath::new(source)?.get(), CPath::new(target)?.get())
                     .map_err(errno)
             }
+            MountOp::Move { source, target } => {
+                rustix::mount::mount_move(CPath::new(source)?.get(), CPath::new(target)?.get())
+                    .map_err(errno)
+            }
+            MountOp::ReadOnly { target } => rustix::mount::mount_remount(
+                CPath::new(target)?.get(),
+                MountFlags::BIND | MountFlags::RDONLY,
+                c"",
+            )
+            .map_err(errno),
             MountOp::SharedRecursive { target } => rustix::mount::mount_change(
-                target,
+                CPath::new(target)?.get(),
                 MountPropagationFlags::SHARED | MountPropagationFlags::REC,
             )
             .map_err(errno),
@@ -528,20 +550,20 @@ impl Sys for Linux {
         } else {
             UnmountFlags::empty()
         };
-        rustix::mount::unmount(target, flags).map_err(errno)
+        rustix::mount::unmount(CPath::new(target)?.get(), flags).map_err(errno)
     }
 
     fn chdir(&mut self, path: &str) -> SysResult<()> {
-        rustix::process::chdir(path).map_err(errno)
+        rustix::process::chdir(CPath::new(path)?.get()).map_err(errno)
     }
 
     fn chroot(&mut self, path: &str) -> SysResult<()> {
-        rustix::process::chroot(path).map_err(errno)
+        rustix::process::chroot(CPath::new(path)?.get()).map_err(errno)
     }
 
     fn read_file(&mut self, path: &str, buf: &mut [u8]) -> SysResult<FileRead> {
         let fd = rustix::fs::open(
-            path,
+            CPath::new(path)?.get(),
             OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY,
             Mode::empty(),
         )
@@ -567,7 +589,7 @@ impl Sys for Linux {
 
     fn write_file(&mut self, path: &str, data: &[u8]) -> SysResult<()> {
         let fd = rustix::fs::open(
-            path,
+            CPath::new(path)?.get(),
             OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOCTTY,
             Mode::empty(),
         )
@@ -584,8 +606,12 @@ impl Sys for Linux {
     }
 
     fn read_at(&mut self, path: &str, offset: u64, buf: &mut [u8]) -> SysResult<usize> {
-        let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(errno)?;
+        let fd = rustix::fs::open(
+            CPath::new(path)?.get(),
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno)?;
         let mut len = 0;
         while len < buf.len() {
             match rustix::io::pread(&fd, &mut buf[len..], offset + len as u64) {
@@ -600,7 +626,7 @@ impl Sys for Linux {
 
     fn list_dir(&mut self, path: &str, each: &mut dyn FnMut(&str)) -> SysResult<()> {
         let fd = rustix::fs::open(
-            path,
+            CPath::new(path)?.get(),
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
@@ -621,7 +647,7 @@ impl Sys for Linux {
     }
 
     fn file_size(&mut self, path: &str) -> SysResult<u64> {
-        let stat = rustix::fs::stat(path).map_err(errno)?;
+        let stat = rustix::fs::stat(CPath::new(path)?.get()).map_err(errno)?;
         match rustix::fs::FileType::from_raw_mode(stat.st_mode) {
             rustix::fs::FileType::RegularFile => Ok(stat.st_size as u64),
             rustix::fs::FileType::Directory => Err(Errno::ISDIR),
@@ -648,8 +674,12 @@ impl Sys for Linux {
     }
 
     fn load_module(&mut self, path: &str) -> SysResult<()> {
-        let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(errno)?;
+        let fd = rustix::fs::open(
+            CPath::new(path)?.get(),
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno)?;
         rustix::system::finit_module(&fd, c"", 0).map_err(errno)
     }
 
@@ -660,8 +690,12 @@ impl Sys for Linux {
             args.push(arg).map_err(|_| Errno::TOOBIG)?;
         }
         let path = *args.first().ok_or(Errno::INVAL)?;
-        let stdin =
-            rustix::fs::open("/dev/null", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok();
+        let stdin = rustix::fs::open(
+            c"/dev/null",
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok();
         let (id, read_end, write_end) = self.output_pipe(name)?;
         match process::fork().map_err(errno)? {
             Fork::Child => exec_child(path, &args, stdin.as_ref(), &write_end),
@@ -722,12 +756,13 @@ impl Sys for Linux {
             .map_err(errno)?;
         inotify::add_watch(
             &watch,
-            dir,
+            CPath::new(dir)?.get(),
             inotify::WatchFlags::CREATE | inotify::WatchFlags::MOVED_TO,
         )
         .map_err(errno)?;
         // Checked after the watch exists, so a socket created in between is not missed.
-        if rustix::fs::access(path, rustix::fs::Access::EXISTS).is_ok() {
+        let c_path = CPath::new(path)?;
+        if rustix::fs::access(c_path.get(), rustix::fs::Access::EXISTS).is_ok() {
             return Ok(());
         }
         let owner = match owner {

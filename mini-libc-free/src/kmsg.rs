@@ -54,7 +54,7 @@ fn ident() -> &'static str {
 
 /// Opens `/dev/kmsg` (or `path`) for all later lines. The descriptor is
 /// close-on-exec and stays open for the life of the process.
-pub fn open(path: &str) -> Result<(), Errno> {
+pub fn open(path: &core::ffi::CStr) -> Result<(), Errno> {
     let fd = rustix::fs::open(path, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
     let raw = rustix::fd::IntoRawFd::into_raw_fd(fd);
     KMSG_FD.store(raw, Ordering::Relaxed);

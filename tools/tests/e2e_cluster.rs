@@ -9,13 +9,16 @@
 //! - A client-certificate kubeconfig: the node registers and goes Ready
 //!   with its labels and address, runs a pod created through the API server,
 //!   then powers off when a second pod asks the init to (kiosctl on the
-//!   system socket).
+//!   system socket): the unmodified kubelet's graceful node shutdown, told
+//!   through the init's logind, stops the pod (it records its SIGTERM on the
+//!   console and takes 2 s to clean up) before the init stops anything.
 //! - A bootstrap kubeconfig: the same join through a CSR that the
 //!   controller-manager approves and signs.
 //! - Bad input, one short boot each, ended as soon as the console shows
 //!   the evidence: a kubeconfig whose server nothing answers, a kubeconfig
-//!   whose client certificate a CA the server does not trust signed, and a
-//!   bootstrap token the server does not know. The kubelet retries with the
+//!   whose client certificate a CA the server does not trust signed, one
+//!   whose certificate expired, and a bootstrap token the server does not
+//!   know. The kubelet retries with the
 //!   cause in its log, and the static pods keep running.
 //!
 //! One boot per case: the kubelet reads its credentials once, at start, and

@@ -28,7 +28,7 @@ const FAILED: i32 = 1;
 
 fn main() -> ! {
     kmsg::set_ident("kiosctl");
-    let _ = kmsg::open("/dev/kmsg");
+    let _ = kmsg::open(c"/dev/kmsg");
     let verb = process::args()
         .nth(1)
         .and_then(|arg| core::str::from_utf8(arg.to_bytes()).ok())

@@ -184,7 +184,7 @@ const CARGO_TEST_STEPS: &[CargoTestStep] = &[
         needs_qemu: true,
     },
     CargoTestStep {
-        name: "QEMU cluster tests: the node joins the loopback control plane (client certificate, bootstrap token) and runs a pod; an unreachable server, a rejected token",
+        name: "QEMU cluster tests: the node joins the loopback control plane (client certificate, bootstrap token), runs a pod and shuts down gracefully; an unreachable server, a foreign or expired certificate, a rejected token",
         args: &[
             "test",
             "-p",

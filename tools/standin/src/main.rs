@@ -56,7 +56,7 @@ const KUBELET_CRASH_STATUS: i32 = 3;
 
 fn main() -> ! {
     kmsg::set_ident("kios-standin");
-    let _ = kmsg::open("/dev/kmsg");
+    let _ = kmsg::open(c"/dev/kmsg");
     let name = program_name();
     let run = count_run(name);
     record_invocation(name, run);
