@@ -1099,6 +1099,14 @@ mod tests {
     const RUNTIME: Pid = Pid(101);
     const KUBELET: Pid = Pid(102);
 
+    /// The kubelet, then the runtime, exit cleanly (after SIGTERM).
+    fn both_services_exit() -> [Event; 2] {
+        [KUBELET, RUNTIME].map(|pid| Event::ChildExited {
+            pid,
+            status: ExitStatus::Exited(0),
+        })
+    }
+
     #[test]
     fn a_crashing_kubelet_is_restarted_with_growing_delays_then_shutdown_powers_off() {
         let init = booted(RecordingSys::new());
@@ -1226,15 +1234,8 @@ mod tests {
                 byte: 0x01,
             },
             Event::InhibitorReleased,
-            Event::ChildExited {
-                pid: KUBELET,
-                status: ExitStatus::Exited(0),
-            },
-            Event::ChildExited {
-                pid: RUNTIME,
-                status: ExitStatus::Exited(0),
-            },
         ]);
+        init.sys.events.extend(both_services_exit());
         init.run();
         let sys = init.sys();
         assert!(sys.logged("waiting up to 20000 ms for 0 client(s) and 1 inhibitor(s)"));

@@ -273,34 +273,27 @@ impl Linux {
         let Some(listener) = &self.listener else {
             return;
         };
-        while let Ok(fd) =
-            rustix::net::accept_with(listener, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK)
-        {
-            let uid = rustix::net::sockopt::socket_peercred(&fd).map(|cred| cred.uid.as_raw());
-            match uid {
-                Ok(uid) if peer_allowed(uid) => {}
-                Ok(uid) => {
-                    mini_libc_free::kmsg!(
-                        kmsg::Level::Warning,
-                        "system socket: refused client uid={}",
-                        uid
-                    );
-                    continue;
-                }
-                Err(_) => continue,
+        while let Ok((fd, uid)) = accept(listener) {
+            if !peer_allowed(uid) {
+                mini_libc_free::kmsg!(
+                    kmsg::Level::Warning,
+                    "system socket: refused client uid={}",
+                    uid
+                );
+                continue;
             }
-            if self.clients.is_full() {
+            let registered = register(
+                &self.epoll,
+                &mut self.next_id,
+                &mut self.clients,
+                TOKEN_CLIENT,
+                fd,
+            );
+            if registered.is_none() {
                 kmsg::write(
                     kmsg::Level::Warning,
                     "system socket: too many clients, refused one",
                 );
-                continue;
-            }
-            self.next_id = self.next_id.wrapping_add(1);
-            let id = self.next_id;
-            let token = epoll::EventData::new_u64(TOKEN_CLIENT | u64::from(id));
-            if epoll::add(&self.epoll, &fd, token, epoll::EventFlags::IN).is_ok() {
-                let _ = self.clients.push(Client { id, fd });
             }
         }
     }
@@ -311,30 +304,27 @@ impl Linux {
             return;
         };
         while !self.pending.is_full() {
-            let Ok(fd) =
-                rustix::net::accept_with(listener, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK)
-            else {
+            let Ok((fd, uid)) = accept(listener) else {
                 return;
             };
-            let Ok(uid) = rustix::net::sockopt::socket_peercred(&fd).map(|c| c.uid.as_raw()) else {
-                continue;
-            };
-            if self.bus_connections.is_full() {
-                kmsg::write(
+            let registered = register(
+                &self.epoll,
+                &mut self.next_id,
+                &mut self.bus_connections,
+                TOKEN_BUS,
+                fd,
+            );
+            match registered {
+                Some(id) => {
+                    let _ = self.pending.push_back(Event::BusConnected {
+                        conn: BusId(id),
+                        uid,
+                    });
+                }
+                None => kmsg::write(
                     kmsg::Level::Warning,
                     "bus: too many connections, refused one",
-                );
-                continue;
-            }
-            self.next_id = self.next_id.wrapping_add(1);
-            let id = self.next_id;
-            let token = epoll::EventData::new_u64(TOKEN_BUS | u64::from(id));
-            if epoll::add(&self.epoll, &fd, token, epoll::EventFlags::IN).is_ok() {
-                let _ = self.bus_connections.push(Client { id, fd });
-                let _ = self.pending.push_back(Event::BusConnected {
-                    conn: BusId(id),
-                    uid,
-                });
+                ),
             }
         }
     }
@@ -455,6 +445,43 @@ impl Linux {
         let _ = name;
         Ok((id, read_end, write_end))
     }
+}
+
+/// The next connection on `listener` and its peer's uid (SO_PEERCRED).
+fn accept(listener: &OwnedFd) -> Result<(OwnedFd, u32), RawErrno> {
+    loop {
+        let fd = rustix::net::accept_with(listener, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK)?;
+        // A peer whose credentials cannot be read is dropped unheard.
+        if let Ok(cred) = rustix::net::sockopt::socket_peercred(&fd) {
+            return Ok((fd, cred.uid.as_raw()));
+        }
+    }
+}
+
+/// Puts an accepted connection in `list` and epoll (token `kind` | id);
+/// its id, or None (the connection closed) when the list is full (or
+/// epoll has no memory for it).
+fn register(
+    epoll: &OwnedFd,
+    next_id: &mut u32,
+    list: &mut heapless::Vec<Client, MAX_CLIENTS>,
+    kind: u64,
+    fd: OwnedFd,
+) -> Option<u32> {
+    if list.is_full() {
+        return None;
+    }
+    *next_id = next_id.wrapping_add(1);
+    let id = *next_id;
+    epoll::add(
+        epoll,
+        &fd,
+        epoll::EventData::new_u64(kind | u64::from(id)),
+        epoll::EventFlags::IN,
+    )
+    .ok()?;
+    let _ = list.push(Client { id, fd });
+    Some(id)
 }
 
 /// In the forked child: reset the signal mask, start a session, wire up
