@@ -11,6 +11,7 @@ use crate::log;
 use crate::log::{file_unavailable, Level};
 use crate::mounts::{self, FsMount};
 use crate::netlink;
+use crate::power_button;
 use crate::protocol::Command;
 use crate::shutdown::Shutdown;
 use crate::supervisor::{Restart, Service, Supervisor};
@@ -207,6 +208,8 @@ impl<S: Sys> Init<S> {
         self.serve_system_bus();
         self.start_runtime_and_kubelet();
         self.load_modules(LATE_MODULE_LIST);
+        // After the late modules: evdev and the button driver may be among them.
+        self.watch_power_button();
     }
 
     /// The initramfs cannot be pivot_root'ed (runc needs that), so the init
@@ -456,6 +459,46 @@ impl<S: Sys> Init<S> {
         }
     }
 
+    /// Watches every evdev device for the power key: ACPI and GPIO power
+    /// buttons are input devices, and only their reader can act on them.
+    fn watch_power_button(&mut self) {
+        let mut devices: heapless::Vec<heapless::String<32>, 8> = heapless::Vec::new();
+        let listed = self.sys.list_dir(power_button::INPUT_DIR, &mut |name| {
+            if power_button::is_event_device(name) {
+                let mut path = heapless::String::new();
+                if ufmt::uwrite!(path, "{}/{}", power_button::INPUT_DIR, name).is_ok() {
+                    let _ = devices.push(path);
+                }
+            }
+        });
+        let mut watched = 0u32;
+        for path in &devices {
+            match self.sys.watch_input(path) {
+                Ok(()) => watched += 1,
+                Err(errno) => log!(
+                    &mut self.sys,
+                    Level::Warning,
+                    "watching {} failed: {}",
+                    path.as_str(),
+                    errno
+                ),
+            }
+        }
+        match listed {
+            Ok(()) if watched > 0 => log!(
+                &mut self.sys,
+                Level::Info,
+                "power button: watching {} input device(s)",
+                watched
+            ),
+            _ => log!(
+                &mut self.sys,
+                Level::Notice,
+                "no input devices: the power button does nothing"
+            ),
+        }
+    }
+
     fn set_hostname(&mut self) {
         let hostname = match self.options.hostname.clone() {
             Some(hostname) => Some(hostname),
@@ -668,6 +711,7 @@ impl<S: Sys> Init<S> {
             Event::Signal(_) | Event::Timeout => {}
             Event::BusConnected { conn, uid } => self.bus.connected(&mut self.sys, conn, uid),
             Event::BusReadable(conn) => self.bus.readable(&mut self.sys, conn),
+            Event::PowerButton => self.request_shutdown(PowerAction::PowerOff, "power button"),
             Event::InhibitorReleased => {
                 self.bus.inhibitor_released(&mut self.sys);
                 if let Some(shutdown) = &mut self.shutdown {
@@ -1183,6 +1227,53 @@ mod tests {
         });
         init.handle(Event::BusReadable(KUBELET_BUS));
         init
+    }
+
+    #[test]
+    fn the_power_button_is_watched_on_every_evdev_device_after_the_late_modules() {
+        let sys =
+            RecordingSys::new().with_dir("/dev/input", &["mice", "event1", "event0", "by-path"]);
+        let init = booted(sys);
+        let sys = init.sys();
+        assert!(
+            position(sys, "list_dir /dev/input") > position(sys, "read /etc/kios/modules-late")
+        );
+        assert_eq!(
+            sys.calls_starting("watch_input"),
+            [
+                "watch_input /dev/input/event1",
+                "watch_input /dev/input/event0"
+            ]
+        );
+        assert!(sys.logged("power button: watching 2 input device(s)"));
+        let without = booted(RecordingSys::new());
+        assert!(without
+            .sys()
+            .logged("no input devices: the power button does nothing"));
+    }
+
+    #[test]
+    fn the_power_button_shuts_the_node_down_gracefully() {
+        let mut init = with_kubelet_on_the_bus();
+        init.sys.events.extend([
+            Event::PowerButton,
+            Event::PowerButton,
+            Event::InhibitorReleased,
+        ]);
+        init.sys.events.extend(both_services_exit());
+        init.run();
+        let sys = init.sys();
+        assert!(sys.logged("shutdown requested by power button"));
+        // A second press changes nothing: one shutdown, one PrepareForShutdown.
+        assert_eq!(
+            sys.logs
+                .iter()
+                .filter(|l| l.contains("shutdown requested"))
+                .count(),
+            1
+        );
+        assert!(sys.logged("clients and inhibitors done"));
+        assert_eq!(sys.calls.last().unwrap(), "reboot PowerOff");
     }
 
     #[test]

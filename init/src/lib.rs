@@ -23,6 +23,7 @@ pub mod mountinfo;
 pub mod mounts;
 pub mod netlink;
 pub mod node_ip;
+pub mod power_button;
 pub mod protocol;
 pub mod shutdown;
 pub mod supervisor;

@@ -10,6 +10,7 @@ use kios_init::cmdline::PanicPolicy;
 use kios_init::errno::Errno;
 use kios_init::log::Level;
 use kios_init::log_file;
+use kios_init::power_button;
 use kios_init::protocol::peer_allowed;
 use kios_init::sys::{
     signo, BusId, ClientId, CommandArgv, Event, ExitStatus, FileRead, MountOp, Pid, PowerAction,
@@ -60,6 +61,7 @@ const TOKEN_CLIENT: u64 = 1 << 32;
 const TOKEN_OUTPUT: u64 = 2 << 32;
 const TOKEN_BUS: u64 = 3 << 32;
 const TOKEN_INHIBITOR: u64 = 4 << 32;
+const TOKEN_INPUT: u64 = 5 << 32;
 const TOKEN_KIND: u64 = !0xffff_ffff;
 
 struct Client {
@@ -159,6 +161,8 @@ pub struct Linux {
     bus_connections: heapless::Vec<Client, MAX_CLIENTS>,
     /// The init's ends of the inhibitor pipes: they hang up on release.
     inhibitors: heapless::Vec<Client, MAX_INHIBITORS>,
+    /// Evdev devices watched for the power key.
+    inputs: heapless::Vec<Client, MAX_CLIENTS>,
     outputs: heapless::Vec<Output, MAX_OUTPUTS>,
     pending: heapless::Deque<Event, 64>,
     /// Children may be left to reap after the pending queue filled up.
@@ -223,6 +227,7 @@ impl Linux {
             bus_listener: None,
             bus_connections: heapless::Vec::new(),
             inhibitors: heapless::Vec::new(),
+            inputs: heapless::Vec::new(),
             outputs: heapless::Vec::new(),
             pending: heapless::Deque::new(),
             reap_pending: false,
@@ -341,6 +346,29 @@ impl Linux {
         }
     }
 
+    /// Reads an input device's events; a device that went away is dropped.
+    fn read_input(&mut self, id: u32) {
+        let Some(index) = self.inputs.iter().position(|input| input.id == id) else {
+            return;
+        };
+        let mut events = [0u8; 8 * power_button::EVENT_SIZE];
+        match rustix::io::read(&self.inputs[index].fd, &mut events) {
+            Ok(read) => {
+                let pressed = events[..read]
+                    .chunks_exact(power_button::EVENT_SIZE)
+                    .any(power_button::is_power_press);
+                if pressed {
+                    let _ = self.pending.push_back(Event::PowerButton);
+                }
+            }
+            Err(RawErrno::AGAIN) | Err(RawErrno::INTR) => {}
+            Err(_) => {
+                let gone = self.inputs.swap_remove(index);
+                let _ = epoll::delete(&self.epoll, &gone.fd);
+            }
+        }
+    }
+
     fn read_client(&mut self, id: u32) {
         let Some(index) = self.clients.iter().position(|client| client.id == id) else {
             return;
@@ -403,6 +431,7 @@ impl Linux {
                 let _ = self.pending.push_back(Event::BusReadable(BusId(id)));
             }
             (TOKEN_INHIBITOR, id) => self.inhibitor_hung_up(id),
+            (TOKEN_INPUT, id) => self.read_input(id),
             _ => {}
         }
     }
@@ -917,6 +946,24 @@ impl Sys for Linux {
         } else {
             Err(Errno::AGAIN)
         }
+    }
+
+    fn watch_input(&mut self, path: &str) -> SysResult<()> {
+        let fd = rustix::fs::open(
+            CPath::new(path)?.get(),
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno)?;
+        register(
+            &self.epoll,
+            &mut self.next_id,
+            &mut self.inputs,
+            TOKEN_INPUT,
+            fd,
+        )
+        .map(|_| ())
+        .ok_or(Errno::MFILE)
     }
 
     fn bus_close(&mut self, conn: BusId) {

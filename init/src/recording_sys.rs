@@ -308,6 +308,10 @@ impl Sys for RecordingSys {
         self.bus_input.remove(&conn.0);
     }
 
+    fn watch_input(&mut self, path: &str) -> SysResult<()> {
+        self.record(format!("watch_input {path}"))
+    }
+
     fn sync(&mut self) {
         self.calls.push("sync".into());
     }

@@ -103,6 +103,8 @@ pub enum Event {
     BusReadable(BusId),
     /// Every holder closed a shutdown inhibitor handed out by `bus_send`.
     InhibitorReleased,
+    /// The power key went down on a watched input device.
+    PowerButton,
     Timeout,
 }
 
@@ -167,6 +169,9 @@ pub trait Sys {
     /// loop gets [`Event::InhibitorReleased`].
     fn bus_send(&mut self, conn: BusId, bytes: &[u8], inhibitor: bool) -> SysResult<()>;
     fn bus_close(&mut self, conn: BusId);
+
+    /// Watches the evdev device at `path` for the power key.
+    fn watch_input(&mut self, path: &str) -> SysResult<()>;
 
     fn sync(&mut self);
     /// Powers off or reboots; returns only if the kernel refused.

@@ -40,6 +40,10 @@ pub const RUNTIME_MODULES: &[&str] = &["virtio_pci", "virtio_blk", "overlay"];
 /// pods hang off (bridge, br_netfilter, veth) and the node's NIC (virtio_net,
 /// on the transport loaded early).
 pub const NETWORK_MODULES: &[&str] = &["bridge", "br_netfilter", "veth", "virtio_net"];
+/// Also late: the ACPI power button's driver and evdev, through which the
+/// init reads the button (built into the arm64 cloud kernel and into the
+/// kiOS kernel).
+pub const INPUT_MODULES: &[&str] = &["evdev", "button"];
 /// The init's lists (see init/src/boot.rs).
 const LATE_MODULE_LIST: &str = "/etc/kios/modules-late";
 
@@ -432,6 +436,7 @@ pub fn add_modules(image: &mut Initramfs, kernel_tree: &Path) -> Result<u64> {
     let early = tree.load_order(RUNTIME_MODULES)?;
     let mut all = RUNTIME_MODULES.to_vec();
     all.extend_from_slice(NETWORK_MODULES);
+    all.extend_from_slice(INPUT_MODULES);
     let late: Vec<PathBuf> = tree
         .load_order(&all)?
         .into_iter()

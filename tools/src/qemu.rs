@@ -48,6 +48,23 @@ pub struct VmConfig {
     /// as `ControlPlane::guest_forward`'s: the only addresses the
     /// restricted guest can reach.
     pub guest_forwards: Vec<String>,
+    /// QEMU's human monitor on a Unix socket here, for [`press_power_button`];
+    /// None: no monitor.
+    pub monitor_socket: Option<PathBuf>,
+}
+
+/// Presses the VM's power button (ACPI on q35 and on virt with UEFI, the
+/// GPIO power key on virt booted with `-kernel`) through its monitor.
+pub fn press_power_button(monitor_socket: &Path) -> Result<()> {
+    let mut monitor =
+        std::os::unix::net::UnixStream::connect(monitor_socket).with_context(|| {
+            format!(
+                "connecting to QEMU's monitor at {}",
+                monitor_socket.display()
+            )
+        })?;
+    std::io::Write::write_all(&mut monitor, b"system_powerdown\n")
+        .context("sending system_powerdown to QEMU's monitor")
 }
 
 /// Debian's UEFI firmware for QEMU: OVMF for q35, AAVMF for virt.
@@ -109,6 +126,7 @@ impl VmConfig {
             extra_disks: Vec::new(),
             extra_kernel_arguments: String::new(),
             guest_forwards: Vec::new(),
+            monitor_socket: None,
         }
     }
 
@@ -151,14 +169,12 @@ impl VmConfig {
         command
             .args(["-machine", machine, "-accel", "tcg", "-cpu", "max"])
             .args(["-m", &self.memory_mib.to_string(), "-smp", "1"])
-            .args([
-                "-nographic",
-                "-no-reboot",
-                "-serial",
-                "stdio",
-                "-monitor",
-                "none",
-            ])
+            .args(["-nographic", "-no-reboot", "-serial", "stdio"])
+            .arg("-monitor")
+            .arg(match &self.monitor_socket {
+                Some(socket) => format!("unix:{},server=on,wait=off", socket.display()),
+                None => "none".to_string(),
+            })
             .arg("-nic")
             .arg(self.nic_option());
         match &self.boot {
