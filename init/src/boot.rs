@@ -462,30 +462,8 @@ impl<S: Sys> Init<S> {
     /// Watches every evdev device for the power key: ACPI and GPIO power
     /// buttons are input devices, and only their reader can act on them.
     fn watch_power_button(&mut self) {
-        let mut devices: heapless::Vec<heapless::String<32>, 8> = heapless::Vec::new();
-        let listed = self.sys.list_dir(power_button::INPUT_DIR, &mut |name| {
-            if power_button::is_event_device(name) {
-                let mut path = heapless::String::new();
-                if ufmt::uwrite!(path, "{}/{}", power_button::INPUT_DIR, name).is_ok() {
-                    let _ = devices.push(path);
-                }
-            }
-        });
-        let mut watched = 0u32;
-        for path in &devices {
-            match self.sys.watch_input(path) {
-                Ok(()) => watched += 1,
-                Err(errno) => log!(
-                    &mut self.sys,
-                    Level::Warning,
-                    "watching {} failed: {}",
-                    path.as_str(),
-                    errno
-                ),
-            }
-        }
-        match listed {
-            Ok(()) if watched > 0 => log!(
+        match self.sys.watch_inputs(power_button::INPUT_DIR) {
+            Ok(watched) if watched > 0 => log!(
                 &mut self.sys,
                 Level::Info,
                 "power button: watching {} input device(s)",
@@ -1236,14 +1214,7 @@ mod tests {
         let init = booted(sys);
         let sys = init.sys();
         assert!(
-            position(sys, "list_dir /dev/input") > position(sys, "read /etc/kios/modules-late")
-        );
-        assert_eq!(
-            sys.calls_starting("watch_input"),
-            [
-                "watch_input /dev/input/event1",
-                "watch_input /dev/input/event0"
-            ]
+            position(sys, "watch_inputs /dev/input") > position(sys, "read /etc/kios/modules-late")
         );
         assert!(sys.logged("power button: watching 2 input device(s)"));
         let without = booted(RecordingSys::new());

@@ -948,22 +948,40 @@ impl Sys for Linux {
         }
     }
 
-    fn watch_input(&mut self, path: &str) -> SysResult<()> {
-        let fd = rustix::fs::open(
-            CPath::new(path)?.get(),
-            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+    fn watch_inputs(&mut self, dir: &str) -> SysResult<u32> {
+        let dir = rustix::fs::open(
+            CPath::new(dir)?.get(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
         .map_err(errno)?;
-        register(
-            &self.epoll,
-            &mut self.next_id,
-            &mut self.inputs,
-            TOKEN_INPUT,
-            fd,
-        )
-        .map(|_| ())
-        .ok_or(Errno::MFILE)
+        let mut buf = [MaybeUninit::<u8>::uninit(); 1024];
+        let mut entries = rustix::fs::RawDir::new(&dir, &mut buf);
+        let mut watched = 0;
+        while let Some(Ok(entry)) = entries.next() {
+            let name = entry.file_name();
+            let is_event =
+                core::str::from_utf8(name.to_bytes()).is_ok_and(power_button::is_event_device);
+            if !is_event {
+                continue;
+            }
+            let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+            let Ok(device) = rustix::fs::openat(&dir, name, flags, Mode::empty()) else {
+                continue;
+            };
+            if register(
+                &self.epoll,
+                &mut self.next_id,
+                &mut self.inputs,
+                TOKEN_INPUT,
+                device,
+            )
+            .is_some()
+            {
+                watched += 1;
+            }
+        }
+        Ok(watched)
     }
 
     fn bus_close(&mut self, conn: BusId) {

@@ -308,8 +308,14 @@ impl Sys for RecordingSys {
         self.bus_input.remove(&conn.0);
     }
 
-    fn watch_input(&mut self, path: &str) -> SysResult<()> {
-        self.record(format!("watch_input {path}"))
+    fn watch_inputs(&mut self, dir: &str) -> SysResult<u32> {
+        self.record(format!("watch_inputs {dir}"))?;
+        let names = self.dirs.get(dir).ok_or(Errno::NOENT)?;
+        let watched = names
+            .iter()
+            .filter(|name| crate::power_button::is_event_device(name))
+            .count();
+        Ok(watched as u32)
     }
 
     fn sync(&mut self) {

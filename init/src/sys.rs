@@ -170,8 +170,9 @@ pub trait Sys {
     fn bus_send(&mut self, conn: BusId, bytes: &[u8], inhibitor: bool) -> SysResult<()>;
     fn bus_close(&mut self, conn: BusId);
 
-    /// Watches the evdev device at `path` for the power key.
-    fn watch_input(&mut self, path: &str) -> SysResult<()>;
+    /// Watches every evdev device in `dir` (see `power_button`) for the
+    /// power key; returns how many it watches.
+    fn watch_inputs(&mut self, dir: &str) -> SysResult<u32>;
 
     fn sync(&mut self);
     /// Powers off or reboots; returns only if the kernel refused.
