@@ -647,6 +647,8 @@ impl<S: Sys> Init<S> {
         }
     }
 
+    // Out of line: inlined into the loop it cost 80 bytes more.
+    #[inline(never)]
     fn handle(&mut self, event: Event) {
         match event {
             Event::ChildExited { pid, status } => {

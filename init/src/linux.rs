@@ -420,6 +420,8 @@ impl Linux {
         }
     }
 
+    // Out of line: inlined into next_event it cost 80-140 bytes more.
+    #[inline(never)]
     fn dispatch(&mut self, token: u64) {
         match (token & TOKEN_KIND, (token & 0xffff_ffff) as u32) {
             (0, _) if token == TOKEN_SIGNALS => self.read_signals(),
