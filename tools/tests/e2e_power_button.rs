@@ -144,3 +144,18 @@ fn power_button_shuts_down(arch: Arch, kios_kernel: bool) {
 fn the_acpi_power_button_shuts_the_node_down_gracefully() {
     power_button_shuts_down(Arch::Amd64, false);
 }
+
+#[test]
+#[ignore = "builds (or takes from the cache) the kiOS kernel and boots QEMU: run by cargo kios test"]
+fn the_acpi_power_button_with_the_kios_kernel() {
+    power_button_shuts_down(Arch::Amd64, true);
+}
+
+/// virt booted with `-kernel` describes its power key as gpio-keys on
+/// the PL061 in the device tree; Debian's cloud kernel has no gpio-keys
+/// driver, the kiOS kernel does.
+#[test]
+#[ignore = "builds (or takes from the cache) the kiOS kernel and boots QEMU: run by cargo kios test"]
+fn the_gpio_power_key_on_arm64_with_the_kios_kernel() {
+    power_button_shuts_down(Arch::Arm64, true);
+}

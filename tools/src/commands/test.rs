@@ -271,6 +271,20 @@ const CARGO_TEST_STEPS: &[CargoTestStep] = &[
         needs_qemu: true,
     },
     CargoTestStep {
+        name: "QEMU power button tests: ACPI on amd64 (Debian's and the kiOS kernel), the GPIO key on arm64 (kiOS kernel)",
+        args: &[
+            "test",
+            "-p",
+            "kios-tools",
+            "--test",
+            "e2e_power_button",
+            "--",
+            "--ignored",
+            "--test-threads=1",
+        ],
+        needs_qemu: true,
+    },
+    CargoTestStep {
         name: "QEMU boot of the benchmark's shell-script baseline",
         args: &[
             "test",
