@@ -3,6 +3,7 @@
 //! shutdown inhibitors handed out, which the shutdown waits for.
 
 use crate::dbus::{Session, Step, MESSAGE_MAX, OUT_MAX};
+use crate::errno::Errno;
 use crate::log;
 use crate::log::Level;
 use crate::protocol::peer_allowed;
@@ -82,6 +83,9 @@ impl Bus {
         let read = match sys.bus_read(id, &mut chunk[..room]) {
             Ok(0) => return self.close(sys, index, None),
             Ok(read) => read,
+            // Woken with nothing to read: never close the kubelet's
+            // connection for that (its shutdown monitor dies with it).
+            Err(Errno::AGAIN) => return,
             Err(errno) => {
                 log!(sys, Level::Warning, "bus: reading {}: {}", id.0, errno);
                 return self.close(sys, index, None);
