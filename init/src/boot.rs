@@ -1344,6 +1344,15 @@ mod tests {
     }
 
     #[test]
+    fn a_spurious_wake_up_keeps_the_kubelets_connection() {
+        let mut init = with_kubelet_on_the_bus();
+        init.sys.failures.push(("bus_read 7".into(), Errno::AGAIN));
+        init.handle(Event::BusReadable(KUBELET_BUS));
+        assert!(!init.sys().calls.contains(&"bus_close 7".to_string()));
+        assert_eq!(init.bus.inhibitors(), 1);
+    }
+
+    #[test]
     fn garbage_and_non_root_peers_on_the_bus_lose_their_connection_and_nothing_else() {
         let mut init = with_kubelet_on_the_bus();
         let sent_to_kubelet = init.sys.bus_output[&KUBELET_BUS.0].len();
