@@ -134,6 +134,19 @@ pub fn check_standin_console(console: &Console) -> CheckReport {
             ),
         },
         Check {
+            name: "garbage on the system socket drops that client only",
+            outcome: require_line(
+                console,
+                "kios: system socket: unknown command 255, client dropped",
+            )
+            .and_then(|()| {
+                require_line(
+                    console,
+                    "kios-standin: system socket garbage: dropped by the init",
+                )
+            }),
+        },
+        Check {
             name: "garbage on the D-Bus socket closes that connection only",
             outcome: require_line(console, "kios: bus: closed :1.").and_then(|()| {
                 require_line(console, "kios-standin: bus garbage: closed by the init")
@@ -347,6 +360,8 @@ kios-standin: kubelet run=1 fds=0,1,2
 kios-standin: kubelet run=2 arg[0]=/bin/kubelet
 kios-standin: non-root client of /run/system.sock refused (connect denied)
 kios-standin: non-root client of /var/run/dbus/system_bus_socket refused (connect denied)
+[    2.670000] kios: system socket: unknown command 255, client dropped
+kios-standin: system socket garbage: dropped by the init
 [    2.680000] kios: bus: closed :1.9 after a protocol violation
 kios-standin: bus garbage: closed by the init after 37 bytes of answers
 [    2.690000] kios: bus: :1.10 holds a shutdown inhibitor (1 in all)

@@ -6,7 +6,7 @@
 //! - containerd: creates the runtime socket, then waits forever;
 //! - kubelet, run 1: exits with status 3 after a second (the init must restart it);
 //! - kubelet, run 2: checks that non-root clients of the system socket and
-//!   of the D-Bus system bus are refused and that garbage on the bus closes
+//!   of the D-Bus system bus are refused and that garbage on either closes
 //!   that connection; talks to the init's logind as kubelet 1.20 does (the
 //!   same bytes godbus sends) and takes a shutdown inhibitor; holds a
 //!   silent system-socket client open, asks for a shutdown (0x01) on a
@@ -70,6 +70,7 @@ fn main() -> ! {
         ("kubelet", _) => {
             check_non_root_refused(SYSTEM_SOCKET);
             check_non_root_refused(SYSTEM_BUS);
+            send_system_socket_garbage();
             send_bus_garbage();
             let inhibited = take_shutdown_inhibitor();
             request_shutdown();
@@ -378,6 +379,19 @@ fn unhex(hex: &[u8], to: &mut [u8]) -> usize {
         len += 1;
     }
     len
+}
+
+/// A byte that is no command: the init must drop this client and go on.
+fn send_system_socket_garbage() {
+    let outcome = connect_system_socket().and_then(|client| {
+        rustix::io::write(&client, &[0xff, 0x00, 0x7f])?;
+        let mut reply = [0u8; 1];
+        rustix::io::read(&client, &mut reply)
+    });
+    match outcome {
+        Ok(0) => kmsg::write(Level::Notice, "system socket garbage: dropped by the init"),
+        Ok(_) | Err(_) => kmsg::write(Level::Err, "system socket garbage: not dropped"),
+    }
 }
 
 fn request_shutdown() {
