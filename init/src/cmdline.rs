@@ -69,7 +69,7 @@ pub fn parse<'a>(cmdline: &'a str, mut on_rejected: impl FnMut(Rejected<'a>)) ->
         let Some(option) = word.strip_prefix("kios.") else {
             continue;
         };
-        let (key, value) = option.split_once('=').unwrap_or((option, ""));
+        let (key, value) = crate::text::split_once(option, b'=').unwrap_or((option, ""));
         let value = unquote(value);
         let rejected = |reason| Rejected { word, reason };
         match key {

@@ -20,7 +20,7 @@ impl Hostname {
         if text.len() > HOSTNAME_MAX {
             return Err("longer than 64 bytes");
         }
-        for label in text.split('.') {
+        for label in crate::text::split(text, b'.') {
             let valid_chars = label
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-');

@@ -49,8 +49,8 @@ const ALLOWED_RESERVED_KEYS: [&str; 11] = [
 
 /// Checks one `key=value` label.
 pub fn validate(label: &str) -> Result<(), LabelError> {
-    let (key, value) = label.split_once('=').ok_or(LabelError::NoEquals)?;
-    let name = match key.split_once('/') {
+    let (key, value) = crate::text::split_once(label, b'=').ok_or(LabelError::NoEquals)?;
+    let name = match crate::text::split_once(key, b'/') {
         Some((prefix, name)) => {
             if prefix.len() > 253 || !is_dns_subdomain(prefix) {
                 return Err(LabelError::BadPrefix);
@@ -84,7 +84,7 @@ fn is_qualified_name(text: &str) -> bool {
 
 /// Lowercase RFC 1123 labels joined by dots.
 fn is_dns_subdomain(text: &str) -> bool {
-    text.split('.').all(|label| {
+    crate::text::split(text, b'.').all(|label| {
         let bytes = label.as_bytes();
         !bytes.is_empty()
             && bytes.len() <= 63
@@ -97,7 +97,7 @@ fn is_dns_subdomain(text: &str) -> bool {
 }
 
 fn is_reserved(key: &str) -> bool {
-    let Some((prefix, _)) = key.split_once('/') else {
+    let Some((prefix, _)) = crate::text::split_once(key, b'/') else {
         return false;
     };
     let in_namespace = |namespace: &str| {

@@ -28,6 +28,7 @@ pub mod protocol;
 pub mod shutdown;
 pub mod supervisor;
 pub mod sys;
+pub mod text;
 
 #[cfg(test)]
 mod recording_sys;

@@ -809,7 +809,7 @@ impl Sys for Linux {
         use rustix::event::{PollFd, PollFlags};
         use rustix::fs::inotify;
 
-        let (dir, name) = path.rsplit_once('/').ok_or(Errno::INVAL)?;
+        let (dir, name) = kios_init::text::rsplit_once(path, b'/').ok_or(Errno::INVAL)?;
         let watch = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
             .map_err(errno)?;
         inotify::add_watch(

@@ -13,7 +13,7 @@ pub fn parse(raw: &[u8]) -> Result<NodeIp, &'static str> {
     }
     let mut families = [false; 2];
     let mut count = 0;
-    for part in text.split(',') {
+    for part in crate::text::split(text, b',') {
         let address = Address::parse(part.trim_ascii().as_bytes()).ok_or("not an IP address")?;
         if !address.is_unicast() {
             return Err("not a unicast address");
@@ -29,7 +29,7 @@ pub fn parse(raw: &[u8]) -> Result<NodeIp, &'static str> {
         return Err("more than two addresses");
     }
     let mut value = NodeIp::new();
-    for (index, part) in text.split(',').enumerate() {
+    for (index, part) in crate::text::split(text, b',').enumerate() {
         if index > 0 {
             value.push(',').map_err(|_| "too long")?;
         }
