@@ -483,8 +483,8 @@ fn accept(listener: &OwnedFd) -> Result<(OwnedFd, u32), RawErrno> {
     loop {
         let fd = rustix::net::accept_with(listener, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK)?;
         // A peer whose credentials cannot be read is dropped unheard.
-        if let Ok(cred) = rustix::net::sockopt::socket_peercred(&fd) {
-            return Ok((fd, cred.uid.as_raw()));
+        if let Ok(uid) = mini_libc_free::socket::peer_uid(&fd) {
+            return Ok((fd, uid));
         }
     }
 }

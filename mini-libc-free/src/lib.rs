@@ -4,7 +4,9 @@
 //! argv and envp, the `mem*` symbols the compiler emits calls to, a panic
 //! handler that logs to `/dev/kmsg` and never returns, a ufmt writer for
 //! kmsg with log levels, and hand-rolled syscalls for what rustix has no
-//! stable API for (fork, execve, signal masks, signalfd).
+//! stable API for (fork, execve, signal masks, signalfd), plus two it has
+//! whose rustix versions cost the init kilobytes (the boot clock and
+//! SO_PEERCRED, see `time` and `socket`).
 //!
 //! # Safety
 //!
@@ -26,6 +28,7 @@ mod mem;
 mod panic;
 pub mod process;
 pub mod signal;
+pub mod socket;
 #[cfg(not(test))]
 mod start;
 mod syscall;

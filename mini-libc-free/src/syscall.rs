@@ -36,6 +36,62 @@ pub(crate) unsafe fn syscall4(nr: u32, a0: usize, a1: usize, a2: usize, a3: usiz
     ret
 }
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) unsafe fn syscall5(
+    nr: u32,
+    a0: usize,
+    a1: usize,
+    a2: usize,
+    a3: usize,
+    a4: usize,
+) -> isize {
+    let ret: isize;
+    // SAFETY: as syscall4, with the fifth argument in r8. The caller
+    // guarantees the arguments are valid for syscall `nr`.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") nr as isize => ret,
+            in("rdi") a0,
+            in("rsi") a1,
+            in("rdx") a2,
+            in("r10") a3,
+            in("r8") a4,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack, preserves_flags)
+        );
+    }
+    ret
+}
+
+#[cfg(target_arch = "aarch64")]
+pub(crate) unsafe fn syscall5(
+    nr: u32,
+    a0: usize,
+    a1: usize,
+    a2: usize,
+    a3: usize,
+    a4: usize,
+) -> isize {
+    let ret: isize;
+    // SAFETY: as syscall4, with the fifth argument in x4. The caller
+    // guarantees the arguments are valid for syscall `nr`.
+    unsafe {
+        core::arch::asm!(
+            "svc 0",
+            in("x8") nr as usize,
+            inlateout("x0") a0 as isize => ret,
+            in("x1") a1,
+            in("x2") a2,
+            in("x3") a3,
+            in("x4") a4,
+            options(nostack, preserves_flags)
+        );
+    }
+    ret
+}
+
 #[cfg(target_arch = "aarch64")]
 pub(crate) unsafe fn syscall4(nr: u32, a0: usize, a1: usize, a2: usize, a3: usize) -> isize {
     let ret: isize;
