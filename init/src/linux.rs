@@ -24,7 +24,7 @@ use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno as RawErrno;
 use rustix::io::IoSlice;
-use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
+use rustix::mount::{MountFlags, UnmountFlags};
 use rustix::net::{
     AddressFamily, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix,
     SocketFlags, SocketType,
@@ -565,41 +565,31 @@ impl Sys for Linux {
     }
 
     fn mount(&mut self, op: &MountOp<'_>) -> SysResult<()> {
-        match *op {
+        use linux_raw_sys::general::{MS_BIND, MS_MOVE, MS_RDONLY, MS_REC, MS_REMOUNT, MS_SHARED};
+        // One mount(2) call for every form: the flags say which, and the
+        // kernel ignores the arguments a form does not use. (rustix's
+        // mount_bind, mount_move, ... each cost their own code.)
+        let (source, target, fstype, flags, data) = match *op {
             MountOp::Fs {
                 source,
                 target,
                 fstype,
                 flags,
                 data,
-            } => rustix::mount::mount(
-                CPath::new(source)?.get(),
-                CPath::new(target)?.get(),
-                CPath::new(fstype)?.get(),
-                MountFlags::from_bits_retain(flags),
-                CPath::new(data)?.get(),
-            )
-            .map_err(errno),
-            MountOp::Bind { source, target } => {
-                rustix::mount::mount_bind(CPath::new(source)?.get(), CPath::new(target)?.get())
-                    .map_err(errno)
-            }
-            MountOp::Move { source, target } => {
-                rustix::mount::mount_move(CPath::new(source)?.get(), CPath::new(target)?.get())
-                    .map_err(errno)
-            }
-            MountOp::ReadOnly { target } => rustix::mount::mount_remount(
-                CPath::new(target)?.get(),
-                MountFlags::BIND | MountFlags::RDONLY,
-                c"",
-            )
-            .map_err(errno),
-            MountOp::SharedRecursive { target } => rustix::mount::mount_change(
-                CPath::new(target)?.get(),
-                MountPropagationFlags::SHARED | MountPropagationFlags::REC,
-            )
-            .map_err(errno),
-        }
+            } => (source, target, fstype, flags, data),
+            MountOp::Bind { source, target } => (source, target, "", MS_BIND, ""),
+            MountOp::Move { source, target } => (source, target, "", MS_MOVE, ""),
+            MountOp::ReadOnly { target } => ("", target, "", MS_REMOUNT | MS_BIND | MS_RDONLY, ""),
+            MountOp::SharedRecursive { target } => ("", target, "", MS_SHARED | MS_REC, ""),
+        };
+        rustix::mount::mount(
+            CPath::new(source)?.get(),
+            CPath::new(target)?.get(),
+            CPath::new(fstype)?.get(),
+            MountFlags::from_bits_retain(flags),
+            CPath::new(data)?.get(),
+        )
+        .map_err(errno)
     }
 
     fn unmount(&mut self, target: &str, detach: bool) -> SysResult<()> {
