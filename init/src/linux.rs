@@ -192,7 +192,7 @@ impl CPath {
     fn new(text: &str) -> SysResult<CPath> {
         let mut buf = [0u8; 256];
         let bytes = text.as_bytes();
-        if bytes.len() >= buf.len() || bytes.contains(&0) {
+        if bytes.len() >= buf.len() || bytes.iter().any(|&b| b == 0) {
             return Err(Errno::NAMETOOLONG);
         }
         buf[..bytes.len()].copy_from_slice(bytes);
@@ -200,7 +200,7 @@ impl CPath {
     }
 
     fn get(&self) -> &CStr {
-        CStr::from_bytes_until_nul(&self.0).unwrap_or_default()
+        mini_libc_free::cstr::until_nul(&self.0)
     }
 }
 

@@ -22,6 +22,7 @@
 
 #[cfg(all(target_arch = "aarch64", not(test)))]
 mod auxv;
+pub mod cstr;
 pub mod kmsg;
 #[cfg(not(test))]
 mod mem;
