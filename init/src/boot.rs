@@ -315,7 +315,7 @@ impl<S: Sys> Init<S> {
             );
         }
         let mut loaded = 0u32;
-        for line in buf[..read.len].split(|&b| b == b'\n') {
+        for line in crate::text::split_bytes(&buf[..read.len], b'\n') {
             let line = line.trim_ascii();
             if line.is_empty() || line.starts_with(b"#") {
                 continue;

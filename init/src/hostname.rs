@@ -12,7 +12,7 @@ impl Hostname {
     /// dot-separated labels of letters, digits and inner hyphens, at most 64
     /// bytes. Uppercase is folded to lowercase, as Kubernetes node names are.
     pub fn parse(raw: &[u8]) -> Result<Hostname, &'static str> {
-        let line = raw.split(|&b| b == b'\n').next().unwrap_or(&[]);
+        let line = crate::text::split_bytes(raw, b'\n').next().unwrap_or(&[]);
         let text = core::str::from_utf8(line.trim_ascii()).map_err(|_| "not UTF-8")?;
         if text.is_empty() {
             return Err("empty");

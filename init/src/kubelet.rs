@@ -156,9 +156,11 @@ const GRACE_MAX_MS: u64 = 3_600_000;
 pub fn shutdown_grace_period_ms<S: Sys>(sys: &mut S) -> Option<u64> {
     let mut buf = [0u8; CONFIG_MAX];
     let config = read_small(sys, CONFIG, &mut buf, "no kubelet shutdown grace period")?;
-    let value = config.split(|&b| b == b'\n').find_map(|line| {
+    let value = crate::text::split_bytes(config, b'\n').find_map(|line| {
         let value = line.strip_prefix(b"shutdownGracePeriod:")?;
-        let value = value.split(|&b| b == b'#').next().unwrap_or_default();
+        let value = crate::text::split_bytes(value, b'#')
+            .next()
+            .unwrap_or_default();
         Some(value.trim_ascii())
     })?;
     let unquoted = match value {

@@ -123,7 +123,7 @@ pub fn parse_file<'a>(
     mut on_dropped: impl FnMut(&'a [u8], &'static str),
 ) -> LabelList {
     let mut list = LabelList::new();
-    for raw_line in content.split(|&b| b == b'\n') {
+    for raw_line in crate::text::split_bytes(content, b'\n') {
         let raw_line = raw_line.trim_ascii();
         if raw_line.is_empty() || raw_line.starts_with(b"#") {
             continue;

@@ -11,9 +11,9 @@ pub type MountPoint = heapless::String<256>;
 /// Malformed lines and over-long paths are skipped.
 pub fn mount_points(content: &[u8]) -> heapless::Vec<MountPoint, MAX_MOUNTS> {
     let mut points = heapless::Vec::new();
-    for line in content.split(|&b| b == b'\n') {
+    for line in crate::text::split_bytes(content, b'\n') {
         // Fields: id, parent id, major:minor, root, mount point, ...
-        let Some(field) = line.split(|&b| b == b' ').nth(4) else {
+        let Some(field) = crate::text::split_bytes(line, b' ').nth(4) else {
             continue;
         };
         if let Some(point) = decode(field) {

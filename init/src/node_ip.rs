@@ -6,7 +6,7 @@ pub type NodeIp = heapless::String<96>;
 
 /// Parses the file's first line. Dual stack needs one address of each family.
 pub fn parse(raw: &[u8]) -> Result<NodeIp, &'static str> {
-    let line = raw.split(|&b| b == b'\n').next().unwrap_or(&[]);
+    let line = crate::text::split_bytes(raw, b'\n').next().unwrap_or(&[]);
     let text = core::str::from_utf8(line.trim_ascii()).map_err(|_| "not UTF-8")?;
     if text.is_empty() {
         return Err("empty");
@@ -68,7 +68,7 @@ impl Address {
 /// parsers read as octal).
 fn parse_v4(text: &[u8]) -> Option<[u8; 4]> {
     let mut octets = [0u8; 4];
-    let mut parts = text.split(|&b| b == b'.');
+    let mut parts = crate::text::split_bytes(text, b'.');
     for octet in &mut octets {
         let part = parts.next()?;
         if part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {

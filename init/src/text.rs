@@ -44,6 +44,38 @@ impl<'a> Iterator for Split<'a> {
     }
 }
 
+/// The pieces of `bytes` between each `byte`, like `<[u8]>::split`, with
+/// one iterator type for every separator (each closure was its own copy).
+pub fn split_bytes(bytes: &[u8], byte: u8) -> SplitBytes<'_> {
+    SplitBytes {
+        rest: Some(bytes),
+        byte,
+    }
+}
+
+pub struct SplitBytes<'a> {
+    rest: Option<&'a [u8]>,
+    byte: u8,
+}
+
+impl<'a> Iterator for SplitBytes<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let rest = self.rest?;
+        match rest.iter().position(|&b| b == self.byte) {
+            Some(at) => {
+                self.rest = rest.get(at + 1..);
+                rest.get(..at)
+            }
+            None => {
+                self.rest = None;
+                Some(rest)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,6 +89,11 @@ mod tests {
             );
             assert_eq!(split_once(text, b','), text.split_once(','));
             assert_eq!(rsplit_once(text, b','), text.rsplit_once(','));
+            let bytes = text.as_bytes();
+            assert_eq!(
+                split_bytes(bytes, b',').collect::<Vec<_>>(),
+                bytes.split(|&b| b == b',').collect::<Vec<_>>()
+            );
         }
     }
 }
