@@ -340,7 +340,7 @@ impl<'a> Reader<'a> {
 
     fn text(&mut self, len: usize) -> &'a str {
         let text = self.take(len);
-        self.bad |= self.u8() != 0 || text.iter().any(|&b| b == 0);
+        self.bad |= self.u8() != 0 || crate::text::has_byte(text, 0);
         match core::str::from_utf8(text) {
             Ok(text) if !self.bad => text,
             _ => {

@@ -87,11 +87,11 @@ struct LogFile {
 
 impl LogFile {
     fn open(service: &str) -> LogFile {
-        let fd = CPath::new(log_file::path(service, false).as_str())
+        let fd = c_path(log_file::path(service, false).as_str(), &mut [0; PATH_MAX])
             .ok()
             .and_then(|path| {
                 rustix::fs::open(
-                    path.get(),
+                    path,
                     OFlags::WRONLY
                         | OFlags::APPEND
                         | OFlags::CREATE
@@ -110,11 +110,12 @@ impl LogFile {
 
     fn append(&mut self, service: &str, line: &[u8]) {
         if log_file::must_rotate(self.bytes, line.len() + 1) {
+            let (current, rotated) = (&mut [0; PATH_MAX], &mut [0; PATH_MAX]);
             if let (Ok(current), Ok(rotated)) = (
-                CPath::new(log_file::path(service, false).as_str()),
-                CPath::new(log_file::path(service, true).as_str()),
+                c_path(log_file::path(service, false).as_str(), current),
+                c_path(log_file::path(service, true).as_str(), rotated),
             ) {
-                let _ = rustix::fs::rename(current.get(), rotated.get());
+                let _ = rustix::fs::rename(current, rotated);
             }
             *self = LogFile::open(service);
         }
@@ -183,26 +184,22 @@ fn level(level: Level) -> kmsg::Level {
     }
 }
 
-/// A path (or mount data) as the NUL-terminated string the kernel takes.
-/// Every rustix call gets a `&CStr` from here: rustix's own conversion of
-/// a `&str` is generic, and repeated at each call it cost the init 1.5 KB.
-struct CPath([u8; 256]);
-
-impl CPath {
-    fn new(text: &str) -> SysResult<CPath> {
-        let mut buf = [0u8; 256];
-        let bytes = text.as_bytes();
-        if bytes.len() >= buf.len() || bytes.iter().any(|&b| b == 0) {
-            return Err(Errno::NAMETOOLONG);
-        }
-        buf[..bytes.len()].copy_from_slice(bytes);
-        Ok(CPath(buf))
+/// A path (or mount data) as the NUL-terminated string the kernel takes,
+/// written into `buf`. Every rustix call gets a `&CStr` from here: rustix's
+/// own conversion of a `&str` is generic, and repeated at each call it cost
+/// the init 1.5 KB.
+fn c_path<'b>(text: &str, buf: &'b mut [u8; PATH_MAX]) -> SysResult<&'b CStr> {
+    let bytes = text.as_bytes();
+    if bytes.len() >= buf.len() || kios_init::text::has_byte(bytes, 0) {
+        return Err(Errno::NAMETOOLONG);
     }
-
-    fn get(&self) -> &CStr {
-        mini_libc_free::cstr::until_nul(&self.0)
-    }
+    buf[..bytes.len()].copy_from_slice(bytes);
+    buf[bytes.len()] = 0;
+    Ok(mini_libc_free::cstr::until_nul(buf))
 }
+
+/// The longest path the init passes to the kernel, NUL included.
+const PATH_MAX: usize = 256;
 
 impl Linux {
     /// Blocks the signals PID 1 reads, makes Ctrl-Alt-Del a SIGINT, and sets
@@ -441,9 +438,10 @@ impl Linux {
     /// A root-only (0600) non-blocking Unix stream socket at `path`,
     /// registered with `token`.
     fn listen_unix(&mut self, path: &str, token: u64) -> SysResult<OwnedFd> {
-        let c_path = CPath::new(path)?;
-        let _ = rustix::fs::unlink(c_path.get());
-        let address = SocketAddrUnix::new(c_path.get()).map_err(errno)?;
+        let mut buf = [0; PATH_MAX];
+        let path = c_path(path, &mut buf)?;
+        let _ = rustix::fs::unlink(path);
+        let address = SocketAddrUnix::new(path).map_err(errno)?;
         let socket = rustix::net::socket_with(
             AddressFamily::UNIX,
             SocketType::STREAM,
@@ -452,7 +450,7 @@ impl Linux {
         )
         .map_err(errno)?;
         rustix::net::bind(&socket, &address).map_err(errno)?;
-        rustix::fs::chmod(c_path.get(), Mode::from_raw_mode(0o600)).map_err(errno)?;
+        rustix::fs::chmod(path, Mode::from_raw_mode(0o600)).map_err(errno)?;
         rustix::net::listen(&socket, 16).map_err(errno)?;
         epoll::add(
             &self.epoll,
@@ -557,11 +555,16 @@ impl Sys for Linux {
     }
 
     fn mkdir(&mut self, path: &str, mode: u32) -> SysResult<()> {
-        rustix::fs::mkdir(CPath::new(path)?.get(), Mode::from_raw_mode(mode)).map_err(errno)
+        rustix::fs::mkdir(c_path(path, &mut [0; PATH_MAX])?, Mode::from_raw_mode(mode))
+            .map_err(errno)
     }
 
     fn symlink(&mut self, target: &str, path: &str) -> SysResult<()> {
-        rustix::fs::symlink(CPath::new(target)?.get(), CPath::new(path)?.get()).map_err(errno)
+        rustix::fs::symlink(
+            c_path(target, &mut [0; PATH_MAX])?,
+            c_path(path, &mut [0; PATH_MAX])?,
+        )
+        .map_err(errno)
     }
 
     fn mount(&mut self, op: &MountOp<'_>) -> SysResult<()> {
@@ -583,11 +586,11 @@ impl Sys for Linux {
             MountOp::SharedRecursive { target } => ("", target, "", MS_SHARED | MS_REC, ""),
         };
         rustix::mount::mount(
-            CPath::new(source)?.get(),
-            CPath::new(target)?.get(),
-            CPath::new(fstype)?.get(),
+            c_path(source, &mut [0; PATH_MAX])?,
+            c_path(target, &mut [0; PATH_MAX])?,
+            c_path(fstype, &mut [0; PATH_MAX])?,
             MountFlags::from_bits_retain(flags),
-            CPath::new(data)?.get(),
+            c_path(data, &mut [0; PATH_MAX])?,
         )
         .map_err(errno)
     }
@@ -598,20 +601,20 @@ impl Sys for Linux {
         } else {
             UnmountFlags::empty()
         };
-        rustix::mount::unmount(CPath::new(target)?.get(), flags).map_err(errno)
+        rustix::mount::unmount(c_path(target, &mut [0; PATH_MAX])?, flags).map_err(errno)
     }
 
     fn chdir(&mut self, path: &str) -> SysResult<()> {
-        rustix::process::chdir(CPath::new(path)?.get()).map_err(errno)
+        rustix::process::chdir(c_path(path, &mut [0; PATH_MAX])?).map_err(errno)
     }
 
     fn chroot(&mut self, path: &str) -> SysResult<()> {
-        rustix::process::chroot(CPath::new(path)?.get()).map_err(errno)
+        rustix::process::chroot(c_path(path, &mut [0; PATH_MAX])?).map_err(errno)
     }
 
     fn read_file(&mut self, path: &str, buf: &mut [u8]) -> SysResult<FileRead> {
         let fd = rustix::fs::open(
-            CPath::new(path)?.get(),
+            c_path(path, &mut [0; PATH_MAX])?,
             OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY,
             Mode::empty(),
         )
@@ -637,7 +640,7 @@ impl Sys for Linux {
 
     fn write_file(&mut self, path: &str, data: &[u8]) -> SysResult<()> {
         let fd = rustix::fs::open(
-            CPath::new(path)?.get(),
+            c_path(path, &mut [0; PATH_MAX])?,
             OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOCTTY,
             Mode::empty(),
         )
@@ -655,7 +658,7 @@ impl Sys for Linux {
 
     fn read_at(&mut self, path: &str, offset: u64, buf: &mut [u8]) -> SysResult<usize> {
         let fd = rustix::fs::open(
-            CPath::new(path)?.get(),
+            c_path(path, &mut [0; PATH_MAX])?,
             OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
         )
@@ -674,7 +677,7 @@ impl Sys for Linux {
 
     fn list_dir(&mut self, path: &str, each: &mut dyn FnMut(&str)) -> SysResult<()> {
         let fd = rustix::fs::open(
-            CPath::new(path)?.get(),
+            c_path(path, &mut [0; PATH_MAX])?,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
@@ -695,7 +698,7 @@ impl Sys for Linux {
     }
 
     fn file_size(&mut self, path: &str) -> SysResult<u64> {
-        let stat = rustix::fs::stat(CPath::new(path)?.get()).map_err(errno)?;
+        let stat = rustix::fs::stat(c_path(path, &mut [0; PATH_MAX])?).map_err(errno)?;
         match rustix::fs::FileType::from_raw_mode(stat.st_mode) {
             rustix::fs::FileType::RegularFile => Ok(stat.st_size as u64),
             rustix::fs::FileType::Directory => Err(Errno::ISDIR),
@@ -723,7 +726,7 @@ impl Sys for Linux {
 
     fn load_module(&mut self, path: &str) -> SysResult<()> {
         let fd = rustix::fs::open(
-            CPath::new(path)?.get(),
+            c_path(path, &mut [0; PATH_MAX])?,
             OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
         )
@@ -804,13 +807,17 @@ impl Sys for Linux {
             .map_err(errno)?;
         inotify::add_watch(
             &watch,
-            CPath::new(dir)?.get(),
+            c_path(dir, &mut [0; PATH_MAX])?,
             inotify::WatchFlags::CREATE | inotify::WatchFlags::MOVED_TO,
         )
         .map_err(errno)?;
         // Checked after the watch exists, so a socket created in between is not missed.
-        let c_path = CPath::new(path)?;
-        if rustix::fs::access(c_path.get(), rustix::fs::Access::EXISTS).is_ok() {
+        if rustix::fs::access(
+            c_path(path, &mut [0; PATH_MAX])?,
+            rustix::fs::Access::EXISTS,
+        )
+        .is_ok()
+        {
             return Ok(());
         }
         let owner = match owner {
@@ -942,7 +949,7 @@ impl Sys for Linux {
 
     fn watch_inputs(&mut self, dir: &str) -> SysResult<u32> {
         let dir = rustix::fs::open(
-            CPath::new(dir)?.get(),
+            c_path(dir, &mut [0; PATH_MAX])?,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )

@@ -48,7 +48,7 @@ enum Address {
 
 impl Address {
     fn parse(text: &[u8]) -> Option<Address> {
-        if text.iter().any(|&b| b == b':') {
+        if crate::text::has_byte(text, b':') {
             parse_v6(text).map(Address::V6)
         } else {
             parse_v4(text).map(Address::V4)
@@ -120,7 +120,7 @@ fn parse_groups(text: &[u8], groups: &mut [u16; 8], ipv4_tail: bool) -> Option<u
     let mut parts = text.split(|&b| b == b':').peekable();
     while let Some(part) = parts.next() {
         let last = parts.peek().is_none();
-        if last && ipv4_tail && part.iter().any(|&b| b == b'.') {
+        if last && ipv4_tail && crate::text::has_byte(part, b'.') {
             let [a, b, c, d] = parse_v4(part)?;
             *groups.get_mut(count)? = u16::from_be_bytes([a, b]);
             *groups.get_mut(count + 1)? = u16::from_be_bytes([c, d]);
