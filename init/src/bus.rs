@@ -71,6 +71,7 @@ impl Bus {
     }
 
     /// Reads what `id` sent and answers every complete line or message.
+    // Out of line, like the codec's entry points (see dbus.rs).
     #[inline(never)]
     pub fn readable<S: Sys>(&mut self, sys: &mut S, id: BusId) {
         let Some(index) = self.connections.iter().position(|c| c.id == id) else {
@@ -145,6 +146,7 @@ impl Bus {
     /// The node shuts down: sends `PrepareForShutdown(true)` to every
     /// subscribed connection (later subscribers get it with their AddMatch
     /// reply). Returns the inhibitors to wait for.
+    // Out of line, like the codec's entry points (see dbus.rs).
     #[inline(never)]
     pub fn notify_shutdown<S: Sys>(&mut self, sys: &mut S) -> u32 {
         self.shutting_down = true;
