@@ -366,30 +366,24 @@ impl Linux {
         }
     }
 
+    /// Reads one command byte a round: when a command drops its client,
+    /// the bytes queued behind it are never read, so never reported.
     fn read_client(&mut self, id: u32) {
         let Some(index) = self.clients.iter().position(|client| client.id == id) else {
             return;
         };
-        let free = self.pending.capacity() - self.pending.len();
-        if free == 0 {
+        if self.pending.is_full() {
             // Level-triggered: epoll reports the bytes again next round.
             return;
         }
-        let mut buf = [0u8; 16];
-        let want = free.min(buf.len());
-        match rustix::net::recv(
-            &self.clients[index].fd,
-            &mut buf[..want],
-            RecvFlags::DONTWAIT,
-        ) {
+        let mut byte = [0u8; 1];
+        match rustix::net::recv(&self.clients[index].fd, &mut byte, RecvFlags::DONTWAIT) {
             Ok((0, _)) => self.drop_client(ClientId(id)),
-            Ok((n, _)) => {
-                for &byte in &buf[..n] {
-                    let _ = self.pending.push_back(Event::Request {
-                        client: ClientId(id),
-                        byte,
-                    });
-                }
+            Ok(_) => {
+                let _ = self.pending.push_back(Event::Request {
+                    client: ClientId(id),
+                    byte: byte[0],
+                });
             }
             Err(RawErrno::AGAIN) | Err(RawErrno::INTR) => {}
             Err(_) => self.drop_client(ClientId(id)),

@@ -381,15 +381,19 @@ fn unhex(hex: &[u8], to: &mut [u8]) -> usize {
     len
 }
 
-/// A byte that is no command: the init must drop this client and go on.
+/// Bytes that are no command: the init must drop this client and go on.
 fn send_system_socket_garbage() {
     let outcome = connect_system_socket().and_then(|client| {
         rustix::io::write(&client, &[0xff, 0x00, 0x7f])?;
         let mut reply = [0u8; 1];
         rustix::io::read(&client, &mut reply)
     });
+    // The init reads one byte and closes the connection; the kernel answers
+    // the bytes left unread with a reset instead of an end of file.
     match outcome {
-        Ok(0) => kmsg::write(Level::Notice, "system socket garbage: dropped by the init"),
+        Ok(0) | Err(rustix::io::Errno::CONNRESET) => {
+            kmsg::write(Level::Notice, "system socket garbage: dropped by the init")
+        }
         Ok(_) | Err(_) => kmsg::write(Level::Err, "system socket garbage: not dropped"),
     }
 }
