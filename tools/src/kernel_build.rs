@@ -256,10 +256,36 @@ pub fn unmet_requests(
         .collect()
 }
 
-/// Lines that differ between the committed and the freshly resolved config.
+/// Lines Kconfig writes from probing the host's tools rather than from the
+/// fragments: the header naming the source version, and the compilers',
+/// assembler's and linker's versions. A rustup or gcc update changes them
+/// and nothing the node runs, so the check ignores them; an option whose
+/// value follows from a probe still shows up as the option itself.
+fn describes_host_toolchain(line: &str) -> bool {
+    let option = line
+        .strip_prefix("CONFIG_")
+        .and_then(|rest| rest.split_once('='))
+        .map(|(name, _)| name);
+    match option {
+        Some(name) => {
+            name.ends_with("_VERSION")
+                || name == "CC_VERSION_TEXT"
+                || name.starts_with("RUSTC_HAS_")
+        }
+        None => line.starts_with("# Linux/") && line.ends_with(" Kernel Configuration"),
+    }
+}
+
+/// Lines that differ between the committed and the freshly resolved config,
+/// leaving out those that only describe the host's toolchain.
 pub fn config_differences(committed: &str, resolved: &str) -> Vec<String> {
-    let committed_lines: BTreeSet<&str> = committed.lines().collect();
-    let resolved_lines: BTreeSet<&str> = resolved.lines().collect();
+    let relevant = |config| -> BTreeSet<&str> {
+        str::lines(config)
+            .filter(|line| !describes_host_toolchain(line))
+            .collect()
+    };
+    let committed_lines = relevant(committed);
+    let resolved_lines = relevant(resolved);
     let removed = committed_lines
         .difference(&resolved_lines)
         .map(|line| format!("- {line}"));
@@ -486,13 +512,12 @@ pub fn check_config(workspace: &Workspace, arch: Arch) -> Result<()> {
     }
     let committed =
         committed.with_context(|| format!("reading the committed {}", committed_path.display()))?;
-    if committed != config {
-        let differences = config_differences(&committed, &config);
+    let differences = config_differences(&committed, &config);
+    if !differences.is_empty() {
         const SHOWN: usize = 40;
         bail!(
             "{} is not what the fragments resolve to with {SOURCE_PACKAGE} {version} \
-             ({} differing lines, else only their order; `cargo kios kernel --arch {arch}` \
-             rewrites it):\n{}",
+             ({} differing lines; `cargo kios kernel --arch {arch} --config-only` rewrites it):\n{}",
             committed_path.display(),
             differences.len(),
             differences
@@ -768,6 +793,23 @@ mod tests {
         let differences = config_differences("A=y\nB=y\n", "A=y\nC=y\n");
         assert_eq!(differences, ["- B=y", "+ C=y"]);
         assert!(config_differences("A=y\n", "A=y\n").is_empty());
+    }
+
+    #[test]
+    fn a_new_compiler_or_rustc_is_not_a_config_difference() {
+        let committed = "# Linux/x86_64 6.12.117 Kernel Configuration\n\
+            CONFIG_CC_VERSION_TEXT=\"gcc (Debian 12.2.0-14) 12.2.0\"\n\
+            CONFIG_GCC_VERSION=120200\nCONFIG_RUSTC_VERSION=109500\n\
+            CONFIG_RUSTC_HAS_UNNECESSARY_TRANSMUTES=y\nCONFIG_SMP=y\n";
+        let updated = "# Linux/x86_64 6.12.118 Kernel Configuration\n\
+            CONFIG_CC_VERSION_TEXT=\"gcc (Debian 12.2.0-14+deb12u1) 12.2.0\"\n\
+            CONFIG_GCC_VERSION=120200\nCONFIG_RUSTC_VERSION=109600\nCONFIG_SMP=y\n";
+        assert!(config_differences(committed, updated).is_empty());
+        let option_changed = updated.replace("CONFIG_SMP=y", "# CONFIG_SMP is not set");
+        assert_eq!(
+            config_differences(committed, &option_changed),
+            ["- CONFIG_SMP=y", "+ # CONFIG_SMP is not set"]
+        );
     }
 
     #[test]
