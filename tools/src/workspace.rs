@@ -61,6 +61,7 @@ impl Workspace {
     /// target dir is; on failure cargo's own diagnostics are shown.
     pub fn build_musl_binary(&self, package: &str, arch: Arch) -> Result<PathBuf> {
         let target = arch.musl_target();
+        self.ensure_rust_target(target)?;
         with_step(format!("building {package} for {target}"), || {
             let output = cargo()
                 .current_dir(&self.root)
@@ -85,6 +86,54 @@ impl Workspace {
             })
         })
     }
+
+    /// Adds `target`'s standard library to the pinned toolchain when it is
+    /// missing. rust-toolchain.toml names both musl targets, but a fresh
+    /// machine that already had the pinned toolchain, with
+    /// `RUSTUP_AUTO_INSTALL=0` set, got neither from rustup.
+    fn ensure_rust_target(&self, target: &str) -> Result<()> {
+        let installed = rustup(&self.root)
+            .args(["target", "list", "--installed"])
+            .stderr(Stdio::inherit())
+            .output()
+            .context("running `rustup target list --installed` (the tools need rustup)")?;
+        if !installed.status.success() {
+            bail!(
+                "`rustup target list --installed` failed ({})",
+                installed.status
+            );
+        }
+        if lists_target(&String::from_utf8_lossy(&installed.stdout), target) {
+            return Ok(());
+        }
+        with_step(format!("adding the Rust target {target}"), || {
+            let added = rustup(&self.root)
+                .args(["target", "add", target])
+                .stdin(Stdio::null())
+                .output()
+                .with_context(|| format!("running `rustup target add {target}`"))?;
+            if !added.status.success() {
+                bail!(
+                    "`rustup target add {target}` failed ({}):\n{}",
+                    added.status,
+                    String::from_utf8_lossy(&added.stderr).trim_end()
+                );
+            }
+            Ok(())
+        })
+    }
+}
+
+/// rustup, run in the workspace so it acts on the toolchain that
+/// rust-toolchain.toml pins.
+fn rustup(workspace_root: &Path) -> Command {
+    let mut command = Command::new("rustup");
+    command.current_dir(workspace_root);
+    command
+}
+
+fn lists_target(installed_targets: &str, target: &str) -> bool {
+    installed_targets.lines().any(|line| line.trim() == target)
 }
 
 /// The cargo that runs us (so the pinned toolchain is used), else `cargo` from PATH.
@@ -133,5 +182,16 @@ mod tests {
             ))
         );
         assert_eq!(executable_from_messages(messages, "kios-standin"), None);
+    }
+
+    #[test]
+    fn a_target_counts_as_installed_only_when_rustup_lists_it_whole() {
+        let listed = "x86_64-unknown-linux-gnu\nx86_64-unknown-linux-musl\n";
+        assert!(lists_target(listed, "x86_64-unknown-linux-musl"));
+        assert!(!lists_target(listed, "aarch64-unknown-linux-musl"));
+        assert!(!lists_target(
+            "x86_64-unknown-linux-musleabi\n",
+            "x86_64-unknown-linux-musl"
+        ));
     }
 }
