@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
 use crate::arch::Arch;
+use crate::command::output_of;
 use crate::progress::with_step;
 
 /// The workspace's root and target directory, as cargo reports them.
@@ -92,34 +93,13 @@ impl Workspace {
     /// machine that already had the pinned toolchain, with
     /// `RUSTUP_AUTO_INSTALL=0` set, got neither from rustup.
     fn ensure_rust_target(&self, target: &str) -> Result<()> {
-        let installed = rustup(&self.root)
-            .args(["target", "list", "--installed"])
-            .stderr(Stdio::inherit())
-            .output()
-            .context("running `rustup target list --installed` (the tools need rustup)")?;
-        if !installed.status.success() {
-            bail!(
-                "`rustup target list --installed` failed ({})",
-                installed.status
-            );
-        }
-        if lists_target(&String::from_utf8_lossy(&installed.stdout), target) {
+        let installed = output_of(rustup(&self.root).args(["target", "list", "--installed"]))
+            .context("the tools need rustup to add the musl targets")?;
+        if lists_target(&installed, target) {
             return Ok(());
         }
         with_step(format!("adding the Rust target {target}"), || {
-            let added = rustup(&self.root)
-                .args(["target", "add", target])
-                .stdin(Stdio::null())
-                .output()
-                .with_context(|| format!("running `rustup target add {target}`"))?;
-            if !added.status.success() {
-                bail!(
-                    "`rustup target add {target}` failed ({}):\n{}",
-                    added.status,
-                    String::from_utf8_lossy(&added.stderr).trim_end()
-                );
-            }
-            Ok(())
+            output_of(rustup(&self.root).args(["target", "add", target])).map(drop)
         })
     }
 }
