@@ -91,25 +91,23 @@ impl Workspace {
     /// Adds `target`'s standard library to the pinned toolchain when it is
     /// missing. rust-toolchain.toml names both musl targets, but a fresh
     /// machine that already had the pinned toolchain, with
-    /// `RUSTUP_AUTO_INSTALL=0` set, got neither from rustup.
+    /// `RUSTUP_AUTO_INSTALL=0` set, got neither from rustup. rustup runs
+    /// in the workspace so it acts on the pinned toolchain.
     fn ensure_rust_target(&self, target: &str) -> Result<()> {
-        let installed = output_of(rustup(&self.root).args(["target", "list", "--installed"]))
+        let rustup = || {
+            let mut command = Command::new("rustup");
+            command.current_dir(&self.root);
+            command
+        };
+        let installed = output_of(rustup().args(["target", "list", "--installed"]))
             .context("the tools need rustup to add the musl targets")?;
         if lists_target(&installed, target) {
             return Ok(());
         }
         with_step(format!("adding the Rust target {target}"), || {
-            output_of(rustup(&self.root).args(["target", "add", target])).map(drop)
+            output_of(rustup().args(["target", "add", target])).map(drop)
         })
     }
-}
-
-/// rustup, run in the workspace so it acts on the toolchain that
-/// rust-toolchain.toml pins.
-fn rustup(workspace_root: &Path) -> Command {
-    let mut command = Command::new("rustup");
-    command.current_dir(workspace_root);
-    command
 }
 
 fn lists_target(installed_targets: &str, target: &str) -> bool {
