@@ -292,6 +292,7 @@ impl ControlPlane {
         command.stdin(Stdio::null()).stdout(output).stderr(errors);
         // SAFETY: the closure runs in the child between fork and exec, and
         // makes one async-signal-safe system call (prctl).
+        #[allow(unsafe_code)] // interim: moved into one module next
         unsafe {
             command.pre_exec(|| {
                 rustix::process::set_parent_process_death_signal(Some(

@@ -354,6 +354,7 @@ impl ContainerdSandbox {
             .stderr(log_for_stderr);
         // SAFETY: between fork and exec only async-signal-safe syscalls run
         // (prctl, unshare, mount on a literal path); no memory is allocated.
+        #[allow(unsafe_code)] // interim: moved into one module next
         unsafe {
             command.pre_exec(|| {
                 set_parent_process_death_signal(Some(Signal::KILL))?;

@@ -1,0 +1,30 @@
+//! Paths inside the node image that the image builder writes and the init
+//! reads.
+
+/// The init, as the kernel starts it (`rdinit=`).
+pub const INIT: &str = "/bin/init";
+/// The container runtime the init starts first.
+pub const RUNTIME: &str = "/bin/containerd";
+/// The kubelet.
+pub const KUBELET: &str = "/bin/kubelet";
+/// The runtime's socket: the kubelet starts once it appears.
+pub const RUNTIME_SOCKET: &str = "/run/containerd/containerd.sock";
+/// Module load order, one path per line, computed at build time: loaded
+/// before the runtime starts (its storage needs them).
+pub const MODULE_LIST: &str = "/etc/kios/modules";
+/// Modules the node needs only once pods get networks (and the power
+/// button's): loaded after the kubelet starts.
+pub const LATE_MODULE_LIST: &str = "/etc/kios/modules-late";
+/// The node's name when no `kios.hostname=` is given.
+pub const HOSTNAME_FILE: &str = "/etc/hostname";
+/// The seeded containerd store: the images a first boot needs, overlaid
+/// read-only under a writable layer on `/var/lib/containerd`.
+pub const CONTAINERD_SEED: &str = "/usr/lib/kios/containerd";
+/// Where containerd's store lives (the overlay's mount point).
+pub const CONTAINERD_STORE: &str = "/var/lib/containerd";
+/// containerd's overlayfs snapshots (`root_path` in its config).
+pub const CONTAINERD_SNAPSHOTS: &str = "/var/lib/containerd-snapshots";
+/// The node's persistent state: the data partition, or a tmpfs.
+pub const VAR: &str = "/var";
+/// The services' captured output, `<service>.log`, rotated once.
+pub const SERVICE_LOG_DIR: &str = "/var/log/kios";

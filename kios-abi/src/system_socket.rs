@@ -1,0 +1,62 @@
+//! The system socket: one-byte commands from root peers to the init,
+//! one-byte events from the init to its clients.
+
+/// Where the init listens (stream, mode 0600, root peers only).
+pub const PATH: &str = "/run/system.sock";
+
+/// A command a client sends.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Command {
+    /// Shut the node down (power off).
+    Shutdown,
+    /// The client finished its part of the shutdown; carry on.
+    ContinueShutdown,
+    /// Restart the kubelet now.
+    RestartKubelet,
+    /// Restart the container runtime now.
+    RestartRuntime,
+}
+
+impl Command {
+    /// Every command, in byte order.
+    pub const ALL: [Command; 4] = [
+        Command::Shutdown,
+        Command::ContinueShutdown,
+        Command::RestartKubelet,
+        Command::RestartRuntime,
+    ];
+
+    /// The byte on the wire.
+    pub const fn byte(self) -> u8 {
+        match self {
+            Command::Shutdown => 0x01,
+            Command::ContinueShutdown => 0x02,
+            Command::RestartKubelet => 0x03,
+            Command::RestartRuntime => 0x04,
+        }
+    }
+
+    pub fn decode(byte: u8) -> Option<Command> {
+        Command::ALL.into_iter().find(|command| command.byte() == byte)
+    }
+}
+
+/// The one event the init sends: the node is shutting down; a client
+/// answers with [`Command::ContinueShutdown`] once it is done.
+pub const EVENT_SHUTDOWN: u8 = 0x01;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_four_commands_and_nothing_else() {
+        assert_eq!(Command::decode(1), Some(Command::Shutdown));
+        assert_eq!(Command::decode(2), Some(Command::ContinueShutdown));
+        assert_eq!(Command::decode(3), Some(Command::RestartKubelet));
+        assert_eq!(Command::decode(4), Some(Command::RestartRuntime));
+        assert!((0..=255u8)
+            .filter(|&b| Command::decode(b).is_some())
+            .eq(1..=4));
+    }
+}
