@@ -3,31 +3,23 @@
 use crate::bus::Bus;
 use crate::cmdline::{self, Options};
 use crate::data_partition::{self, DataError, DevicePath};
-use crate::dbus::SYSTEM_BUS_SOCKET;
 use crate::errno::Errno;
 use crate::hostname::Hostname;
-use crate::kubelet::{self, RUNTIME_SOCKET};
+use crate::kubelet;
 use crate::log;
 use crate::log::{file_unavailable, Level};
 use crate::mounts::{self, FsMount};
 use crate::netlink;
 use crate::power_button;
-use crate::protocol::Command;
 use crate::shutdown::Shutdown;
 use crate::supervisor::{Restart, Service, Supervisor};
 use crate::sys::{signo, CommandArgv, Event, MountOp, PowerAction, Signal, Sys};
 
-pub const SYSTEM_SOCKET: &str = "/run/system.sock";
-/// D-Bus clients (the kubelet's godbus) dial `/var/run/dbus/...` by
-/// default: /var/run leads to /run, as the FHS has it.
-const VAR_RUN: &str = "/var/run";
-/// The module load order, written at image build time: one path per line.
-/// These load before the runtime starts (its storage needs them).
-pub const MODULE_LIST: &str = "/etc/kios/modules";
-/// Modules the node needs only once pods get networks: loaded after the
-/// kubelet starts, off the path to kubelet_exec.
-pub const LATE_MODULE_LIST: &str = "/etc/kios/modules-late";
-pub const HOSTNAME_FILE: &str = "/etc/hostname";
+use kios_abi::image::{HOSTNAME_FILE, LATE_MODULE_LIST, MODULE_LIST, RUNTIME_SOCKET};
+use kios_abi::system_bus::{self, VAR_RUN};
+use kios_abi::system_socket::{self, Command};
+use kios_abi::timeline::{self, Phase};
+
 /// The hostname when none is configured: the kernel's "(none)" is no node name.
 const DEFAULT_HOSTNAME: &str = "kios";
 /// Where the initramfs root is bind-mounted before it is moved onto `/`.
@@ -73,10 +65,10 @@ impl ufmt::uDisplay for BootError {
             BootError::Hostname(e) => ufmt::uwrite!(f, "setting the hostname failed: {}", e),
             BootError::Loopback(e) => ufmt::uwrite!(f, "bringing up lo failed: {}", e),
             BootError::SystemSocket(e) => {
-                ufmt::uwrite!(f, "serving {} failed: {}", SYSTEM_SOCKET, e)
+                ufmt::uwrite!(f, "serving {} failed: {}", system_socket::PATH, e)
             }
             BootError::SystemBus(e) => {
-                ufmt::uwrite!(f, "serving {} failed: {}", SYSTEM_BUS_SOCKET, e)
+                ufmt::uwrite!(f, "serving {} failed: {}", system_bus::SOCKET, e)
             }
             BootError::VarRunLink(e) => {
                 ufmt::uwrite!(f, "linking {} to /run failed: {}", VAR_RUN, e)
@@ -94,28 +86,6 @@ impl ufmt::uDisplay for BootError {
                 device.as_str(),
                 e
             ),
-        }
-    }
-}
-
-/// The timeline phases, logged as `timeline <phase> us=<µs since boot>`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Phase {
-    Pid1,
-    MountsDone,
-    RuntimeExec,
-    RuntimeReady,
-    KubeletExec,
-}
-
-impl Phase {
-    pub fn name(self) -> &'static str {
-        match self {
-            Phase::Pid1 => "pid1",
-            Phase::MountsDone => "mounts_done",
-            Phase::RuntimeExec => "runtime_exec",
-            Phase::RuntimeReady => "runtime_ready",
-            Phase::KubeletExec => "kubelet_exec",
         }
     }
 }
@@ -154,7 +124,8 @@ impl<S: Sys> Init<S> {
         log!(
             &mut self.sys,
             Level::Notice,
-            "timeline {} us={}",
+            "{} {} us={}",
+            timeline::WORD,
             phase.name(),
             us
         );
@@ -202,7 +173,7 @@ impl<S: Sys> Init<S> {
         self.set_hostname();
         self.bring_up_loopback();
         self.set_sysctls();
-        if let Err(errno) = self.sys.listen(SYSTEM_SOCKET) {
+        if let Err(errno) = self.sys.listen(system_socket::PATH) {
             self.fail(BootError::SystemSocket(errno));
         }
         self.serve_system_bus();
@@ -454,7 +425,7 @@ impl<S: Sys> Init<S> {
         );
         self.bus = Bus::new(self.shutdown_grace_ms);
         self.mkdir("/run/dbus", 0o755);
-        if let Err(errno) = self.sys.listen_bus(SYSTEM_BUS_SOCKET) {
+        if let Err(errno) = self.sys.listen_bus(system_bus::SOCKET) {
             self.fail(BootError::SystemBus(errno));
         }
     }
@@ -1195,7 +1166,7 @@ mod tests {
     /// A booted node whose kubelet (config: 20 s grace) holds an inhibitor.
     fn with_kubelet_on_the_bus() -> Init<RecordingSys> {
         let mut sys = RecordingSys::new().with_file(
-            kubelet::CONFIG,
+            kios_abi::kubernetes::CONFIG,
             b"kind: KubeletConfiguration\nshutdownGracePeriod: 20s\n",
         );
         sys.bus_input

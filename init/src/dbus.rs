@@ -2,7 +2,7 @@
 //! kubelet's graceful node shutdown (kubelet 1.20,
 //! `pkg/kubelet/nodeshutdown/systemd/inhibit_linux.go`, through godbus
 //! v5.0.3). The init is the bus and logind at once: one [`Session`] per
-//! connection on [`SYSTEM_BUS_SOCKET`], fed bytes by the event loop, which
+//! connection on [`kios_abi::system_bus::SOCKET`], fed bytes by the event loop, which
 //! only moves bytes and file descriptors.
 //!
 //! What the kubelet does, in order (godbus `auth.go`, `conn.go`,
@@ -38,9 +38,6 @@
 
 use crate::protocol::peer_allowed;
 
-/// Where the bus listens. godbus dials `$DBUS_SYSTEM_BUS_ADDRESS`, by
-/// default `unix:path=/var/run/dbus/system_bus_socket`.
-pub const SYSTEM_BUS_SOCKET: &str = "/run/dbus/system_bus_socket";
 /// The largest message accepted, header and body; a connection announcing
 /// a larger one is closed. The kubelet's largest (Inhibit) is 238 bytes.
 pub const MESSAGE_MAX: usize = 2048;

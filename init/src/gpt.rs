@@ -2,12 +2,8 @@
 //! its CRC, the partition entry array and its CRC (UEFI spec, chapter 5).
 //! No udev or libblkid on the node, so the init reads the table itself.
 
-/// The kiOS data partition type, 84071842-08aa-4749-be4f-edc9983137ce, as
-/// GPT stores it (the first three fields little-endian). The tools write the
-/// same GUID (tools/src/disk_image.rs).
-pub const DATA_PARTITION_TYPE: [u8; 16] = [
-    0x42, 0x18, 0x07, 0x84, 0xaa, 0x08, 0x49, 0x47, 0xbe, 0x4f, 0xed, 0xc9, 0x98, 0x31, 0x37, 0xce,
-];
+/// The kiOS data partition type as GPT stores it; the disk builder writes it.
+pub use kios_abi::data_partition::TYPE_GPT_BYTES as DATA_PARTITION_TYPE;
 
 const SIGNATURE: &[u8; 8] = b"EFI PART";
 const MIN_HEADER_SIZE: usize = 92;

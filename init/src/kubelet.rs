@@ -8,21 +8,13 @@ use crate::log::{file_unavailable, Level, Shown};
 use crate::node_ip;
 use crate::sys::{CommandArgv, Sys};
 
-pub const RUNTIME_BIN: &str = "/bin/containerd";
-pub const KUBELET_BIN: &str = "/bin/kubelet";
-pub const RUNTIME_SOCKET: &str = "/run/containerd/containerd.sock";
-const RUNTIME_ENDPOINT: &str = "unix:///run/containerd/containerd.sock";
+use kios_abi::image;
+use kios_abi::kubernetes::{
+    BOOTSTRAPPED_KUBECONFIG, BOOTSTRAP_KUBECONFIG, CONFIG, CREDENTIAL_PROVIDERS,
+    CREDENTIAL_PROVIDER_BIN_DIR, KUBECONFIG, NODE_IP, NODE_LABELS, STATIC_PODS,
+};
 
-pub const CONFIG: &str = "/etc/kubernetes/kubelet-config.yaml";
-pub const KUBECONFIG: &str = "/etc/kubernetes/kubeconfig";
-pub const BOOTSTRAP_KUBECONFIG: &str = "/etc/kubernetes/bootstrap-kubeconfig";
-/// Where the kubelet writes the kubeconfig it gets by bootstrapping.
-pub const BOOTSTRAPPED_KUBECONFIG: &str = "/var/lib/kubelet/kubeconfig";
-pub const NODE_LABELS: &str = "/etc/kubernetes/node-labels";
-pub const NODE_IP: &str = "/etc/kubernetes/node-ip";
-pub const CREDENTIAL_PROVIDERS: &str = "/etc/kubernetes/credential-providers.yaml";
-pub const CREDENTIAL_PROVIDER_BIN_DIR: &str = "/usr/libexec/kubernetes/credential-providers";
-pub const STATIC_PODS: &str = "/etc/kubernetes/manifests";
+const RUNTIME_ENDPOINT: &str = concat!("unix://", kios_abi::runtime_socket!());
 
 /// Small files (labels, node IP) are read whole up to this size.
 const SMALL_FILE_MAX: usize = 8192;
@@ -31,7 +23,7 @@ const SMALL_FILE_MAX: usize = 8192;
 pub fn runtime_argv() -> CommandArgv {
     let mut argv = CommandArgv::new();
     // A one-word argv always fits.
-    let _ = argv.push(&[RUNTIME_BIN]);
+    let _ = argv.push(&[image::RUNTIME]);
     argv
 }
 
@@ -82,7 +74,7 @@ fn read_small<'b, S: Sys>(
 /// The kubelet's command line from what `/etc/kubernetes` holds.
 pub fn kubelet_argv<S: Sys>(sys: &mut S) -> CommandArgv {
     let mut argv = CommandArgv::new();
-    push_flag(sys, &mut argv, &[KUBELET_BIN]);
+    push_flag(sys, &mut argv, &[image::KUBELET]);
     push_flag(sys, &mut argv, &["--container-runtime=remote"]);
     push_flag(
         sys,

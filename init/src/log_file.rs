@@ -5,7 +5,8 @@
 
 use crate::data_partition::DevicePath;
 
-pub const LOG_DIR: &str = "/var/log/kios";
+use kios_abi::image::SERVICE_LOG_DIR;
+
 /// A service keeps its current file and one rotated file: at most twice this.
 pub const ROTATE_AT_BYTES: u64 = 4 << 20;
 
@@ -13,7 +14,7 @@ pub const ROTATE_AT_BYTES: u64 = 4 << 20;
 pub fn path(service: &str, rotated: bool) -> DevicePath {
     let mut path = DevicePath::new();
     for part in [
-        LOG_DIR,
+        SERVICE_LOG_DIR,
         "/",
         service,
         ".log",

@@ -12,7 +12,7 @@ use mini_libc_free::kmsg::{self, Level};
 mini_libc_free::entry!(main);
 
 fn main() -> ! {
-    kmsg::set_ident("kios");
+    kmsg::set_ident(kios_abi::timeline::INIT_IDENT);
     if !rustix::process::getpid().is_init() {
         kmsg::write(Level::Err, "kios-init runs only as PID 1");
         mini_libc_free::process::exit(1);

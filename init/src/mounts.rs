@@ -1,5 +1,6 @@
 //! The base system's mounts: which filesystem goes where, with which flags.
 
+use kios_abi::image;
 use linux_raw_sys::general::{MS_NOATIME, MS_NODEV, MS_NOEXEC, MS_NOSUID};
 
 /// A filesystem the init mounts at boot.
@@ -24,7 +25,7 @@ const LOCKED: u32 = MS_NOSUID | MS_NODEV | MS_NOEXEC;
 
 /// Mount points in the image's root; created while the root is still
 /// writable, since the root becomes read-only.
-pub const ROOT_MOUNT_POINTS: [&str; 7] = ["/dev", "/proc", "/sys", "/run", "/tmp", "/var", "/etc"];
+pub const ROOT_MOUNT_POINTS: [&str; 7] = ["/dev", "/proc", "/sys", "/run", "/tmp", image::VAR, "/etc"];
 
 /// devtmpfs first: /dev/kmsg is where every later line goes. Device nodes
 /// need dev; nothing executes from /dev.
@@ -57,7 +58,7 @@ pub const BASE: [FsMount; 7] = [
 /// logs and the writable layer of /etc. It is the data partition when
 /// there is one. Images carry setuid binaries and device nodes, and
 /// containers execute from here: no locking flags.
-pub const VAR: &str = "/var";
+pub const VAR: &str = image::VAR;
 /// The data partition's filesystem. noatime: reads cause no writes, which
 /// flash on edge boards and busy image layers both want.
 pub const DATA_FSTYPE: &str = "ext4";
@@ -69,15 +70,15 @@ pub const VAR_EPHEMERAL: FsMount = fs(VAR, "tmpfs", 0, "mode=0755");
 /// (made on every boot: a fresh data partition starts empty).
 pub const STATE_DIRS: [(&str, u32); 10] = [
     ("/var/lib", 0o755),
-    ("/var/lib/containerd", 0o711),
+    (image::CONTAINERD_STORE, 0o711),
     // containerd's overlayfs snapshots: on the tmpfs itself, since an
     // overlayfs upper directory cannot live on the overlay at /var/lib/containerd.
-    ("/var/lib/containerd-snapshots", 0o711),
+    (image::CONTAINERD_SNAPSHOTS, 0o711),
     ("/var/lib/kubelet", 0o700),
     ("/var/log", 0o755),
     ("/var/log/pods", 0o755),
     // The runtime's and the kubelet's own output (crate::log_file).
-    ("/var/log/kios", 0o750),
+    (image::SERVICE_LOG_DIR, 0o750),
     ("/var/lib/kios", 0o700),
     ("/var/lib/kios/etc", 0o700),
     ("/run/containerd", 0o711),
@@ -101,15 +102,19 @@ pub const ETC_DIRS: [(&str, u32); 2] = [
 ];
 
 /// The image's seeded containerd store: the images a first boot needs.
-pub const CONTAINERD_SEED: &str = "/usr/lib/kios/containerd";
+pub const CONTAINERD_SEED: &str = image::CONTAINERD_SEED;
 
 /// containerd's store: the read-only seed under a writable layer on the
 /// /var tmpfs, so the first boot pulls nothing and copies nothing.
 pub const CONTAINERD_STORE: FsMount = fs(
-    "/var/lib/containerd",
+    image::CONTAINERD_STORE,
     "overlay",
     0,
-    "lowerdir=/usr/lib/kios/containerd,upperdir=/var/lib/.containerd/upper,workdir=/var/lib/.containerd/work",
+    concat!(
+        "lowerdir=",
+        kios_abi::containerd_seed!(),
+        ",upperdir=/var/lib/.containerd/upper,workdir=/var/lib/.containerd/work"
+    ),
 );
 
 /// The overlay's writable layer and its work directory.

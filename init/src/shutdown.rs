@@ -7,7 +7,7 @@ use crate::errno::Errno;
 use crate::log;
 use crate::log::Level;
 use crate::mountinfo;
-use crate::protocol::EVENT_SHUTDOWN;
+use kios_abi::system_socket::EVENT_SHUTDOWN;
 use crate::sys::{PowerAction, Signal, Sys};
 
 /// How long processes get between SIGTERM and SIGKILL.

@@ -22,10 +22,11 @@ mod tests {
     fn the_bytes_are_the_guid_in_gpt_order() {
         let hex: [u8; 32] = {
             let mut digits = [0u8; 32];
-            let mut n = 0;
-            for c in TYPE_GUID.bytes().filter(|&c| c != b'-') {
-                digits[n] = (c as char).to_digit(16).unwrap() as u8;
-                n += 1;
+            for (digit, c) in digits
+                .iter_mut()
+                .zip(TYPE_GUID.bytes().filter(|&c| c != b'-'))
+            {
+                *digit = (c as char).to_digit(16).unwrap() as u8;
             }
             digits
         };

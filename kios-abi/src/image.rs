@@ -1,6 +1,24 @@
 //! Paths inside the node image that the image builder writes and the init
 //! reads.
 
+/// Expands to [`RUNTIME_SOCKET`], for `concat!` (the kubelet's
+/// `unix://` endpoint is built from it at compile time).
+#[macro_export]
+macro_rules! runtime_socket {
+    () => {
+        "/run/containerd/containerd.sock"
+    };
+}
+
+/// Expands to [`CONTAINERD_SEED`], for `concat!` (the init's overlay
+/// options name it at compile time).
+#[macro_export]
+macro_rules! containerd_seed {
+    () => {
+        "/usr/lib/kios/containerd"
+    };
+}
+
 /// The init, as the kernel starts it (`rdinit=`).
 pub const INIT: &str = "/bin/init";
 /// The container runtime the init starts first.
@@ -8,7 +26,7 @@ pub const RUNTIME: &str = "/bin/containerd";
 /// The kubelet.
 pub const KUBELET: &str = "/bin/kubelet";
 /// The runtime's socket: the kubelet starts once it appears.
-pub const RUNTIME_SOCKET: &str = "/run/containerd/containerd.sock";
+pub const RUNTIME_SOCKET: &str = runtime_socket!();
 /// Module load order, one path per line, computed at build time: loaded
 /// before the runtime starts (its storage needs them).
 pub const MODULE_LIST: &str = "/etc/kios/modules";
@@ -19,7 +37,7 @@ pub const LATE_MODULE_LIST: &str = "/etc/kios/modules-late";
 pub const HOSTNAME_FILE: &str = "/etc/hostname";
 /// The seeded containerd store: the images a first boot needs, overlaid
 /// read-only under a writable layer on `/var/lib/containerd`.
-pub const CONTAINERD_SEED: &str = "/usr/lib/kios/containerd";
+pub const CONTAINERD_SEED: &str = containerd_seed!();
 /// Where containerd's store lives (the overlay's mount point).
 pub const CONTAINERD_STORE: &str = "/var/lib/containerd";
 /// containerd's overlayfs snapshots (`root_path` in its config).

@@ -36,8 +36,16 @@ impl Command {
         }
     }
 
-    pub fn decode(byte: u8) -> Option<Command> {
-        Command::ALL.into_iter().find(|command| command.byte() == byte)
+    /// The command a byte stands for. A match, not a search of [`Self::ALL`]:
+    /// the init's binary is 32 bytes smaller (a test keeps the two in step).
+    pub const fn decode(byte: u8) -> Option<Command> {
+        match byte {
+            0x01 => Some(Command::Shutdown),
+            0x02 => Some(Command::ContinueShutdown),
+            0x03 => Some(Command::RestartKubelet),
+            0x04 => Some(Command::RestartRuntime),
+            _ => None,
+        }
     }
 }
 
@@ -58,5 +66,12 @@ mod tests {
         assert!((0..=255u8)
             .filter(|&b| Command::decode(b).is_some())
             .eq(1..=4));
+    }
+
+    #[test]
+    fn decode_undoes_byte() {
+        for command in Command::ALL {
+            assert_eq!(Command::decode(command.byte()), Some(command));
+        }
     }
 }
