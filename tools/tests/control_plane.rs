@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use base64::Engine;
-use kios_tools::bom::{Bom, BOM_FILE};
-use kios_tools::cluster_pki::BOOTSTRAPPERS_GROUP;
-use kios_tools::control_plane::ControlPlane;
-use kios_tools::workspace::Workspace;
+use kios_tools::components::bom::{Bom, BOM_FILE};
+use kios_tools::cluster::pki::BOOTSTRAPPERS_GROUP;
+use kios_tools::cluster::control_plane::ControlPlane;
+use kios_tools::host::workspace::Workspace;
 
 fn write(path: PathBuf, text: &str) -> anyhow::Result<PathBuf> {
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;

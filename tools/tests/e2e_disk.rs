@@ -8,14 +8,14 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use kios_tools::arch::Arch;
-use kios_tools::disk_image::{build_disk_image, firmware_vm_config, DiskOptions};
-use kios_tools::node_checks::check_probe_boot;
-use kios_tools::node_image::{build_node_image, ImageOptions};
-use kios_tools::qemu::{kernel_command_line, run_vm, LineVerdict, RunOptions};
-use kios_tools::standin_checks::{require_line, Check};
-use kios_tools::timeline::Timeline;
-use kios_tools::workspace::Workspace;
+use kios_tools::host::arch::Arch;
+use kios_tools::image::disk::{build_disk_image, firmware_vm_config, DiskOptions};
+use kios_tools::testing::node_checks::check_probe_boot;
+use kios_tools::image::node_image::{build_node_image, ImageOptions};
+use kios_tools::vm::qemu::{kernel_command_line, run_vm, LineVerdict, RunOptions};
+use kios_tools::testing::standin_checks::{require_line, Check};
+use kios_tools::vm::timeline::Timeline;
+use kios_tools::host::workspace::Workspace;
 
 /// Firmware reading a ~200 MB kernel image under TCG adds minutes to a boot.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(1500);

@@ -6,14 +6,14 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use kios_tools::arch::Arch;
-use kios_tools::console::Console;
-use kios_tools::node_checks::check_probe_boot;
-use kios_tools::node_image::{build_node_image, vm_config, ImageOptions};
-use kios_tools::qemu::{run_vm, LineVerdict, RunOptions};
-use kios_tools::standin_checks::{require_line, Check};
-use kios_tools::timeline::Timeline;
-use kios_tools::workspace::Workspace;
+use kios_tools::host::arch::Arch;
+use kios_tools::vm::console::Console;
+use kios_tools::testing::node_checks::check_probe_boot;
+use kios_tools::image::node_image::{build_node_image, vm_config, ImageOptions};
+use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions};
+use kios_tools::testing::standin_checks::{require_line, Check};
+use kios_tools::vm::timeline::Timeline;
+use kios_tools::host::workspace::Workspace;
 
 /// The node's own long-running processes; pods add shims, pause and their containers.
 const HOST_BINARIES: [&str; 5] = [

@@ -11,14 +11,14 @@
 
 use std::time::Duration;
 
-use kios_tools::arch::Arch;
-use kios_tools::console::Console;
-use kios_tools::kernel_build::build_kernel;
-use kios_tools::node_image::{build_node_image, vm_config, ImageOptions};
-use kios_tools::qemu::{press_power_button, run_vm, LineVerdict, RunOptions};
-use kios_tools::standin_checks::{require_line, Check, CheckReport};
-use kios_tools::timeline::kmsg_micros;
-use kios_tools::workspace::Workspace;
+use kios_tools::host::arch::Arch;
+use kios_tools::vm::console::Console;
+use kios_tools::kernel::build::build_kernel;
+use kios_tools::image::node_image::{build_node_image, vm_config, ImageOptions};
+use kios_tools::vm::qemu::{press_power_button, run_vm, LineVerdict, RunOptions};
+use kios_tools::testing::standin_checks::{require_line, Check, CheckReport};
+use kios_tools::vm::timeline::kmsg_micros;
+use kios_tools::host::workspace::Workspace;
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(900);
 /// The kubelet took its shutdown inhibitor from the init's logind.
@@ -55,7 +55,7 @@ fn power_button_shuts_down(arch: Arch, kios_kernel: bool) {
     .expect("building the node image");
     let monitor = out.join("monitor.sock");
     let _ = std::fs::remove_file(&monitor);
-    let config = kios_tools::qemu::VmConfig {
+    let config = kios_tools::vm::qemu::VmConfig {
         monitor_socket: Some(monitor.clone()),
         ..vm_config(&image, true)
     };

@@ -1,9 +1,9 @@
 //! The same inputs give a byte-identical node image.
 
-use kios_tools::arch::Arch;
-use kios_tools::debian::sha256_file;
-use kios_tools::node_image::{build_node_image, ImageOptions};
-use kios_tools::workspace::Workspace;
+use kios_tools::host::arch::Arch;
+use kios_tools::components::debian::sha256_file;
+use kios_tools::image::node_image::{build_node_image, ImageOptions};
+use kios_tools::host::workspace::Workspace;
 
 #[test]
 #[ignore = "builds the node image twice: run by cargo kios test"]

@@ -3,9 +3,9 @@
 //! committed resolved configs current. CI runs the second through
 //! `cargo kios test`; it unpacks the kernel source but builds nothing.
 
-use kios_tools::arch::Arch;
-use kios_tools::kernel_build::{arch_fragment, check_config, kernel_dir, read_requests};
-use kios_tools::workspace::Workspace;
+use kios_tools::host::arch::Arch;
+use kios_tools::kernel::build::{arch_fragment, check_config, kernel_dir, read_requests};
+use kios_tools::host::workspace::Workspace;
 
 #[test]
 fn every_fragment_option_has_a_reason() {

@@ -6,15 +6,15 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use crate::arch::Arch;
+use crate::host::arch::Arch;
 use crate::components::OciRuntime;
-use crate::disk_image::{build_disk_image, firmware_vm_config, DiskOptions};
-use crate::host_packages::{ensure_installed, QEMU_PACKAGES};
-use crate::kernel_build::KernelChoice;
-use crate::node_image::{build_node_image, vm_config, ImageOptions};
-use crate::qemu::{run_vm, LineVerdict, RunOptions, VmRun};
-use crate::timeline::Timeline;
-use crate::workspace::Workspace;
+use crate::image::disk::{build_disk_image, firmware_vm_config, DiskOptions};
+use crate::host::packages::{ensure_installed, QEMU_PACKAGES};
+use crate::kernel::build::KernelChoice;
+use crate::image::node_image::{build_node_image, vm_config, ImageOptions};
+use crate::vm::qemu::{run_vm, LineVerdict, RunOptions, VmRun};
+use crate::vm::timeline::Timeline;
+use crate::host::workspace::Workspace;
 
 /// `kios boot`'s own flags on top of what every node boot takes.
 #[derive(Debug, clap::Args)]
@@ -35,8 +35,8 @@ pub struct BootArgs {
     #[arg(long)]
     no_icount: bool,
     /// How the initramfs is stored (none: fastest boot; gzip: smallest image).
-    #[arg(long, value_enum, default_value_t = crate::node_image::Compression::None)]
-    compression: crate::node_image::Compression,
+    #[arg(long, value_enum, default_value_t = crate::image::node_image::Compression::None)]
+    compression: crate::image::node_image::Compression,
     /// The OCI runtime containerd runs containers with.
     #[arg(long, value_enum, default_value_t = OciRuntime::Runc)]
     oci_runtime: OciRuntime,

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::arch::Arch;
-use crate::debian::sha256_file;
-use crate::disk_image::{build_disk_image, DiskOptions, DEFAULT_DATA_BYTES};
-use crate::kernel_build::KernelChoice;
-use crate::node_image::{build_node_image, ImageOptions, NodeImage};
-use crate::workspace::Workspace;
+use crate::host::arch::Arch;
+use crate::components::debian::sha256_file;
+use crate::image::disk::{build_disk_image, DiskOptions, DEFAULT_DATA_BYTES};
+use crate::kernel::build::KernelChoice;
+use crate::image::node_image::{build_node_image, ImageOptions, NodeImage};
+use crate::host::workspace::Workspace;
 
 #[derive(Debug, clap::Args)]
 pub struct BuildArgs {
@@ -24,8 +24,8 @@ pub struct BuildArgs {
     #[arg(long)]
     probe_pod: bool,
     /// How the initramfs is stored (none: fastest boot; gzip: smallest image).
-    #[arg(long, value_enum, default_value_t = crate::node_image::Compression::None)]
-    compression: crate::node_image::Compression,
+    #[arg(long, value_enum, default_value_t = crate::image::node_image::Compression::None)]
+    compression: crate::image::node_image::Compression,
     /// The OCI runtime containerd runs containers with.
     #[arg(long, value_enum, default_value_t = crate::components::OciRuntime::Runc)]
     oci_runtime: crate::components::OciRuntime,
@@ -54,7 +54,7 @@ struct Artifact {
 struct Manifest<'a> {
     arch: Arch,
     artifacts: Vec<Artifact>,
-    components: &'a [crate::node_image::ImagePart],
+    components: &'a [crate::image::node_image::ImagePart],
 }
 
 fn artifact(name: &'static str, path: &Path) -> Result<Artifact> {

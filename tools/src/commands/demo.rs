@@ -5,7 +5,7 @@
 use anyhow::Result;
 
 use crate::commands::boot::{boot_node, BootArgs, NodeBoot};
-use crate::timeline::Timeline;
+use crate::vm::timeline::Timeline;
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {

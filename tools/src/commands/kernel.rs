@@ -3,9 +3,9 @@
 
 use anyhow::Result;
 
-use crate::arch::Arch;
-use crate::kernel_build::{build_kernel, check_config, resolved_config_path, update_config};
-use crate::workspace::Workspace;
+use crate::host::arch::Arch;
+use crate::kernel::build::{build_kernel, check_config, resolved_config_path, update_config};
+use crate::host::workspace::Workspace;
 
 #[derive(Debug, clap::Args)]
 pub struct KernelArgs {

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::host_packages::{ensure_installed, QEMU_PACKAGES};
-use crate::workspace::{cargo, Workspace};
+use crate::host::packages::{ensure_installed, QEMU_PACKAGES};
+use crate::host::workspace::{cargo, Workspace};
 
 /// Test counts summed over the `test result:` lines of a cargo test run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -15,12 +15,12 @@ use anyhow::{bail, Context, Result};
 use flate2::read::GzDecoder;
 use serde::Deserialize;
 
-use crate::arch::Arch;
-use crate::cache::cache_subdir;
-use crate::debian::{self, sha256_file, DebianPackage};
-use crate::host_packages::run_apt;
-use crate::kubelet_build::{self, KubernetesSource};
-use crate::progress::with_step;
+use crate::host::arch::Arch;
+use crate::host::cache::cache_subdir;
+use crate::components::debian::{self, sha256_file, DebianPackage};
+use crate::host::packages::run_apt;
+use crate::components::kubelet_build::{self, KubernetesSource};
+use crate::host::progress::with_step;
 
 /// The BOM's file name, at the workspace root.
 pub const BOM_FILE: &str = "bom.toml";

@@ -21,7 +21,7 @@ use oci_spec::image::{
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
-use crate::arch::Arch;
+use crate::host::arch::Arch;
 
 /// The image holding each pod sandbox's namespaces (containerd's `sandbox_image`).
 pub const PAUSE_IMAGE: &str = "kios.local/pause:1";

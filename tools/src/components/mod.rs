@@ -5,6 +5,13 @@
 //!
 //! Also builds the OCI images the first boot needs without a registry.
 
+pub mod bom;
+pub mod debian;
+pub mod elf_deps;
+pub mod image_seed;
+pub mod kubelet_build;
+pub mod oci;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -12,11 +19,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::arch::Arch;
-use crate::bom::{fetch_component, Bom};
-use crate::elf_deps::{self, Sysroot};
-use crate::oci::{busybox_image, kiosctl_image, pause_image};
-use crate::workspace::Workspace;
+use crate::host::arch::Arch;
+use crate::components::bom::{fetch_component, Bom};
+use self::elf_deps::Sysroot;
+use crate::components::oci::{busybox_image, kiosctl_image, pause_image};
+use crate::host::workspace::Workspace;
 
 /// The OCI runtime containerd's shim starts containers with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]

@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use goblin::elf::header::{EM_AARCH64, EM_X86_64};
 use goblin::elf::Elf;
 
-use crate::arch::Arch;
+use crate::host::arch::Arch;
 
 /// Symlink hops allowed while resolving one path (Linux's own limit).
 const MAX_SYMLINK_HOPS: usize = 40;

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::arch::Arch;
-use crate::console::{Console, ConsoleLine};
+use crate::host::arch::Arch;
+use crate::vm::console::{Console, ConsoleLine};
 
 /// Where the VM's kernel comes from.
 #[derive(Clone, Debug)]

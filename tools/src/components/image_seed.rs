@@ -25,11 +25,11 @@ use rustix::thread::{unshare_unsafe, UnshareFlags};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::arch::Arch;
-use crate::bom::{fetch_component, Bom};
-use crate::cache::cache_subdir;
-use crate::debian::sha256_file;
-use crate::progress::with_step;
+use crate::host::arch::Arch;
+use crate::components::bom::{fetch_component, Bom};
+use crate::host::cache::cache_subdir;
+use crate::components::debian::sha256_file;
+use crate::host::progress::with_step;
 
 /// The containerd namespace of the CRI plugin: the kubelet sees only images there.
 const CRI_NAMESPACE: &str = "k8s.io";

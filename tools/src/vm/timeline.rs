@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::console::Console;
+use crate::vm::console::Console;
 
 /// Boot phases in the order the init reaches them (the `Ord` order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

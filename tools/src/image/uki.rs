@@ -24,7 +24,7 @@ use goblin::pe::section_table::{
     SectionTable, IMAGE_SCN_CNT_CODE, IMAGE_SCN_CNT_INITIALIZED_DATA, IMAGE_SCN_MEM_READ,
 };
 
-use crate::arch::Arch;
+use crate::host::arch::Arch;
 
 /// What goes into a unified kernel image besides the stub.
 pub struct UkiParts<'a> {

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
-use crate::progress::with_step;
+use crate::host::progress::with_step;
 
 /// What `cargo kios demo` and the QEMU end-to-end tests boot with (the
 /// UEFI firmware boots disk images: OVMF on amd64, AAVMF on arm64).

@@ -1,9 +1,9 @@
 //! What every boot of a node image with the probe pod must show: the
 //! checks the node tests share (each test adds its own on top).
 
-use crate::qemu::VmRun;
-use crate::standin_checks::{check_timeline, require_line, Check, CheckReport};
-use crate::timeline::{Timeline, FIRST_POD_MARKER};
+use crate::vm::qemu::VmRun;
+use crate::testing::standin_checks::{check_timeline, require_line, Check, CheckReport};
+use crate::vm::timeline::{Timeline, FIRST_POD_MARKER};
 
 /// The timeline, the probe pod running, and a clean power-off.
 pub fn check_probe_boot(run: &VmRun) -> CheckReport {

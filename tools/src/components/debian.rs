@@ -12,11 +12,11 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
-use crate::arch::Arch;
-use crate::cache::cache_subdir;
-use crate::command::output_of;
-use crate::host_packages::run_apt;
-use crate::progress::with_step;
+use crate::host::arch::Arch;
+use crate::host::cache::cache_subdir;
+use crate::host::command::output_of;
+use crate::host::packages::run_apt;
+use crate::host::progress::with_step;
 
 /// One version of one binary package for one architecture.
 #[derive(Clone, Debug, PartialEq, Eq)]

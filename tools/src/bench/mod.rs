@@ -15,14 +15,14 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::{Deserialize, Serialize};
 
-use crate::arch::Arch;
-use crate::bom::{fetch_component, Bom};
-use crate::initramfs::Initramfs;
-use crate::qemu::VmRun;
-use crate::timeline::{Phase, Timeline};
+use crate::host::arch::Arch;
+use crate::components::bom::{fetch_component, Bom};
+use crate::image::initramfs::Initramfs;
+use crate::vm::qemu::VmRun;
+use crate::vm::timeline::{Phase, Timeline};
 
 /// The baseline init, as the image holds it at /bin/init.
-pub const BASELINE_SCRIPT: &str = include_str!("../../benches/baseline/init.sh");
+pub const BASELINE_SCRIPT: &str = include_str!("../../../benches/baseline/init.sh");
 /// The lines only the baseline prints: proof the image really ran it.
 pub const BASELINE_MARKER: &str = "kios-baseline:";
 /// The image part the baseline init (script and busybox) is reported as.

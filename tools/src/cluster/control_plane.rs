@@ -22,15 +22,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::arch::Arch;
-use crate::bom::{fetch_component, Bom};
-use crate::cluster_pki::{
+use crate::host::arch::Arch;
+use crate::components::bom::{fetch_component, Bom};
+use crate::cluster::pki::{
     bootstrap_rbac_manifest, kubeconfig, BootstrapToken, ClientIdentity, ClusterCa, Credential,
     ServiceAccountKey, NODES_GROUP,
 };
-use crate::command::{output_of, render};
-use crate::host_packages::ensure_installed;
-use crate::progress::with_step;
+use crate::host::command::{output_of, render};
+use crate::host::packages::ensure_installed;
+use crate::host::progress::with_step;
 
 /// The address a QEMU user-mode guest reaches the API server at.
 pub const GUEST_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 100);

@@ -16,12 +16,12 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::arch::Arch;
-use crate::bom::Pin;
-use crate::cache::cache_subdir;
-use crate::command::{output_of, run_logged};
-use crate::host_packages::{ensure_installed, run_apt};
-use crate::progress::with_step;
+use crate::host::arch::Arch;
+use crate::components::bom::Pin;
+use crate::host::cache::cache_subdir;
+use crate::host::command::{output_of, run_logged};
+use crate::host::packages::{ensure_installed, run_apt};
+use crate::host::progress::with_step;
 
 /// Host packages the build runs: Go, the Makefile and its rsync, and
 /// `dpkg-source` to unpack the source package.

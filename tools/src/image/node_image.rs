@@ -12,14 +12,14 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use walkdir::WalkDir;
 
-use crate::arch::Arch;
-use crate::bom::{fetch_component, Bom};
+use crate::host::arch::Arch;
+use crate::components::bom::{fetch_component, Bom};
 use crate::components::{build_images, stage_components, OciRuntime};
-use crate::image_seed::seed_containerd_store;
-use crate::initramfs::Initramfs;
-use crate::kernel_modules::ModuleTree;
-use crate::qemu::VmConfig;
-use crate::workspace::Workspace;
+use crate::components::image_seed::seed_containerd_store;
+use crate::image::initramfs::Initramfs;
+use crate::image::modules::ModuleTree;
+use crate::vm::qemu::VmConfig;
+use crate::host::workspace::Workspace;
 
 /// Where the seeded containerd store sits in the image (the init mounts an
 /// overlay of it on /var/lib/containerd).

@@ -16,13 +16,13 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
-use crate::arch::Arch;
-use crate::cache::cache_subdir;
-use crate::command::{output_of, run_logged};
-use crate::debian::{candidate, fetch};
-use crate::host_packages::ensure_installed;
-use crate::progress::with_step;
-use crate::workspace::Workspace;
+use crate::host::arch::Arch;
+use crate::host::cache::cache_subdir;
+use crate::host::command::{output_of, run_logged};
+use crate::components::debian::{candidate, fetch};
+use crate::host::packages::ensure_installed;
+use crate::host::progress::with_step;
+use crate::host::workspace::Workspace;
 
 /// Debian's package with the kernel source as one tarball under /usr/src.
 pub const SOURCE_PACKAGE: &str = "linux-source-6.12";

@@ -6,9 +6,9 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-use crate::arch::Arch;
-use crate::command::output_of;
-use crate::progress::with_step;
+use crate::host::arch::Arch;
+use crate::host::command::output_of;
+use crate::host::progress::with_step;
 
 /// The workspace's root and target directory, as cargo reports them.
 #[derive(Clone, Debug)]

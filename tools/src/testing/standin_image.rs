@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use crate::arch::Arch;
-use crate::initramfs::Initramfs;
-use crate::node_image::pinned_kernel;
-use crate::progress::with_step;
-use crate::qemu::{run_vm, LineVerdict, RunOptions, VmConfig, VmRun};
-use crate::workspace::Workspace;
+use crate::host::arch::Arch;
+use crate::image::initramfs::Initramfs;
+use crate::image::node_image::pinned_kernel;
+use crate::host::progress::with_step;
+use crate::vm::qemu::{run_vm, LineVerdict, RunOptions, VmConfig, VmRun};
+use crate::host::workspace::Workspace;
 
 pub const INIT_PACKAGE: &str = "kios-init";
 pub const STANDIN_PACKAGE: &str = "kios-standin";
@@ -133,7 +133,7 @@ pub fn boot_standin_image(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::initramfs::tests::list;
+    use crate::image::initramfs::tests::list;
 
     #[test]
     fn image_has_the_fixture_layout() {

@@ -5,10 +5,10 @@
 
 use std::fmt;
 
-use crate::console::Console;
-use crate::qemu::VmRun;
-use crate::standin_image::NODE_IP;
-use crate::timeline::Timeline;
+use crate::vm::console::Console;
+use crate::vm::qemu::VmRun;
+use crate::testing::standin_image::NODE_IP;
+use crate::vm::timeline::Timeline;
 
 /// The kubelet flags the init must compute from the stand-in image's files.
 pub const EXPECTED_KUBELET_FLAGS: &[&str] = &[

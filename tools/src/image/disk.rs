@@ -4,7 +4,7 @@
 //!
 //! Built with: the partition table with the `gpt` crate; the EFI system
 //! partition's FAT32 with the `fatfs` crate; the ext4 with `mkfs.ext4`
-//! (e2fsprogs); the unified kernel image with [`crate::uki`]. Each
+//! (e2fsprogs); the unified kernel image with [`crate::image::uki`]. Each
 //! filesystem is made in a file of its own and copied in at its
 //! partition's offset, skipping zero blocks, so the disk stays sparse.
 //!
@@ -23,15 +23,15 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::arch::Arch;
-use crate::bom::{fetch_component, Bom};
-use crate::command::output_of;
-use crate::host_packages::{ensure_installed, DISK_IMAGE_PACKAGES};
-use crate::node_image::{NodeImage, NODE_MEMORY_MIB};
-use crate::progress::with_step;
-use crate::qemu::{kernel_command_line, VmConfig};
-use crate::uki::{build_uki, default_boot_path, os_release, stub_path_in_package, UkiParts};
-use crate::workspace::Workspace;
+use crate::host::arch::Arch;
+use crate::components::bom::{fetch_component, Bom};
+use crate::host::command::output_of;
+use crate::host::packages::{ensure_installed, DISK_IMAGE_PACKAGES};
+use crate::image::node_image::{NodeImage, NODE_MEMORY_MIB};
+use crate::host::progress::with_step;
+use crate::vm::qemu::{kernel_command_line, VmConfig};
+use crate::image::uki::{build_uki, default_boot_path, os_release, stub_path_in_package, UkiParts};
+use crate::host::workspace::Workspace;
 
 /// The kiOS data partition's GPT type; the init scans for the same GUID
 /// (init/src/gpt.rs holds it as bytes).

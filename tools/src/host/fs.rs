@@ -1,0 +1,1 @@
+//! File and directory helpers every step shares.

@@ -1,0 +1,8 @@
+//! Assembling what boots: the node image (an initramfs), the kernel
+//! modules it loads, the GPT disk image and the unified kernel image.
+
+pub mod disk;
+pub mod initramfs;
+pub mod modules;
+pub mod node_image;
+pub mod uki;

@@ -1,0 +1,6 @@
+//! Test support that never ships in a kiOS image: the probe pod, the
+//! stand-in image, and the checks boot tests run on a console.
+
+pub mod node_checks;
+pub mod standin_checks;
+pub mod standin_image;
