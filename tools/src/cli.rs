@@ -31,8 +31,8 @@ enum Command {
     Bench(commands::bench::BenchArgs),
     /// Build the kiOS kernel from kernel/*.config (--check: only verify the resolved config).
     Kernel(commands::kernel::KernelArgs),
-    /// Run every test: unit tests of the tools and the init, then the QEMU end-to-end tests.
-    Test,
+    /// Run every test: clippy, the unit tests, then the image and QEMU end-to-end tests, two steps at a time.
+    Test(commands::test::TestArgs),
 }
 
 impl Cli {
@@ -44,7 +44,7 @@ impl Cli {
             Command::Build(args) => commands::build::run(&args),
             Command::Bench(args) => commands::bench::run(&args),
             Command::Kernel(args) => commands::kernel::run(&args),
-            Command::Test => commands::test::run(),
+            Command::Test(args) => commands::test::run(&args),
         }
     }
 }

@@ -5,14 +5,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use kios_tools::host::arch::Arch;
 use kios_tools::bench::{
     check_run, civil_date, compare, init_cost_us, latest_result, record, result_paths, write_chart,
     ArchResult, BenchReport, Scenario, ScenarioResult, Spread, CLOCK,
 };
+use kios_tools::host::arch::Arch;
+use kios_tools::host::workspace::Workspace;
 use kios_tools::image::node_image::{build_node_image, vm_config, ImageOptions};
 use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions};
-use kios_tools::host::workspace::Workspace;
 
 fn run(phases: [u64; 6]) -> BTreeMap<String, u64> {
     [

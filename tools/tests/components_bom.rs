@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
-use kios_tools::host::arch::Arch;
 use kios_tools::components::bom::{fetch_component, Bom};
-use kios_tools::components::debian::sha256_file;
+use kios_tools::host::arch::Arch;
+use kios_tools::host::fs::sha256_file;
 
 /// A private cache, so test fixtures never land in the developer's cache.
 fn scratch(name: &str) -> PathBuf {

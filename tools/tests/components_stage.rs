@@ -6,11 +6,11 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kios_tools::host::arch::Arch;
 use kios_tools::components::bom::{Bom, BOM_FILE};
-use kios_tools::components::{build_images, stage_components, OciRuntime, StagedFile};
 use kios_tools::components::elf_deps::{closure, Sysroot};
 use kios_tools::components::oci::{BUSYBOX_IMAGE, KIOSCTL_IMAGE, PAUSE_IMAGE};
+use kios_tools::components::{build_images, stage_components, OciRuntime, StagedFile};
+use kios_tools::host::arch::Arch;
 use kios_tools::host::workspace::Workspace;
 
 fn staging_dir(name: &str) -> anyhow::Result<PathBuf> {
@@ -171,9 +171,14 @@ fn module_load_order_puts_dependencies_first_and_skips_builtins() {
     use kios_tools::image::modules::ModuleTree;
 
     let workspace = kios_tools::host::workspace::Workspace::locate().expect("workspace");
-    let bom = kios_tools::components::bom::Bom::load(&workspace.root.join("bom.toml")).expect("bom");
-    let kernel = kios_tools::components::bom::fetch_component(&bom, "kernel", kios_tools::host::arch::Arch::Amd64)
-        .expect("kernel");
+    let bom =
+        kios_tools::components::bom::Bom::load(&workspace.root.join("bom.toml")).expect("bom");
+    let kernel = kios_tools::components::bom::fetch_component(
+        &bom,
+        "kernel",
+        kios_tools::host::arch::Arch::Amd64,
+    )
+    .expect("kernel");
     let release = std::fs::read_dir(kernel.join("lib/modules"))
         .unwrap()
         .next()

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use base64::Engine;
-use kios_tools::components::bom::{Bom, BOM_FILE};
-use kios_tools::cluster::pki::BOOTSTRAPPERS_GROUP;
 use kios_tools::cluster::control_plane::ControlPlane;
+use kios_tools::cluster::pki::BOOTSTRAPPERS_GROUP;
+use kios_tools::components::bom::{Bom, BOM_FILE};
 use kios_tools::host::workspace::Workspace;
 
 fn write(path: PathBuf, text: &str) -> anyhow::Result<PathBuf> {

@@ -15,16 +15,16 @@ use std::process::Command;
 use anyhow::{ensure, Context, Result};
 use goblin::pe::header::Header;
 use kios_tools::host::arch::Arch;
-use kios_tools::components::debian::sha256_file;
+use kios_tools::host::fs::sha256_file;
+use kios_tools::host::workspace::Workspace;
 use kios_tools::image::disk::{
     build_disk_image, parse_guid, DiskImage, DiskOptions, DATA_PARTITION_NAME,
     DATA_PARTITION_TYPE_GUID, ESP_NAME, ESP_TYPE_GUID,
 };
 use kios_tools::image::initramfs::Initramfs;
 use kios_tools::image::node_image::{pinned_kernel, NodeImage};
-use kios_tools::vm::qemu::kernel_command_line;
 use kios_tools::image::uki::default_boot_path;
-use kios_tools::host::workspace::Workspace;
+use kios_tools::vm::qemu::kernel_command_line;
 
 const MIB: u64 = 1 << 20;
 const DATA_BYTES: u64 = 64 * MIB;

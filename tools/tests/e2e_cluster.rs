@@ -34,17 +34,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use kios_tools::host::arch::Arch;
-use kios_tools::components::bom::{Bom, BOM_FILE};
+use kios_tools::cluster::control_plane::{ControlPlane, GUEST_ADDRESS, GUEST_PORT, GUEST_SERVER};
 use kios_tools::cluster::pki::{
     self, BootstrapToken, ClientIdentity, ClusterCa, Credential, NODES_GROUP,
 };
-use kios_tools::vm::console::Console;
-use kios_tools::cluster::control_plane::{ControlPlane, GUEST_ADDRESS, GUEST_PORT, GUEST_SERVER};
+use kios_tools::components::bom::{Bom, BOM_FILE};
+use kios_tools::host::arch::Arch;
+use kios_tools::host::workspace::Workspace;
 use kios_tools::image::node_image::{build_node_image, vm_config, ImageOptions};
+use kios_tools::vm::console::Console;
 use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions, VmConfig, VmRun};
 use kios_tools::vm::timeline::{kmsg_micros, Phase, Timeline};
-use kios_tools::host::workspace::Workspace;
 use serde_json::{json, Value};
 
 /// The node's labels, as its node-labels file lists them.

@@ -13,15 +13,15 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use kios_tools::host::arch::Arch;
+use kios_tools::host::workspace::Workspace;
 use kios_tools::image::disk::{
     make_ext4, parse_guid, write_gpt_disk, PartitionContents, PartitionSpec,
     DATA_PARTITION_TYPE_GUID,
 };
 use kios_tools::image::node_image::{add_modules, pinned_kernel};
-use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions, VmConfig, VmRun};
 use kios_tools::testing::standin_checks::{check_standin_run, require_line};
 use kios_tools::testing::standin_image::standin_initramfs;
-use kios_tools::host::workspace::Workspace;
+use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions, VmConfig, VmRun};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 const MIB: u64 = 1 << 20;

@@ -21,14 +21,14 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use kios_tools::host::arch::Arch;
 use kios_tools::components::bom::{fetch_component, Bom};
-use kios_tools::vm::console::Console;
-use kios_tools::image::node_image::{build_node_image, vm_config, ImageOptions};
-use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions};
-use kios_tools::testing::standin_checks::{check_timeline, require_line, Check, CheckReport};
-use kios_tools::vm::timeline::{kmsg_micros, Phase, Timeline};
+use kios_tools::host::arch::Arch;
 use kios_tools::host::workspace::Workspace;
+use kios_tools::image::node_image::{build_node_image, vm_config, ImageOptions};
+use kios_tools::testing::standin_checks::{check_timeline, require_line, Check, CheckReport};
+use kios_tools::vm::console::Console;
+use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions};
+use kios_tools::vm::timeline::{kmsg_micros, Phase, Timeline};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(900);
 const REPORT_POD_PATH: &str = "/etc/kubernetes/manifests/kios-net-report.yaml";

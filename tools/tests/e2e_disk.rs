@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use kios_tools::host::arch::Arch;
-use kios_tools::image::disk::{build_disk_image, firmware_vm_config, DiskOptions};
-use kios_tools::testing::node_checks::check_probe_boot;
-use kios_tools::image::node_image::{build_node_image, ImageOptions};
-use kios_tools::vm::qemu::{kernel_command_line, run_vm, LineVerdict, RunOptions};
-use kios_tools::testing::standin_checks::{require_line, Check};
-use kios_tools::vm::timeline::Timeline;
 use kios_tools::host::workspace::Workspace;
+use kios_tools::image::disk::{build_disk_image, firmware_vm_config, DiskOptions};
+use kios_tools::image::node_image::{build_node_image, ImageOptions};
+use kios_tools::testing::node_checks::check_probe_boot;
+use kios_tools::testing::standin_checks::{require_line, Check};
+use kios_tools::vm::qemu::{kernel_command_line, run_vm, LineVerdict, RunOptions};
+use kios_tools::vm::timeline::Timeline;
 
 /// Firmware reading a ~200 MB kernel image under TCG adds minutes to a boot.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(1500);

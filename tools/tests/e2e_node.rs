@@ -7,13 +7,13 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use kios_tools::host::arch::Arch;
-use kios_tools::vm::console::Console;
-use kios_tools::testing::node_checks::check_probe_boot;
-use kios_tools::image::node_image::{build_node_image, vm_config, ImageOptions};
-use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions};
-use kios_tools::testing::standin_checks::{require_line, Check};
-use kios_tools::vm::timeline::Timeline;
 use kios_tools::host::workspace::Workspace;
+use kios_tools::image::node_image::{build_node_image, vm_config, ImageOptions};
+use kios_tools::testing::node_checks::check_probe_boot;
+use kios_tools::testing::standin_checks::{require_line, Check};
+use kios_tools::vm::console::Console;
+use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions};
+use kios_tools::vm::timeline::Timeline;
 
 /// The node's own long-running processes; pods add shims, pause and their containers.
 const HOST_BINARIES: [&str; 5] = [

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use kios_tools::host::arch::Arch;
+use kios_tools::host::workspace::Workspace;
 use kios_tools::image::node_image::{build_node_image, vm_config, ImageOptions};
 use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions};
-use kios_tools::host::workspace::Workspace;
 
 const BROKEN_CONFIG: &str = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: [this is not a path\n";
 

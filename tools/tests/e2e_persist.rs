@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use kios_tools::host::arch::Arch;
-use kios_tools::vm::console::Console;
+use kios_tools::host::workspace::Workspace;
 use kios_tools::image::disk::{build_disk_image, firmware_vm_config, DiskOptions};
 use kios_tools::image::node_image::{build_node_image, ImageOptions};
-use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions, VmRun};
 use kios_tools::testing::standin_checks::require_line;
+use kios_tools::vm::console::Console;
+use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions, VmRun};
 use kios_tools::vm::timeline::Timeline;
-use kios_tools::host::workspace::Workspace;
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(900);
 const PERSIST_POD_PATH: &str = "/etc/kubernetes/manifests/kios-persist.yaml";

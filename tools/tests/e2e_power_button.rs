@@ -12,13 +12,13 @@
 use std::time::Duration;
 
 use kios_tools::host::arch::Arch;
-use kios_tools::vm::console::Console;
-use kios_tools::kernel::build::build_kernel;
-use kios_tools::image::node_image::{build_node_image, vm_config, ImageOptions};
-use kios_tools::vm::qemu::{press_power_button, run_vm, LineVerdict, RunOptions};
-use kios_tools::testing::standin_checks::{require_line, Check, CheckReport};
-use kios_tools::vm::timeline::kmsg_micros;
 use kios_tools::host::workspace::Workspace;
+use kios_tools::image::node_image::{build_node_image, vm_config, ImageOptions};
+use kios_tools::kernel::build::build_kernel;
+use kios_tools::testing::standin_checks::{require_line, Check, CheckReport};
+use kios_tools::vm::console::Console;
+use kios_tools::vm::qemu::{press_power_button, run_vm, LineVerdict, RunOptions};
+use kios_tools::vm::timeline::kmsg_micros;
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(900);
 /// The kubelet took its shutdown inhibitor from the init's logind.

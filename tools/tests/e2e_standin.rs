@@ -6,13 +6,13 @@
 use std::time::Duration;
 
 use kios_tools::host::arch::Arch;
+use kios_tools::host::workspace::Workspace;
 use kios_tools::image::initramfs::Initramfs;
 use kios_tools::image::node_image::pinned_kernel;
-use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions, VmConfig};
 use kios_tools::testing::standin_checks::{check_standin_run, standin_args};
 use kios_tools::testing::standin_image::boot_standin_image;
+use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions, VmConfig};
 use kios_tools::vm::timeline::Timeline;
-use kios_tools::host::workspace::Workspace;
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 

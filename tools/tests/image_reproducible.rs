@@ -1,9 +1,9 @@
 //! The same inputs give a byte-identical node image.
 
 use kios_tools::host::arch::Arch;
-use kios_tools::components::debian::sha256_file;
-use kios_tools::image::node_image::{build_node_image, ImageOptions};
+use kios_tools::host::fs::sha256_file;
 use kios_tools::host::workspace::Workspace;
+use kios_tools::image::node_image::{build_node_image, ImageOptions};
 
 #[test]
 #[ignore = "builds the node image twice: run by cargo kios test"]

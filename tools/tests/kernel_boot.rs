@@ -5,14 +5,14 @@
 use std::time::Duration;
 
 use kios_tools::host::arch::Arch;
-use kios_tools::vm::console::Console;
+use kios_tools::host::workspace::Workspace;
+use kios_tools::image::node_image::{build_node_image, vm_config, ImageOptions};
 use kios_tools::kernel::build::build_kernel;
 use kios_tools::testing::node_checks::check_probe_boot;
-use kios_tools::image::node_image::{build_node_image, vm_config, ImageOptions};
-use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions};
 use kios_tools::testing::standin_checks::Check;
+use kios_tools::vm::console::Console;
+use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions};
 use kios_tools::vm::timeline::Timeline;
-use kios_tools::host::workspace::Workspace;
 
 /// The init reports `<list>: loaded N module(s)` and each failed load.
 fn check_no_modules_loaded(console: &Console) -> Result<(), String> {

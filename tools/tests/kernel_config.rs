@@ -4,8 +4,9 @@
 //! `cargo kios test`; it unpacks the kernel source but builds nothing.
 
 use kios_tools::host::arch::Arch;
-use kios_tools::kernel::build::{arch_fragment, check_config, kernel_dir, read_requests};
 use kios_tools::host::workspace::Workspace;
+use kios_tools::kernel::build::check_config;
+use kios_tools::kernel::config::{arch_fragment, kernel_dir, read_requests};
 
 #[test]
 fn every_fragment_option_has_a_reason() {

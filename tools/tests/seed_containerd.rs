@@ -5,11 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kios_tools::host::arch::Arch;
 use kios_tools::components::bom::{Bom, BOM_FILE};
 use kios_tools::components::build_images;
 use kios_tools::components::image_seed::{seed_containerd_store, ContainerdSandbox};
 use kios_tools::components::oci::{BUSYBOX_IMAGE, KIOSCTL_IMAGE, PAUSE_IMAGE};
+use kios_tools::host::arch::Arch;
 use kios_tools::host::workspace::Workspace;
 
 fn fresh_dir(path: PathBuf) -> anyhow::Result<PathBuf> {

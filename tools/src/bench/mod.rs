@@ -15,8 +15,8 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::{Deserialize, Serialize};
 
-use crate::host::arch::Arch;
 use crate::components::bom::{fetch_component, Bom};
+use crate::host::arch::Arch;
 use crate::image::initramfs::Initramfs;
 use crate::vm::qemu::VmRun;
 use crate::vm::timeline::{Phase, Timeline};

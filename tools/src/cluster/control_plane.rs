@@ -22,13 +22,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::host::arch::Arch;
-use crate::components::bom::{fetch_component, Bom};
 use crate::cluster::pki::{
     bootstrap_rbac_manifest, kubeconfig, BootstrapToken, ClientIdentity, ClusterCa, Credential,
     ServiceAccountKey, NODES_GROUP,
 };
+use crate::components::bom::{fetch_component, Bom};
+use crate::host::arch::Arch;
 use crate::host::command::{output_of, render};
+use crate::host::fs::log_tail;
 use crate::host::packages::ensure_installed;
 use crate::host::progress::with_step;
 
@@ -81,21 +82,13 @@ struct Binaries {
 impl Binaries {
     /// Fetches or builds them for the host (the builds are cached).
     fn fetch(bom: &Bom) -> Result<Binaries> {
-        let arch = host_arch()?;
+        let arch = Arch::host()?;
         Ok(Binaries {
             etcd: fetch_component(bom, "etcd", arch)?.join("usr/bin/etcd"),
             kube_apiserver: fetch_component(bom, "kube-apiserver", arch)?,
             kube_controller_manager: fetch_component(bom, "kube-controller-manager", arch)?,
             kubectl: fetch_component(bom, "kubectl", arch)?.join("usr/bin/kubectl"),
         })
-    }
-}
-
-fn host_arch() -> Result<Arch> {
-    match std::env::consts::ARCH {
-        "x86_64" => Ok(Arch::Amd64),
-        "aarch64" => Ok(Arch::Arm64),
-        other => bail!("the bill of materials has no control plane for this {other} host"),
     }
 }
 
@@ -147,7 +140,7 @@ impl ControlPlane {
             .arg(format!("--initial-advertise-peer-urls={etcd_peer_url}"))
             .arg(format!("--initial-cluster=kios={etcd_peer_url}"))
             // etcd 3.4 refuses to start on arm64 without it; amd64 ignores it.
-            .env("ETCD_UNSUPPORTED_ARCH", host_arch()?.debian_name());
+            .env("ETCD_UNSUPPORTED_ARCH", Arch::host()?.debian_name());
         control_plane.spawn("etcd", &mut etcd)?;
 
         let path = |name: &str| workdir.join(name).display().to_string();
@@ -330,7 +323,7 @@ impl ControlPlane {
                         "{} exited ({status}) before {what}; the end of {}:\n{}",
                         process.name,
                         process.log.display(),
-                        log_tail(&process.log)
+                        log_tail(&process.log, 20)
                     );
                 }
             }
@@ -339,7 +332,7 @@ impl ControlPlane {
                     .processes
                     .iter()
                     .map(|process| {
-                        format!("{}:\n{}", process.log.display(), log_tail(&process.log))
+                        format!("{}:\n{}", process.log.display(), log_tail(&process.log, 20))
                     })
                     .collect();
                 bail!(
@@ -526,10 +519,4 @@ fn new_etcd_data_dir() -> Result<PathBuf> {
 
 fn write_file(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
-}
-
-fn log_tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
 }

@@ -10,16 +10,16 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::host::arch::Arch;
 use crate::bench::{
     check_run, compare, latest_result, record, result_paths, results_dir, today_utc, write_chart,
     ArchResult, BenchReport, Scenario, ScenarioResult, CLOCK,
 };
+use crate::host::arch::Arch;
 use crate::host::packages::{ensure_installed, QEMU_PACKAGES};
-use crate::kernel::build::KernelChoice;
-use crate::image::node_image::{build_node_image, vm_config, ImageOptions, NodeImage};
-use crate::vm::qemu::{run_vm, LineVerdict, RunOptions};
 use crate::host::workspace::Workspace;
+use crate::image::node_image::{build_node_image, vm_config, ImageOptions, NodeImage};
+use crate::kernel::KernelChoice;
+use crate::vm::qemu::{run_vm, LineVerdict, RunOptions};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ArchSelection {

@@ -6,15 +6,15 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use crate::host::arch::Arch;
 use crate::components::OciRuntime;
-use crate::image::disk::{build_disk_image, firmware_vm_config, DiskOptions};
+use crate::host::arch::Arch;
 use crate::host::packages::{ensure_installed, QEMU_PACKAGES};
-use crate::kernel::build::KernelChoice;
+use crate::host::workspace::Workspace;
+use crate::image::disk::{build_disk_image, firmware_vm_config, DiskOptions};
 use crate::image::node_image::{build_node_image, vm_config, ImageOptions};
+use crate::kernel::KernelChoice;
 use crate::vm::qemu::{run_vm, LineVerdict, RunOptions, VmRun};
 use crate::vm::timeline::Timeline;
-use crate::host::workspace::Workspace;
 
 /// `kios boot`'s own flags on top of what every node boot takes.
 #[derive(Debug, clap::Args)]

@@ -7,11 +7,11 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::host::arch::Arch;
-use crate::components::debian::sha256_file;
-use crate::image::disk::{build_disk_image, DiskOptions, DEFAULT_DATA_BYTES};
-use crate::kernel::build::KernelChoice;
-use crate::image::node_image::{build_node_image, ImageOptions, NodeImage};
+use crate::host::fs::sha256_file;
 use crate::host::workspace::Workspace;
+use crate::image::disk::{build_disk_image, DiskOptions, DEFAULT_DATA_BYTES};
+use crate::image::node_image::{build_node_image, ImageOptions, NodeImage};
+use crate::kernel::KernelChoice;
 
 #[derive(Debug, clap::Args)]
 pub struct BuildArgs {

@@ -4,8 +4,9 @@
 use anyhow::Result;
 
 use crate::host::arch::Arch;
-use crate::kernel::build::{build_kernel, check_config, resolved_config_path, update_config};
 use crate::host::workspace::Workspace;
+use crate::kernel::build::{build_kernel, check_config, update_config};
+use crate::kernel::config::resolved_config_path;
 
 #[derive(Debug, clap::Args)]
 pub struct KernelArgs {

@@ -6,9 +6,9 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::host::arch::Arch;
+use crate::host::workspace::Workspace;
 use crate::image::node_image::{build_node_image, ImageOptions};
 use crate::testing::standin_image::INIT_PACKAGE;
-use crate::host::workspace::Workspace;
 
 /// The init's size budget: it must stay small enough to be noise in boot time and image size.
 pub const INIT_SIZE_LIMIT_BYTES: u64 = 64 * 1024;

@@ -15,11 +15,12 @@ use anyhow::{bail, Context, Result};
 use flate2::read::GzDecoder;
 use serde::Deserialize;
 
+use crate::components::debian::{self, DebianPackage};
+use crate::components::kubelet_build::{self, KubernetesSource};
 use crate::host::arch::Arch;
 use crate::host::cache::cache_subdir;
-use crate::components::debian::{self, sha256_file, DebianPackage};
+use crate::host::fs::{persist_dir, persist_file, scratch_dir_for, scratch_file_for, sha256_file};
 use crate::host::packages::run_apt;
-use crate::components::kubelet_build::{self, KubernetesSource};
 use crate::host::progress::with_step;
 
 /// The BOM's file name, at the workspace root.
@@ -329,8 +330,7 @@ fn download(pin: &Pin, url: &str) -> Result<PathBuf> {
     if file.exists() && pin.verify(&file).is_ok() {
         return Ok(file);
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let partial = dir.join(format!(".{file_name}.partial-{}", std::process::id()));
+    let partial = scratch_file_for(&file)?;
     with_step(format!("downloading {url}"), || {
         let response = ureq::get(url).call().with_context(|| {
             format!(
@@ -341,19 +341,13 @@ fn download(pin: &Pin, url: &str) -> Result<PathBuf> {
             )
         })?;
         let mut body = response.into_body().into_reader();
-        let mut out =
-            File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
-        std::io::copy(&mut body, &mut out).with_context(|| format!("downloading {url}"))?;
+        std::io::copy(&mut body, &mut partial.as_file())
+            .with_context(|| format!("downloading {url}"))?;
         Ok(())
     })?;
-    let verified = pin.verify(&partial);
-    if verified.is_err() {
-        // Best effort: a wrong file must not stay where a retry would reuse it.
-        let _ = std::fs::remove_file(&partial);
-    }
-    verified?;
-    std::fs::rename(&partial, &file)
-        .with_context(|| format!("moving {} into place", file.display()))?;
+    // A wrong file is dropped (and removed) here, never left where a retry would reuse it.
+    pin.verify(partial.path())?;
+    persist_file(partial, &file)?;
     Ok(file)
 }
 
@@ -364,26 +358,18 @@ fn unpack(pin: &Pin, file: PathBuf) -> Result<PathBuf> {
     if !(name.ends_with(".tar.gz") || name.ends_with(".tgz")) {
         return Ok(file);
     }
+    // Put in place only once complete (see `host::fs`), so one that exists is whole.
     let unpacked = cache_subdir("unpacked")?.join(pin.sha256);
-    // Written last, so a half-finished unpack is never reused.
-    let complete_marker = unpacked.join(".kios-unpacked");
-    if complete_marker.exists() {
+    if unpacked.is_dir() {
         return Ok(unpacked);
     }
-    let partial = unpacked.with_extension(format!("partial-{}", std::process::id()));
     with_step(format!("unpacking {name}"), || {
+        let scratch = scratch_dir_for(&unpacked)?;
         let archive = File::open(&file).with_context(|| format!("opening {}", file.display()))?;
         tar::Archive::new(GzDecoder::new(BufReader::new(archive)))
-            .unpack(&partial)
+            .unpack(scratch.path())
             .with_context(|| format!("unpacking {}", file.display()))?;
-        std::fs::write(partial.join(".kios-unpacked"), pin.sha256)
-            .with_context(|| format!("marking {} complete", partial.display()))?;
-        if unpacked.exists() {
-            std::fs::remove_dir_all(&unpacked)
-                .with_context(|| format!("removing {}", unpacked.display()))?;
-        }
-        std::fs::rename(&partial, &unpacked)
-            .with_context(|| format!("moving {} into place", unpacked.display()))
+        persist_dir(scratch, &unpacked)
     })?;
     Ok(unpacked)
 }

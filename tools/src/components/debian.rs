@@ -4,17 +4,15 @@
 //! SHA256 apt's signed package lists give, then unpacked with `dpkg-deb -x`.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use sha2::{Digest, Sha256};
 
 use crate::host::arch::Arch;
 use crate::host::cache::cache_subdir;
 use crate::host::command::output_of;
+use crate::host::fs::{persist_dir, scratch_dir_for, sha256_file};
 use crate::host::packages::run_apt;
 use crate::host::progress::with_step;
 
@@ -122,10 +120,9 @@ fn parse_first_stanza(text: &str) -> BTreeMap<String, String> {
 /// Downloads (if needed), verifies and extracts `package`; returns the extracted tree.
 pub fn fetch(package: &DebianPackage) -> Result<PathBuf> {
     let arch_dir = cache_subdir("debian")?.join(package.arch.debian_name());
+    // Put in place only once complete (see `host::fs`), so one that exists is whole.
     let extracted = arch_dir.join(package.file_stem());
-    // Written last, so a half-finished extraction is never reused.
-    let complete_marker = extracted.join(".kios-extracted");
-    if complete_marker.exists() {
+    if extracted.is_dir() {
         return Ok(extracted);
     }
     let expected_sha256 = show(package)?
@@ -134,7 +131,7 @@ pub fn fetch(package: &DebianPackage) -> Result<PathBuf> {
     let debs = arch_dir.join("debs");
     let deb = debs.join(format!("{}.deb", package.file_stem()));
     if !deb.exists() || sha256_file(&deb)? != expected_sha256 {
-        download(package, &debs, &deb)?;
+        download(package, &deb)?;
     }
     let actual_sha256 = sha256_file(&deb)?;
     if actual_sha256 != expected_sha256 {
@@ -146,29 +143,21 @@ pub fn fetch(package: &DebianPackage) -> Result<PathBuf> {
     with_step(
         format!("extracting {} {}", package.name, package.version),
         || {
-            // Per-process scratch: a developer and CI may fetch at the same time.
-            let partial = arch_dir.join(format!(
-                ".{}.partial-{}",
-                package.file_stem(),
-                std::process::id()
-            ));
-            remove_dir_if_present(&partial)?;
-            output_of(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&partial))?;
-            std::fs::write(partial.join(".kios-extracted"), &expected_sha256)
-                .with_context(|| format!("marking {} complete", partial.display()))?;
-            if complete_marker.exists() {
-                // Another process finished first; its tree is as good as ours.
-                return remove_dir_if_present(&partial);
-            }
-            remove_dir_if_present(&extracted)?;
-            std::fs::rename(&partial, &extracted)
-                .with_context(|| format!("moving {} into place", extracted.display()))
+            // A private scratch tree: a developer and CI may fetch at the same time.
+            let scratch = scratch_dir_for(&extracted)?;
+            output_of(
+                Command::new("dpkg-deb")
+                    .arg("-x")
+                    .arg(&deb)
+                    .arg(scratch.path()),
+            )?;
+            persist_dir(scratch, &extracted)
         },
     )?;
     Ok(extracted)
 }
 
-fn download(package: &DebianPackage, debs: &Path, deb: &Path) -> Result<()> {
+fn download(package: &DebianPackage, deb: &Path) -> Result<()> {
     with_step(
         format!(
             "downloading {} {} ({})",
@@ -176,19 +165,15 @@ fn download(package: &DebianPackage, debs: &Path, deb: &Path) -> Result<()> {
         ),
         || {
             // A private directory, so the one .deb in it is ours whatever apt names it.
-            let scratch = debs.join(format!(".download-{}", std::process::id()));
-            remove_dir_if_present(&scratch)?;
-            std::fs::create_dir_all(&scratch)
-                .with_context(|| format!("creating {}", scratch.display()))?;
+            let scratch = scratch_dir_for(deb)?;
             output_of(
                 Command::new("apt-get")
                     .args(["download", &package.apt_spec()])
-                    .current_dir(&scratch),
+                    .current_dir(scratch.path()),
             )?;
-            let downloaded = only_file_in(&scratch)?;
+            let downloaded = only_file_in(scratch.path())?;
             std::fs::rename(&downloaded, deb)
-                .with_context(|| format!("moving the download to {}", deb.display()))?;
-            remove_dir_if_present(&scratch)
+                .with_context(|| format!("moving the download to {}", deb.display()))
         },
     )
 }
@@ -208,50 +193,8 @@ fn only_file_in(dir: &Path) -> Result<PathBuf> {
     }
 }
 
-fn remove_dir_if_present(dir: &Path) -> Result<()> {
-    match std::fs::remove_dir_all(dir) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-            Err(error).with_context(|| format!("removing {}", dir.display()))
-        }
-        _ => Ok(()),
-    }
-}
-
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 16];
-    loop {
-        let read = file
-            .read(&mut buffer)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-    }
-    Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
 fn apt_cache(args: &[&str]) -> Result<String> {
-    let output = Command::new("apt-cache")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running `apt-cache {}`", args.join(" ")))?;
-    if !output.status.success() {
-        bail!(
-            "`apt-cache {}` failed ({}): {}",
-            args.join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    output_of(Command::new("apt-cache").args(args))
 }
 
 #[cfg(test)]
@@ -287,18 +230,5 @@ mod tests {
         };
         assert_eq!(package.file_stem(), "qemu-utils_1%3a10.0.2_amd64");
         assert_eq!(package.apt_spec(), "qemu-utils:amd64=1:10.0.2");
-    }
-
-    #[test]
-    fn sha256_of_a_known_file() {
-        let dir = std::env::temp_dir().join(format!("kios-sha-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("abc");
-        std::fs::write(&path, b"abc").unwrap();
-        assert_eq!(
-            sha256_file(&path).unwrap(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -10,12 +10,10 @@
 //! mounts on `/var/lib/containerd`.
 
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
@@ -23,12 +21,15 @@ use rustix::mount::{mount_change, MountPropagationFlags};
 use rustix::process::{kill_process, set_parent_process_death_signal, Pid, Signal};
 use rustix::thread::{unshare_unsafe, UnshareFlags};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+use tempfile::TempDir;
 
-use crate::host::arch::Arch;
 use crate::components::bom::{fetch_component, Bom};
+use crate::host::arch::Arch;
 use crate::host::cache::cache_subdir;
-use crate::components::debian::sha256_file;
+use crate::host::fs::{
+    log_tail, persist_dir, read_dir_sorted, remove_dir_if_present, scratch_dir_for, sha256_file,
+    sha256_hex, tree_bytes,
+};
 use crate::host::progress::with_step;
 
 /// The containerd namespace of the CRI plugin: the kubelet sees only images there.
@@ -81,32 +82,18 @@ pub fn seed_containerd_store(
     let seed = cache.join(seed_cache_key(bom, arch, image_archives)?);
     let cached = seed.is_dir();
     if !cached {
-        // Built next to its final place, then renamed, so an interrupted run
-        // leaves no seed behind; per process, so concurrent runs do not collide.
-        let partial = seed.with_extension(format!("partial-{}", std::process::id()));
-        remove_dir_if_present(&partial)?;
-        let imported = with_step(
+        // Made beside its final place and renamed, so an interrupted run
+        // leaves no seed behind.
+        let scratch = scratch_dir_for(&seed)?;
+        with_step(
             format!(
                 "seeding containerd's image store for {arch} ({})",
                 images.join(", ")
             ),
-            || import_images(bom, arch, image_archives, &images, &partial),
-        )
-        .and_then(|()| keep_only_the_store(&partial));
-        if let Err(error) = imported {
-            // Best effort: the error that matters is the import's.
-            let _ = remove_dir_if_present(&partial);
-            return Err(error);
-        }
-        if let Err(error) = std::fs::rename(&partial, &seed) {
-            // A concurrent run may have put the same seed in place first.
-            if !seed.is_dir() {
-                return Err(error).with_context(|| {
-                    format!("renaming {} to {}", partial.display(), seed.display())
-                });
-            }
-            remove_dir_if_present(&partial)?;
-        }
+            || import_images(bom, arch, image_archives, &images, scratch.path()),
+        )?;
+        keep_only_the_store(scratch.path())?;
+        persist_dir(scratch, &seed)?;
     }
     remove_dir_if_present(out)?;
     copy_tree(&seed, out)?;
@@ -125,19 +112,14 @@ fn seed_cache_key(bom: &Bom, arch: Arch, image_archives: &[PathBuf]) -> Result<S
         .collect::<Result<Vec<_>>>()?;
     // The import order does not change the store.
     archive_digests.sort();
-    let containerd_pin = bom.source("containerd", host_arch()?)?.sha256();
-    let mut hasher = Sha256::new();
-    hasher.update(format!(
+    let containerd_pin = bom.source("containerd", Arch::host()?)?.sha256();
+    let mut recipe = format!(
         "kios containerd seed {SEED_RECIPE_VERSION}\narch {arch}\ncontainerd {containerd_pin}\n"
-    ));
+    );
     for digest in archive_digests {
-        hasher.update(format!("archive {digest}\n"));
+        recipe.push_str(&format!("archive {digest}\n"));
     }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect())
+    Ok(sha256_hex(recipe))
 }
 
 fn import_images(
@@ -284,7 +266,7 @@ pub struct ContainerdSandbox {
     child: Child,
     ctr: PathBuf,
     /// State, sockets, temporary files and the log; removed on drop.
-    private_dir: PathBuf,
+    private_dir: TempDir,
     socket: PathBuf,
 }
 
@@ -309,11 +291,16 @@ impl ContainerdSandbox {
                  run the command again as root, e.g. `sudo -E env \"PATH=$PATH\" cargo kios build`"
             );
         }
-        let package = fetch_component(bom, "containerd", host_arch()?)?;
+        let package = fetch_component(bom, "containerd", Arch::host()?)?;
         let containerd = package.join("usr/bin/containerd");
         let ctr = package.join("usr/bin/ctr");
-        let private_dir = new_private_dir()?;
-        let socket = private_dir.join("containerd.sock");
+        // Under the system temporary directory (0700): socket paths must
+        // stay under 108 bytes, which the cache's paths may not.
+        let private_dir = tempfile::Builder::new()
+            .prefix("kios-containerd-")
+            .tempdir()
+            .context("creating containerd's private directory")?;
+        let socket = private_dir.path().join("containerd.sock");
         let path_value = |path: &Path| toml::Value::String(path.display().to_string());
         let socket_table = |path: &Path| {
             toml::Value::Table(toml::Table::from_iter([(
@@ -322,23 +309,26 @@ impl ContainerdSandbox {
             )]))
         };
         config.insert("root".into(), path_value(root));
-        config.insert("state".into(), path_value(&private_dir.join("state")));
-        config.insert("temp".into(), path_value(&private_dir.join("tmp")));
+        config.insert(
+            "state".into(),
+            path_value(&private_dir.path().join("state")),
+        );
+        config.insert("temp".into(), path_value(&private_dir.path().join("tmp")));
         config.insert("grpc".into(), socket_table(&socket));
         config.insert(
             "ttrpc".into(),
-            socket_table(&private_dir.join("containerd.sock.ttrpc")),
+            socket_table(&private_dir.path().join("containerd.sock.ttrpc")),
         );
         config.insert(
             "debug".into(),
-            socket_table(&private_dir.join("debug.sock")),
+            socket_table(&private_dir.path().join("debug.sock")),
         );
-        std::fs::create_dir(private_dir.join("tmp"))
-            .with_context(|| format!("creating {}", private_dir.join("tmp").display()))?;
-        let config_file = private_dir.join("config.toml");
+        std::fs::create_dir(private_dir.path().join("tmp"))
+            .with_context(|| format!("creating {}", private_dir.path().join("tmp").display()))?;
+        let config_file = private_dir.path().join("config.toml");
         std::fs::write(&config_file, toml::to_string(&config)?)
             .with_context(|| format!("writing {}", config_file.display()))?;
-        let log_file = private_dir.join("containerd.log");
+        let log_file = private_dir.path().join("containerd.log");
         let log = std::fs::File::create(&log_file)
             .with_context(|| format!("creating {}", log_file.display()))?;
         let log_for_stderr = log
@@ -453,10 +443,7 @@ impl ContainerdSandbox {
     }
 
     fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.private_dir.join("containerd.log"))
-            .unwrap_or_else(|error| format!("(cannot read containerd's log: {error})"));
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        log_tail(&self.private_dir.path().join("containerd.log"), 20)
     }
 }
 
@@ -467,7 +454,6 @@ impl Drop for ContainerdSandbox {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.private_dir);
     }
 }
 
@@ -524,41 +510,6 @@ fn import_only_config() -> toml::Table {
     ])
 }
 
-/// containerd here only moves content, so the build host's own build runs
-/// whatever the image's architecture is.
-fn host_arch() -> Result<Arch> {
-    match std::env::consts::ARCH {
-        "x86_64" => Ok(Arch::Amd64),
-        "aarch64" => Ok(Arch::Arm64),
-        other => bail!("no containerd in the BOM runs on this {other} build host"),
-    }
-}
-
-/// A fresh 0700 directory under the system temporary directory: socket
-/// paths must stay under 108 bytes, which the cache's paths may not.
-fn new_private_dir() -> Result<PathBuf> {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "kios-containerd-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    remove_dir_if_present(&dir)?;
-    std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("restricting {}", dir.display()))?;
-    Ok(dir)
-}
-
-fn read_dir_sorted(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {
-    let mut entries = std::fs::read_dir(dir)
-        .with_context(|| format!("listing {}", dir.display()))?
-        .collect::<std::io::Result<Vec<_>>>()
-        .with_context(|| format!("listing {}", dir.display()))?;
-    entries.sort_by_key(|entry| entry.file_name());
-    Ok(entries)
-}
-
 /// Copies a tree of directories and regular files, keeping permission bits.
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
@@ -585,21 +536,6 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-fn tree_bytes(dir: &Path) -> Result<u64> {
-    let mut bytes = 0;
-    for entry in read_dir_sorted(dir)? {
-        let metadata = entry
-            .metadata()
-            .with_context(|| format!("reading {}", entry.path().display()))?;
-        bytes += if metadata.is_dir() {
-            tree_bytes(&entry.path())?
-        } else {
-            metadata.len()
-        };
-    }
-    Ok(bytes)
-}
-
 fn remove_path(path: &Path) -> Result<()> {
     let is_dir = std::fs::symlink_metadata(path)
         .with_context(|| format!("reading {}", path.display()))?
@@ -610,15 +546,6 @@ fn remove_path(path: &Path) -> Result<()> {
         std::fs::remove_file(path)
     };
     removed.with_context(|| format!("removing {}", path.display()))
-}
-
-fn remove_dir_if_present(dir: &Path) -> Result<()> {
-    match std::fs::remove_dir_all(dir) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-            Err(error).with_context(|| format!("removing {}", dir.display()))
-        }
-        _ => Ok(()),
-    }
 }
 
 #[cfg(test)]

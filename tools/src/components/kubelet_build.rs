@@ -16,10 +16,11 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::host::arch::Arch;
 use crate::components::bom::Pin;
+use crate::host::arch::Arch;
 use crate::host::cache::cache_subdir;
 use crate::host::command::{output_of, run_logged};
+use crate::host::fs::{copy_into_place, remove_dir_if_present};
 use crate::host::packages::{ensure_installed, run_apt};
 use crate::host::progress::with_step;
 
@@ -93,11 +94,7 @@ pub fn build(source: &KubernetesSource, pin: &Pin) -> Result<PathBuf> {
         ),
         || tree.compile(source, arch, &log),
     )?;
-    let partial = binary.with_extension("partial");
-    std::fs::copy(&built, &partial)
-        .with_context(|| format!("copying {} to {}", built.display(), partial.display()))?;
-    std::fs::rename(&partial, &binary)
-        .with_context(|| format!("moving {} into place", binary.display()))?;
+    copy_into_place(&built, &binary)?;
     Ok(binary)
 }
 
@@ -204,15 +201,6 @@ impl SourceTree {
             );
         }
         Ok(built)
-    }
-}
-
-fn remove_dir_if_present(dir: &Path) -> Result<()> {
-    match std::fs::remove_dir_all(dir) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-            Err(error).with_context(|| format!("removing {}", dir.display()))
-        }
-        _ => Ok(()),
     }
 }
 

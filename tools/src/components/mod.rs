@@ -19,10 +19,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::host::arch::Arch;
-use crate::components::bom::{fetch_component, Bom};
 use self::elf_deps::Sysroot;
+use crate::components::bom::{fetch_component, Bom};
 use crate::components::oci::{busybox_image, kiosctl_image, pause_image};
+use crate::host::arch::Arch;
+use crate::host::fs::remove_file_if_present;
 use crate::host::workspace::Workspace;
 
 /// The OCI runtime containerd's shim starts containers with.
@@ -230,7 +231,7 @@ fn copy_into(
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
-    remove_if_present(&target)?;
+    remove_file_if_present(&target)?;
     let bytes = std::fs::copy(host_file, &target)
         .with_context(|| format!("copying {} to {}", host_file.display(), target.display()))?;
     Ok(StagedFile {
@@ -248,7 +249,7 @@ fn link_into(dir: &Path, image_path: &Path, real_image_path: &Path) -> Result<()
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
-    remove_if_present(&link)?;
+    remove_file_if_present(&link)?;
     let target = relative_target(image_path, real_image_path);
     std::os::unix::fs::symlink(&target, &link)
         .with_context(|| format!("linking {} to {}", link.display(), target.display()))
@@ -275,15 +276,6 @@ fn relative_target(link: &Path, target: &Path) -> PathBuf {
         relative.push(part);
     }
     relative
-}
-
-fn remove_if_present(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-            Err(error).with_context(|| format!("removing {}", path.display()))
-        }
-        _ => Ok(()),
-    }
 }
 
 /// Builds the images a first boot needs offline — `kios.local/pause:1`

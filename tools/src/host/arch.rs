@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use anyhow::{bail, Result};
 use serde::Serialize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, clap::ValueEnum)]
@@ -19,6 +20,16 @@ impl Arch {
         match self {
             Arch::Amd64 => "amd64",
             Arch::Arm64 => "arm64",
+        }
+    }
+
+    /// The build host's arch: what host-side tools (the kernel's compiler,
+    /// the seeding containerd, the test control plane) are fetched for.
+    pub fn host() -> Result<Arch> {
+        match std::env::consts::ARCH {
+            "x86_64" => Ok(Arch::Amd64),
+            "aarch64" => Ok(Arch::Arm64),
+            other => bail!("the kiOS tools run on amd64 or arm64 hosts, not {other}"),
         }
     }
 

@@ -23,15 +23,15 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::host::arch::Arch;
 use crate::components::bom::{fetch_component, Bom};
+use crate::host::arch::Arch;
 use crate::host::command::output_of;
 use crate::host::packages::{ensure_installed, DISK_IMAGE_PACKAGES};
-use crate::image::node_image::{NodeImage, NODE_MEMORY_MIB};
 use crate::host::progress::with_step;
-use crate::vm::qemu::{kernel_command_line, VmConfig};
-use crate::image::uki::{build_uki, default_boot_path, os_release, stub_path_in_package, UkiParts};
 use crate::host::workspace::Workspace;
+use crate::image::node_image::{NodeImage, NODE_MEMORY_MIB};
+use crate::image::uki::{build_uki, default_boot_path, os_release, stub_path_in_package, UkiParts};
+use crate::vm::qemu::{kernel_command_line, VmConfig};
 
 /// The kiOS data partition's GPT type; the init scans for the same GUID
 /// (init/src/gpt.rs holds it as bytes).

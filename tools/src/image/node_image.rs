@@ -12,14 +12,15 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use walkdir::WalkDir;
 
-use crate::host::arch::Arch;
 use crate::components::bom::{fetch_component, Bom};
-use crate::components::{build_images, stage_components, OciRuntime};
 use crate::components::image_seed::seed_containerd_store;
+use crate::components::{build_images, stage_components, OciRuntime};
+use crate::host::arch::Arch;
+use crate::host::fs::{file_size, tree_bytes};
+use crate::host::workspace::Workspace;
 use crate::image::initramfs::Initramfs;
 use crate::image::modules::ModuleTree;
 use crate::vm::qemu::VmConfig;
-use crate::host::workspace::Workspace;
 
 /// Where the seeded containerd store sits in the image (the init mounts an
 /// overlay of it on /var/lib/containerd).
@@ -342,26 +343,6 @@ fn add_part(parts: &mut Vec<ImagePart>, component: &str, bytes: u64) {
             bytes,
         }),
     }
-}
-
-fn file_size(path: &Path) -> Result<u64> {
-    Ok(std::fs::metadata(path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .len())
-}
-
-fn tree_bytes(root: &Path) -> Result<u64> {
-    let mut total = 0;
-    for entry in WalkDir::new(root) {
-        let entry = entry.with_context(|| format!("walking {}", root.display()))?;
-        if entry.file_type().is_file() {
-            total += entry
-                .metadata()
-                .with_context(|| format!("reading {}", entry.path().display()))?
-                .len();
-        }
-    }
-    Ok(total)
 }
 
 /// Adds the tree under `host_root` at `image_root`: directories, regular

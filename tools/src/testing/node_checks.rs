@@ -1,8 +1,8 @@
 //! What every boot of a node image with the probe pod must show: the
 //! checks the node tests share (each test adds its own on top).
 
-use crate::vm::qemu::VmRun;
 use crate::testing::standin_checks::{check_timeline, require_line, Check, CheckReport};
+use crate::vm::qemu::VmRun;
 use crate::vm::timeline::{Timeline, FIRST_POD_MARKER};
 
 /// The timeline, the probe pod running, and a clean power-off.

@@ -5,9 +5,9 @@
 
 use std::fmt;
 
+use crate::testing::standin_image::NODE_IP;
 use crate::vm::console::Console;
 use crate::vm::qemu::VmRun;
-use crate::testing::standin_image::NODE_IP;
 use crate::vm::timeline::Timeline;
 
 /// The kubelet flags the init must compute from the stand-in image's files.

@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::host::arch::Arch;
+use crate::host::progress::with_step;
+use crate::host::workspace::Workspace;
 use crate::image::initramfs::Initramfs;
 use crate::image::node_image::pinned_kernel;
-use crate::host::progress::with_step;
 use crate::vm::qemu::{run_vm, LineVerdict, RunOptions, VmConfig, VmRun};
-use crate::host::workspace::Workspace;
 
 pub const INIT_PACKAGE: &str = "kios-init";
 pub const STANDIN_PACKAGE: &str = "kios-standin";
