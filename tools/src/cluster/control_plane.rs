@@ -14,7 +14,6 @@
 //! forward [`ControlPlane::guest_forward`].
 
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -28,6 +27,7 @@ use crate::cluster::pki::{
 };
 use crate::components::bom::{fetch_component, Bom};
 use crate::host::arch::Arch;
+use crate::host::child::killed_with_parent;
 use crate::host::command::{output_of, render};
 use crate::host::fs::log_tail;
 use crate::host::packages::ensure_installed;
@@ -283,17 +283,7 @@ impl ControlPlane {
             .try_clone()
             .with_context(|| format!("opening {}", log.display()))?;
         command.stdin(Stdio::null()).stdout(output).stderr(errors);
-        // SAFETY: the closure runs in the child between fork and exec, and
-        // makes one async-signal-safe system call (prctl).
-        #[allow(unsafe_code)] // interim: moved into one module next
-        unsafe {
-            command.pre_exec(|| {
-                rustix::process::set_parent_process_death_signal(Some(
-                    rustix::process::Signal::KILL,
-                ))
-                .map_err(std::io::Error::from)
-            });
-        }
+        killed_with_parent(command);
         let child = command
             .spawn()
             .with_context(|| format!("starting `{}`", render(command)))?;

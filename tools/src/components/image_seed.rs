@@ -11,21 +11,19 @@
 
 use std::io::Read;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use rustix::mount::{mount_change, MountPropagationFlags};
-use rustix::process::{kill_process, set_parent_process_death_signal, Pid, Signal};
-use rustix::thread::{unshare_unsafe, UnshareFlags};
+use rustix::process::{kill_process, Pid, Signal};
 use serde::Serialize;
 use tempfile::TempDir;
 
 use crate::components::bom::{fetch_component, Bom};
 use crate::host::arch::Arch;
 use crate::host::cache::cache_subdir;
+use crate::host::child::killed_with_parent_in_private_mounts;
 use crate::host::fs::{
     log_tail, persist_dir, read_dir_sorted, remove_dir_if_present, scratch_dir_for, sha256_file,
     sha256_hex, tree_bytes,
@@ -342,21 +340,7 @@ impl ContainerdSandbox {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_for_stderr);
-        // SAFETY: between fork and exec only async-signal-safe syscalls run
-        // (prctl, unshare, mount on a literal path); no memory is allocated.
-        #[allow(unsafe_code)] // interim: moved into one module next
-        unsafe {
-            command.pre_exec(|| {
-                set_parent_process_death_signal(Some(Signal::KILL))?;
-                unshare_unsafe(UnshareFlags::NEWNS)?;
-                // Private, so the mounts of this namespace never propagate to the host's.
-                mount_change(
-                    c"/",
-                    MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
-                )?;
-                Ok(())
-            });
-        }
+        killed_with_parent_in_private_mounts(&mut command);
         let child = command
             .spawn()
             .with_context(|| format!("starting {}", containerd.display()))?;

@@ -3,6 +3,7 @@
 
 pub mod arch;
 pub mod cache;
+pub mod child;
 pub mod command;
 pub mod fs;
 pub mod packages;
