@@ -6,7 +6,7 @@
 
 mod linux;
 
-use kios_init::boot::Init;
+use kios_init::init::Init;
 use mini_libc_free::kmsg::{self, Level};
 
 mini_libc_free::entry!(main);

@@ -6,7 +6,7 @@
 use crate::errno::Errno;
 use crate::log;
 use crate::log::Level;
-use crate::mountinfo;
+use crate::storage::mountinfo;
 use kios_abi::system_socket::EVENT_SHUTDOWN;
 use crate::sys::{PowerAction, Signal, Sys};
 
@@ -259,5 +259,106 @@ pub fn unmount_all<S: Sys>(sys: &mut S) {
                 errno
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::errno::Errno;
+    use crate::init::testing::{booted, position, run_with, KUBELET, RUNTIME};
+    use crate::sys::recording::RecordingSys;
+    use crate::sys::{signo, ClientId, Event, ExitStatus};
+    #[test]
+    fn shutdown_waits_for_clients_to_continue_within_the_grace_period() {
+        let mut sys = RecordingSys::new().with_file("/proc/cmdline", b"kios.shutdown_grace=5");
+        sys.clients = 1;
+        let init = booted(sys);
+        let init = run_with(
+            init,
+            &[
+                Event::Request {
+                    client: ClientId(1),
+                    byte: 0x01,
+                },
+                Event::Request {
+                    client: ClientId(1),
+                    byte: 0x02,
+                },
+                Event::ChildExited {
+                    pid: KUBELET,
+                    status: ExitStatus::Exited(0),
+                },
+                Event::ChildExited {
+                    pid: RUNTIME,
+                    status: ExitStatus::Exited(0),
+                },
+            ],
+        );
+        let sys = init.sys();
+        assert!(position(sys, "broadcast 1") < position(sys, "kill all Term"));
+        assert!(sys.logged("waiting up to 5000 ms for 1 client(s) and 0 inhibitor(s)"));
+        assert!(sys.logged("shutdown: clients and inhibitors done after 1 ms"));
+        assert!(!sys.logged("grace period over"));
+    }
+
+    #[test]
+    fn a_silent_client_and_a_process_ignoring_sigterm_cannot_stall_shutdown() {
+        let mut sys = RecordingSys::new().with_file("/proc/cmdline", b"kios.shutdown_grace=5");
+        sys.clients = 1;
+        let init = booted(sys);
+        let started = init.sys().now_us;
+        // After the request nothing answers and nothing exits: only timeouts.
+        let init = run_with(init, &[Event::Signal(signo::SIGTERM)]);
+        let sys = init.sys();
+        assert!(sys.logged("grace period over with 1 client(s) and 0 inhibitor(s) pending"));
+        assert!(sys.logged("sending SIGKILL"));
+        assert!(sys.logged("processes survived SIGKILL"));
+        assert_eq!(sys.calls.last().unwrap(), "reboot PowerOff");
+        let grace = 5_000_000;
+        let bound =
+            grace + (crate::shutdown::TERM_TIMEOUT_MS + crate::shutdown::KILL_TIMEOUT_MS) * 1000;
+        assert!(
+            sys.now_us - started <= bound + 100_000,
+            "took {} us",
+            sys.now_us - started
+        );
+    }
+
+    #[test]
+    fn shutdown_unmounts_children_first_and_detaches_busy_mounts() {
+        let mountinfo = b"1 0 0:1 / / ro - rootfs rootfs rw\n\
+2 1 0:2 / /dev rw - devtmpfs devtmpfs rw\n\
+3 1 0:3 / /var rw - tmpfs tmpfs rw\n\
+4 3 0:4 / /var/lib/kubelet/pods/x rw - tmpfs tmpfs rw\n";
+        let sys = RecordingSys::new()
+            .with_file("/proc/self/mountinfo", mountinfo)
+            .failing_exactly("umount /dev", Errno::BUSY);
+        let init = booted(sys);
+        let init = run_with(
+            init,
+            &[
+                Event::Signal(signo::SIGTERM),
+                Event::ChildExited {
+                    pid: KUBELET,
+                    status: ExitStatus::Exited(0),
+                },
+                Event::ChildExited {
+                    pid: RUNTIME,
+                    status: ExitStatus::Exited(0),
+                },
+            ],
+        );
+        let sys = init.sys();
+        assert_eq!(
+            sys.calls_starting("umount"),
+            [
+                "umount /var/lib/kubelet/pods/x",
+                "umount /var",
+                "umount /dev",
+                "umount /dev detach"
+            ]
+        );
+        assert!(position(sys, "readonly /dev") < position(sys, "umount /dev detach"));
+        assert!(sys.logged("unmount /dev: EBUSY (16); read-only yes, detached yes"));
     }
 }

@@ -17,24 +17,39 @@
 //! - the kernel's syscall ABI (argument registers, negative errno returns),
 //! - the process being single-threaded (PID 1 never creates threads), which
 //!   makes `fork` and process-wide statics free of data races.
+//!
+//! Only a static musl executable gets `_start`, the `mem*` symbols and the
+//! panic handler: on the host (tests, or a build where std came in through
+//! feature unification) they would clash with libc's and std's, so there
+//! the crate is a plain library.
 #![no_std]
-// Interim: the per-module allowances are being written.
-#![allow(unsafe_code)]
+// Unsafe only in the modules that allow it below.
+#![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-#[cfg(all(target_arch = "aarch64", not(test)))]
+#[cfg(all(target_arch = "aarch64", target_env = "musl", not(test)))]
+#[allow(unsafe_code)]
 mod auxv;
+#[allow(unsafe_code)]
 pub mod cstr;
+#[allow(unsafe_code)]
 pub mod kmsg;
-#[cfg(not(test))]
+#[cfg(all(target_env = "musl", not(test)))]
+#[allow(unsafe_code)]
 mod mem;
 mod panic;
+#[allow(unsafe_code)]
 pub mod process;
+#[allow(unsafe_code)]
 pub mod signal;
+#[allow(unsafe_code)]
 pub mod socket;
-#[cfg(not(test))]
+#[cfg(all(target_env = "musl", not(test)))]
+#[allow(unsafe_code)]
 mod start;
+#[allow(unsafe_code)]
 mod syscall;
+#[allow(unsafe_code)]
 pub mod time;
 
 pub use panic::{set_panic_action, PanicAction};

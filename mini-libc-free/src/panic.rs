@@ -19,7 +19,8 @@ pub fn set_panic_action(action: PanicAction) {
     PANIC_ACTION.store(action as u8, Ordering::Relaxed);
 }
 
-#[cfg(not(test))]
+// Only in the static musl executables: a host build links std's.
+#[cfg(all(target_env = "musl", not(test)))]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     use crate::kmsg::{Level, Line};

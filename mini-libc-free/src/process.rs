@@ -16,7 +16,8 @@ static ENVP: AtomicPtr<*mut u8> = AtomicPtr::new(core::ptr::null_mut());
 /// The most argv (or envp) entries `execve` passes on.
 pub const MAX_EXEC_ARGS: usize = 64;
 
-#[cfg_attr(test, allow(dead_code))]
+// Called by `_start`, which only the static musl executables have.
+#[cfg_attr(any(test, not(target_env = "musl")), allow(dead_code))]
 pub(crate) fn record_start(argc: usize, argv: *mut *mut u8, envp: *mut *mut u8) {
     ARGC.store(argc, Ordering::Relaxed);
     ARGV.store(argv, Ordering::Relaxed);

@@ -1,4 +1,7 @@
-//! Log levels and the fixed-size message buffer every kmsg line is built in.
+//! Log levels and the fixed-size message buffer every kmsg line is built
+//! in; the services' output files (`service_file`).
+
+pub mod service_file;
 
 /// The kmsg levels the init uses.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

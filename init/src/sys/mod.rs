@@ -2,8 +2,11 @@
 //! makes goes through [`Sys`]. The binary implements it with rustix and
 //! mini-libc-free; host tests implement it with a recorder.
 
-use crate::argv::Argv;
-use crate::cmdline::PanicPolicy;
+#[cfg(test)]
+pub mod recording;
+
+use crate::config::argv::Argv;
+use crate::config::cmdline::PanicPolicy;
 use crate::errno::Errno;
 use crate::log::Level;
 

@@ -2,11 +2,11 @@
 //! one [`Session`] per connection, fed by the event loop. Tracks the
 //! shutdown inhibitors handed out, which the shutdown waits for.
 
-use crate::dbus::{Session, Step, MESSAGE_MAX, OUT_MAX};
+use crate::bus::wire::{Session, Step, MESSAGE_MAX, OUT_MAX};
 use crate::errno::Errno;
 use crate::log;
 use crate::log::Level;
-use crate::protocol::peer_allowed;
+use crate::peer::peer_allowed;
 use crate::sys::{BusId, Sys};
 
 /// Connections served at once: the kubelet needs one.
@@ -187,5 +187,135 @@ impl Bus {
             );
         }
         sys.bus_close(connection.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::errno::Errno;
+    use crate::init::testing::{
+        both_services_exit, kubelet_bus_conversation, position, run_with,
+        with_kubelet_on_the_bus, KUBELET_BUS,
+    };
+    use crate::sys::{signo, BusId, ClientId, Event};
+    #[test]
+    fn the_kubelet_gets_logind_answers_and_an_inhibitor_matching_its_grace_period() {
+        let init = with_kubelet_on_the_bus();
+        let sys = init.sys();
+        assert!(sys.logged("shutdown grace period 20000 ms"));
+        assert_eq!(
+            sys.calls_starting("bus_send 7")
+                .iter()
+                .filter(|c| c.ends_with("+inhibitor"))
+                .count(),
+            1
+        );
+        assert!(sys.logged("bus: :1.7 holds a shutdown inhibitor (1 in all)"));
+        let output = &sys.bus_output[&KUBELET_BUS.0];
+        let replies = crate::bus::wire::tests::messages(
+            &output[output.iter().position(|&b| b == b'l').unwrap()..],
+        );
+        // Hello, Get, Inhibit and AddMatch replies; the Get's variant is InhibitDelayMaxUSec.
+        assert_eq!(replies.len(), 4);
+        assert!(replies
+            .iter()
+            .all(|reply| reply.kind == crate::bus::wire::METHOD_RETURN));
+        assert_eq!(replies[1].body[8..], 20_000_000u64.to_le_bytes());
+        assert_eq!(init.bus().inhibitors(), 1);
+    }
+
+    #[test]
+    fn shutdown_tells_the_kubelet_and_waits_for_its_inhibitor_to_be_released() {
+        let mut init = with_kubelet_on_the_bus();
+        init.sys_mut().events.extend([
+            Event::Request {
+                client: ClientId(1),
+                byte: 0x01,
+            },
+            Event::InhibitorReleased,
+        ]);
+        init.sys_mut().events.extend(both_services_exit());
+        init.run();
+        let sys = init.sys();
+        assert!(sys.logged("waiting up to 20000 ms for 0 client(s) and 1 inhibitor(s)"));
+        let output = &sys.bus_output[&KUBELET_BUS.0];
+        let signals = crate::bus::wire::tests::messages(
+            &output[output.iter().position(|&b| b == b'l').unwrap()..],
+        );
+        let last = signals.last().unwrap();
+        assert_eq!(last.kind, crate::bus::wire::SIGNAL);
+        assert_eq!(last.field(crate::bus::wire::MEMBER), "PrepareForShutdown");
+        assert_eq!(last.body, [1, 0, 0, 0]);
+        let signal_sent = sys
+            .calls
+            .iter()
+            .rposition(|c| c.starts_with("bus_send 7 "))
+            .unwrap();
+        assert!(signal_sent < position(sys, "kill all Term"));
+        assert!(sys.logged("bus: a shutdown inhibitor was released (0 left)"));
+        assert!(sys.logged("clients and inhibitors done"));
+        assert!(!sys.logged("grace period over"));
+        // SIGTERM, then SIGCONT for anything stopped, and no SIGKILL.
+        assert!(position(sys, "kill all Term") < position(sys, "kill all Cont"));
+        assert_eq!(sys.calls_starting("kill all Kill"), Vec::<&str>::new());
+        assert_eq!(sys.calls.last().unwrap(), "reboot PowerOff");
+    }
+
+    #[test]
+    fn a_kubelet_that_never_releases_its_inhibitor_holds_the_shutdown_only_for_the_grace_period() {
+        let init = with_kubelet_on_the_bus();
+        let requested = init.sys().now_us;
+        let init = run_with(init, &[Event::Signal(signo::SIGTERM)]);
+        let sys = init.sys();
+        assert!(sys.logged("grace period over with 0 client(s) and 1 inhibitor(s) pending"));
+        let term_at = sys.calls.iter().position(|c| c == "kill all Term").unwrap();
+        assert!(term_at > 0);
+        // Only timeouts after the request: the clock shows the wait.
+        assert!(sys.now_us - requested >= 20_000_000);
+        let bound = 20_000_000
+            + (crate::shutdown::TERM_TIMEOUT_MS + crate::shutdown::KILL_TIMEOUT_MS) * 1000;
+        assert!(sys.now_us - requested <= bound + 100_000);
+        assert_eq!(sys.calls.last().unwrap(), "reboot PowerOff");
+    }
+
+    #[test]
+    fn a_spurious_wake_up_keeps_the_kubelets_connection() {
+        let mut init = with_kubelet_on_the_bus();
+        init.sys_mut().failures.push(("bus_read 7".into(), Errno::AGAIN));
+        init.deliver(Event::BusReadable(KUBELET_BUS));
+        assert!(!init.sys().calls.contains(&"bus_close 7".to_string()));
+        assert_eq!(init.bus().inhibitors(), 1);
+    }
+
+    #[test]
+    fn garbage_and_non_root_peers_on_the_bus_lose_their_connection_and_nothing_else() {
+        let mut init = with_kubelet_on_the_bus();
+        let sent_to_kubelet = init.sys_mut().bus_output[&KUBELET_BUS.0].len();
+        let garbage = BusId(8);
+        let stranger = BusId(9);
+        let oversized = BusId(10);
+        init.sys_mut().bus_input.insert(
+            garbage.0,
+            b"\0AUTH EXTERNAL 30\r\nBEGIN\r\n\xff\xfe junk".to_vec(),
+        );
+        let mut huge = kubelet_bus_conversation();
+        huge.truncate(crate::bus::wire::tests::GODBUS_AUTH.len());
+        huge.extend(b"l\x01\x00\x01\xff\xff\x00\x00\x05\x00\x00\x00\x00\x00\x00\x00");
+        init.sys_mut().bus_input.insert(oversized.0, huge);
+        for (conn, uid) in [(garbage, 0), (stranger, 1000), (oversized, 0)] {
+            init.deliver(Event::BusConnected { conn, uid });
+            init.deliver(Event::BusReadable(conn));
+        }
+        let sys = init.sys();
+        assert!(sys.logged("bus: closed :1.8 after a protocol violation"));
+        assert!(sys.logged("bus: refused client uid=1000"));
+        assert!(sys.logged("bus: closed :1.10 after a protocol violation"));
+        for conn in [garbage, stranger, oversized] {
+            assert!(sys.calls.contains(&format!("bus_close {}", conn.0)));
+        }
+        // The kubelet's connection and inhibitor are untouched.
+        assert!(!sys.calls.contains(&"bus_close 7".to_string()));
+        assert_eq!(init.bus().inhibitors(), 1);
+        assert_eq!(init.sys_mut().bus_output[&KUBELET_BUS.0].len(), sent_to_kubelet);
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::cmdline::PanicPolicy;
+use crate::config::cmdline::PanicPolicy;
 use crate::errno::Errno;
 use crate::log::Level;
 use crate::sys::*;

@@ -3,7 +3,7 @@
 //! partition when there is one), rotated at a fixed size so it stays
 //! bounded. kmsg gets the same lines, but its ring buffer forgets them.
 
-use crate::data_partition::DevicePath;
+use crate::storage::data_partition::DevicePath;
 
 use kios_abi::image::SERVICE_LOG_DIR;
 

@@ -1,6 +1,6 @@
 //! The kernel command line's `kios.*` options.
 
-use crate::hostname::Hostname;
+use crate::config::hostname::Hostname;
 
 /// What PID 1 does if it panics (`kios.panic=reboot|halt|poweroff`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -18,7 +18,7 @@ pub enum DataSource {
     /// Always ephemeral, whatever the disks hold.
     None,
     /// This device, waited for up to `kios.data_timeout=`.
-    Device(crate::data_partition::DevicePath),
+    Device(crate::storage::data_partition::DevicePath),
 }
 
 /// Options read from `/proc/cmdline`.

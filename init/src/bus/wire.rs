@@ -36,7 +36,7 @@
 //! kubelet only talks to logind with the `GracefulNodeShutdown` feature
 //! gate on (alpha, off by default in 1.20) and a `shutdownGracePeriod`.
 
-use crate::protocol::peer_allowed;
+use crate::peer::peer_allowed;
 
 /// The largest message accepted, header and body; a connection announcing
 /// a larger one is closed. The kubelet's largest (Inhibit) is 238 bytes.

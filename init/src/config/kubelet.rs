@@ -2,10 +2,10 @@
 //! in `/etc/kubernetes` at every start (a changed file takes effect on the
 //! next restart).
 
-use crate::labels;
+use crate::config::labels;
 use crate::log;
 use crate::log::{file_unavailable, Level, Shown};
-use crate::node_ip;
+use crate::config::node_ip;
 use crate::sys::{CommandArgv, Sys};
 
 use kios_abi::image;
@@ -257,7 +257,7 @@ fn push_node_labels<S: Sys>(sys: &mut S, argv: &mut CommandArgv) {
 mod tests {
     use super::*;
     use crate::errno::Errno;
-    use crate::recording_sys::RecordingSys;
+    use crate::sys::recording::RecordingSys;
 
     #[test]
     fn go_durations_as_kubelet_configs_write_them() {

@@ -3,9 +3,9 @@
 //! Nothing here ever formats a disk: a partition that does not hold a
 //! mountable ext4 leaves the node ephemeral, with the reason in kmsg.
 
-use crate::cmdline::DataSource;
+use crate::config::cmdline::DataSource;
 use crate::errno::Errno;
-use crate::gpt::{self, GptError};
+use crate::storage::gpt::{self, GptError};
 use crate::log;
 use crate::log::Level;
 use crate::sys::Sys;
@@ -237,9 +237,9 @@ fn joined(parts: &[&str]) -> DevicePath {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpt::tests::gpt_with;
-    use crate::gpt::DATA_PARTITION_TYPE;
-    use crate::recording_sys::RecordingSys;
+    use crate::storage::gpt::tests::gpt_with;
+    use crate::storage::gpt::DATA_PARTITION_TYPE;
+    use crate::sys::recording::RecordingSys;
 
     fn ext4_superblock() -> Vec<u8> {
         let mut partition = vec![0u8; 2048];

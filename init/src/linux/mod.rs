@@ -6,12 +6,12 @@
 use core::ffi::CStr;
 use core::mem::MaybeUninit;
 
-use kios_init::cmdline::PanicPolicy;
+use kios_init::config::cmdline::PanicPolicy;
 use kios_init::errno::Errno;
 use kios_init::log::Level;
-use kios_init::log_file;
+use kios_init::log::service_file;
 use kios_init::power_button;
-use kios_init::protocol::peer_allowed;
+use kios_init::peer::peer_allowed;
 use kios_init::sys::{
     signo, BusId, ClientId, CommandArgv, Event, ExitStatus, FileRead, MountOp, Pid, PowerAction,
     Signal, Sys, SysResult,
@@ -77,7 +77,7 @@ struct Output {
     log: LogFile,
 }
 
-/// A service's log file (crate::log_file), appended to line by line.
+/// A service's log file (`kios_init::log::service_file`), appended to line by line.
 /// Logging must never stop PID 1: a file that cannot be opened or
 /// written is skipped, and kmsg still gets the line.
 struct LogFile {
@@ -87,7 +87,7 @@ struct LogFile {
 
 impl LogFile {
     fn open(service: &str) -> LogFile {
-        let fd = c_path(log_file::path(service, false).as_str(), &mut [0; PATH_MAX])
+        let fd = c_path(service_file::path(service, false).as_str(), &mut [0; PATH_MAX])
             .ok()
             .and_then(|path| {
                 rustix::fs::open(
@@ -109,11 +109,11 @@ impl LogFile {
     }
 
     fn append(&mut self, service: &str, line: &[u8]) {
-        if log_file::must_rotate(self.bytes, line.len() + 1) {
+        if service_file::must_rotate(self.bytes, line.len() + 1) {
             let (current, rotated) = (&mut [0; PATH_MAX], &mut [0; PATH_MAX]);
             if let (Ok(current), Ok(rotated)) = (
-                c_path(log_file::path(service, false).as_str(), current),
-                c_path(log_file::path(service, true).as_str(), rotated),
+                c_path(service_file::path(service, false).as_str(), current),
+                c_path(service_file::path(service, true).as_str(), rotated),
             ) {
                 let _ = rustix::fs::rename(current, rotated);
             }

@@ -29,18 +29,19 @@ fn decode(field: &[u8]) -> Option<MountPoint> {
     let mut out = heapless::Vec::<u8, 256>::new();
     let mut rest = field;
     while let Some((&byte, tail)) = rest.split_first() {
+        // Slice patterns, not `tail[3..]`: no panic path (and its location) in the binary.
         let escaped = match tail {
-            [a, b, c, ..]
+            [a, b, c, after @ ..]
                 if byte == b'\\' && [a, b, c].iter().all(|d| (b'0'..=b'7').contains(d)) =>
             {
-                Some(((a - b'0') << 6) | ((b - b'0') << 3) | (c - b'0'))
+                Some((((a - b'0') << 6) | ((b - b'0') << 3) | (c - b'0'), after))
             }
             _ => None,
         };
         match escaped {
-            Some(value) => {
+            Some((value, after)) => {
                 out.push(value).ok()?;
-                rest = &tail[3..];
+                rest = after;
             }
             None => {
                 out.push(byte).ok()?;

@@ -77,7 +77,7 @@ pub const STATE_DIRS: [(&str, u32); 10] = [
     ("/var/lib/kubelet", 0o700),
     ("/var/log", 0o755),
     ("/var/log/pods", 0o755),
-    // The runtime's and the kubelet's own output (crate::log_file).
+    // The runtime's and the kubelet's own output (crate::log::service_file).
     (image::SERVICE_LOG_DIR, 0o750),
     ("/var/lib/kios", 0o700),
     ("/var/lib/kios/etc", 0o700),

@@ -1,0 +1,88 @@
+//! PID 1 itself: the boot sequence (`boot`), then the event loop
+//! (`event_loop`) that supervises the services, serves the sockets and
+//! drives the shutdown.
+
+mod boot;
+mod event_loop;
+#[cfg(test)]
+pub(crate) mod testing;
+
+pub use boot::BootError;
+
+use crate::bus::server::Bus;
+use crate::config::cmdline::Options;
+use crate::config::kubelet;
+use crate::log;
+use crate::log::Level;
+use crate::shutdown::Shutdown;
+use crate::supervisor::{Service, Supervisor};
+use crate::sys::{CommandArgv, Pid, Sys};
+
+/// The init's state: the [`Sys`] it acts through, what the command line
+/// said, the services and the shutdown in progress.
+pub struct Init<S: Sys> {
+    sys: S,
+    options: Options,
+    supervisor: Supervisor,
+    shutdown: Option<Shutdown>,
+    /// How long a shutdown waits for clients and inhibitors.
+    shutdown_grace_ms: u64,
+    bus: Bus,
+}
+
+impl<S: Sys> Init<S> {
+    pub fn new(sys: S) -> Init<S> {
+        Init {
+            sys,
+            options: Options::default(),
+            supervisor: Supervisor::new(),
+            shutdown: None,
+            shutdown_grace_ms: 0,
+            bus: Bus::new(0),
+        }
+    }
+
+    pub fn sys(&self) -> &S {
+        &self.sys
+    }
+
+    fn fail(&mut self, error: BootError) {
+        log!(&mut self.sys, Level::Err, "{}", error);
+    }
+
+    /// Starts a service; a failed start is retried with backoff.
+    fn start(&mut self, service: Service) -> Option<Pid> {
+        let argv: CommandArgv = match service {
+            Service::Runtime => kubelet::runtime_argv(),
+            Service::Kubelet => kubelet::kubelet_argv(&mut self.sys),
+        };
+        let result = self.sys.spawn(service.name(), &argv);
+        let now = self.sys.now_us();
+        match result {
+            Ok(pid) => {
+                self.supervisor.started(service, pid, now);
+                log!(
+                    &mut self.sys,
+                    Level::Notice,
+                    "start {} pid={}",
+                    service.name(),
+                    pid.0
+                );
+                Some(pid)
+            }
+            Err(errno) => {
+                self.fail(BootError::StartService(service, errno));
+                if let Some(delay) = self.supervisor.start_failed(service, now) {
+                    log!(
+                        &mut self.sys,
+                        Level::Notice,
+                        "{} retry in {} ms",
+                        service.name(),
+                        delay
+                    );
+                }
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! TEST SUPPORT: a booted [`Init`] on the recording stand-in, scripted
+//! events, and the kubelet's bus conversation, shared by the tests of the
+//! boot, the event loop, the bus and the shutdown.
+
+use super::Init;
+use crate::bus::server::Bus;
+use crate::bus::wire;
+use crate::sys::recording::RecordingSys;
+use crate::sys::{BusId, Event, ExitStatus, Pid};
+
+impl Init<RecordingSys> {
+    /// The stand-in, to script events and files between steps.
+    pub(crate) fn sys_mut(&mut self) -> &mut RecordingSys {
+        &mut self.sys
+    }
+
+    /// The bus the event loop feeds.
+    pub(crate) fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    /// One event, handled as the loop would.
+    pub(crate) fn deliver(&mut self, event: Event) {
+        self.handle(event)
+    }
+}
+
+pub(crate) fn booted(sys: RecordingSys) -> Init<RecordingSys> {
+    let mut init = Init::new(sys);
+    init.boot();
+    init
+}
+
+/// Where the first call equal to `call`, or starting with `call` and a space, is.
+pub(crate) fn position(sys: &RecordingSys, call: &str) -> usize {
+    sys.calls
+        .iter()
+        .position(|c| c == call || c.starts_with(&format!("{call} ")))
+        .unwrap_or_else(|| panic!("no call {call} in {:#?}", sys.calls))
+}
+
+pub(crate) fn run_with(mut init: Init<RecordingSys>, events: &[Event]) -> Init<RecordingSys> {
+    init.sys.events.extend(events.iter().copied());
+    init.run();
+    init
+}
+
+pub(crate) const RUNTIME: Pid = Pid(101);
+pub(crate) const KUBELET: Pid = Pid(102);
+
+/// The kubelet, then the runtime, exit cleanly (after SIGTERM).
+pub(crate) fn both_services_exit() -> [Event; 2] {
+    [KUBELET, RUNTIME].map(|pid| Event::ChildExited {
+        pid,
+        status: ExitStatus::Exited(0),
+    })
+}
+
+/// Everything the kubelet 1.20 sends logind over one connection, as
+/// godbus encodes it: authentication, Hello, the InhibitDelayMaxUSec
+/// Get, Inhibit and AddMatch.
+pub(crate) fn kubelet_bus_conversation() -> Vec<u8> {
+    let mut bytes = wire::tests::GODBUS_AUTH.to_vec();
+    for call in [
+        wire::tests::GODBUS_HELLO,
+        wire::tests::GODBUS_GET,
+        wire::tests::GODBUS_INHIBIT,
+        wire::tests::GODBUS_ADD_MATCH,
+    ] {
+        bytes.extend(wire::tests::hex(call));
+    }
+    bytes
+}
+
+pub(crate) const KUBELET_BUS: BusId = BusId(7);
+
+/// A booted node whose kubelet (config: 20 s grace) holds an inhibitor.
+pub(crate) fn with_kubelet_on_the_bus() -> Init<RecordingSys> {
+    let mut sys = RecordingSys::new().with_file(
+        kios_abi::kubernetes::CONFIG,
+        b"kind: KubeletConfiguration\nshutdownGracePeriod: 20s\n",
+    );
+    sys.bus_input
+        .insert(KUBELET_BUS.0, kubelet_bus_conversation());
+    let mut init = booted(sys);
+    init.handle(Event::BusConnected {
+        conn: KUBELET_BUS,
+        uid: 0,
+    });
+    init.handle(Event::BusReadable(KUBELET_BUS));
+    init
+}
