@@ -7,3 +7,7 @@ pub const SOCKET: &str = "/run/dbus/system_bus_socket";
 
 /// The FHS's `/var/run`, a link to `/run` on the node.
 pub const VAR_RUN: &str = "/var/run";
+
+/// Where clients dial by default (godbus, the specification's default):
+/// through the `/var/run` link, to [`SOCKET`].
+pub const CLIENT_DEFAULT_PATH: &str = "/var/run/dbus/system_bus_socket";

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 /// The kiOS data partition type; the init's `gpt::DATA_PARTITION_TYPE`
 /// holds the same GUID as bytes.
-const DATA_PARTITION_TYPE_GUID: &str = "84071842-08aa-4749-be4f-edc9983137ce";
+use kios_abi::data_partition::TYPE_GUID as DATA_PARTITION_TYPE_GUID;
 const ESP_TYPE_GUID: &str = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b";
 
 const DEFCONFIG: &str = "configs/kios_aarch64_uefi_defconfig";

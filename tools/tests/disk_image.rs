@@ -14,12 +14,12 @@ use std::process::Command;
 
 use anyhow::{ensure, Context, Result};
 use goblin::pe::header::Header;
+use kios_abi::data_partition;
 use kios_tools::host::arch::Arch;
 use kios_tools::host::fs::sha256_file;
 use kios_tools::host::workspace::Workspace;
 use kios_tools::image::disk::{
-    build_disk_image, parse_guid, DiskImage, DiskOptions, DATA_PARTITION_NAME,
-    DATA_PARTITION_TYPE_GUID, ESP_NAME, ESP_TYPE_GUID,
+    build_disk_image, parse_guid, DiskImage, DiskOptions, ESP_NAME, ESP_TYPE_GUID,
 };
 use kios_tools::image::initramfs::Initramfs;
 use kios_tools::image::node_image::{pinned_kernel, NodeImage};
@@ -100,8 +100,8 @@ fn check_disk(disk: &DiskImage, image: &NodeImage) -> Result<()> {
     let (esp, data) = (partitions[0], partitions[1]);
     ensure!(esp.name == ESP_NAME && esp.part_type_guid.guid == parse_guid(ESP_TYPE_GUID)?);
     ensure!(
-        data.name == DATA_PARTITION_NAME
-            && data.part_type_guid.guid == parse_guid(DATA_PARTITION_TYPE_GUID)?,
+        data.name == data_partition::NAME
+            && data.part_type_guid.guid == parse_guid(data_partition::TYPE_GUID)?,
         "data partition: {data:?}"
     );
     ensure!(
@@ -146,7 +146,7 @@ fn check_disk(disk: &DiskImage, image: &NodeImage) -> Result<()> {
         String::from_utf8_lossy(&fsck.stdout)
     );
     let label = Command::new("e2label").arg(&ext4).output()?;
-    ensure!(String::from_utf8_lossy(&label.stdout).trim() == DATA_PARTITION_NAME);
+    ensure!(String::from_utf8_lossy(&label.stdout).trim() == data_partition::NAME);
     Ok(())
 }
 

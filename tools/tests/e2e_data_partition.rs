@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use kios_abi::data_partition::TYPE_GUID as DATA_PARTITION_TYPE_GUID;
 use kios_tools::host::arch::Arch;
 use kios_tools::host::workspace::Workspace;
 use kios_tools::image::disk::{
     make_ext4, parse_guid, write_gpt_disk, PartitionContents, PartitionSpec,
-    DATA_PARTITION_TYPE_GUID,
 };
 use kios_tools::image::node_image::{add_modules, pinned_kernel};
 use kios_tools::testing::standin_checks::{check_standin_run, require_line};

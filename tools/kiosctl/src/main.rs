@@ -13,6 +13,7 @@
 #![no_main]
 #![deny(unsafe_code)]
 
+use kios_abi::system_socket::{Command, EVENT_SHUTDOWN, PATH as SYSTEM_SOCKET};
 use mini_libc_free::kmsg::{self, Level};
 use mini_libc_free::process;
 use rustix::io::Errno;
@@ -20,9 +21,6 @@ use rustix::net::{AddressFamily, SocketAddrUnix, SocketType};
 
 mini_libc_free::entry!(main);
 
-const SYSTEM_SOCKET: &str = "/run/system.sock";
-const EVENT_SHUTDOWN: u8 = 0x01;
-const CONTINUE_SHUTDOWN: u8 = 0x02;
 const USAGE: i32 = 2;
 const FAILED: i32 = 1;
 
@@ -34,9 +32,9 @@ fn main() -> ! {
         .and_then(|arg| core::str::from_utf8(arg.to_bytes()).ok())
         .unwrap_or("");
     let command = match verb {
-        "shutdown" => 0x01,
-        "restart-kubelet" => 0x03,
-        "restart-runtime" => 0x04,
+        "shutdown" => Command::Shutdown,
+        "restart-kubelet" => Command::RestartKubelet,
+        "restart-runtime" => Command::RestartRuntime,
         _ => {
             kmsg::write(
                 Level::Err,
@@ -63,16 +61,16 @@ fn main() -> ! {
     }
 }
 
-fn send(command: u8) -> Result<(), Errno> {
+fn send(command: Command) -> Result<(), Errno> {
     let socket = rustix::net::socket(AddressFamily::UNIX, SocketType::STREAM, None)?;
     rustix::net::connect(&socket, &SocketAddrUnix::new(SYSTEM_SOCKET)?)?;
-    rustix::io::write(&socket, &[command])?;
-    if command == 0x01 {
+    rustix::io::write(&socket, &[command.byte()])?;
+    if command == Command::Shutdown {
         let mut event = [0u8; 1];
         // The event comes once the init has begun its shutdown; a closed
         // socket instead means the init went ahead without waiting.
         if rustix::io::read(&socket, &mut event)? == 1 && event[0] == EVENT_SHUTDOWN {
-            rustix::io::write(&socket, &[CONTINUE_SHUTDOWN])?;
+            rustix::io::write(&socket, &[Command::ContinueShutdown.byte()])?;
         }
     }
     Ok(())

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{ensure, Context, Result};
+use kios_abi::data_partition;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -33,13 +34,9 @@ use crate::image::node_image::{NodeImage, NODE_MEMORY_MIB};
 use crate::image::uki::{build_uki, default_boot_path, os_release, stub_path_in_package, UkiParts};
 use crate::vm::qemu::{kernel_command_line, VmConfig};
 
-/// The kiOS data partition's GPT type; the init scans for the same GUID
-/// (init/src/gpt.rs holds it as bytes).
-pub const DATA_PARTITION_TYPE_GUID: &str = "84071842-08aa-4749-be4f-edc9983137ce";
 /// The EFI system partition's GPT type (UEFI spec 5.3.3).
 pub const ESP_TYPE_GUID: &str = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b";
 /// The data partition's GPT name and ext4 label.
-pub const DATA_PARTITION_NAME: &str = "kios-data";
 pub const ESP_NAME: &str = "esp";
 pub const DEFAULT_DATA_BYTES: u64 = 1 << 30;
 /// The disk image's file name in the output directory.
@@ -176,7 +173,7 @@ pub fn build_disk_image(
             make_ext4(
                 &data,
                 options.data_bytes,
-                DATA_PARTITION_NAME,
+                data_partition::NAME,
                 derived_uuid(&seed, "data filesystem"),
             )
         },
@@ -196,8 +193,8 @@ pub fn build_disk_image(
                     contents: PartitionContents::Image(esp.clone()),
                 },
                 PartitionSpec {
-                    name: DATA_PARTITION_NAME.into(),
-                    type_guid: parse_guid(DATA_PARTITION_TYPE_GUID)?,
+                    name: data_partition::NAME.into(),
+                    type_guid: parse_guid(data_partition::TYPE_GUID)?,
                     guid: derived_uuid(&seed, "data partition"),
                     bytes: options.data_bytes,
                     contents: PartitionContents::Image(data.clone()),

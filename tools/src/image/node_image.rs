@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use kios_abi::image::{CONTAINERD_SEED, CONTAINERD_SNAPSHOTS, INIT, LATE_MODULE_LIST, MODULE_LIST};
 use serde::Serialize;
 use walkdir::WalkDir;
 
@@ -22,15 +23,7 @@ use crate::image::initramfs::Initramfs;
 use crate::image::modules::ModuleTree;
 use crate::vm::qemu::VmConfig;
 
-/// Where the seeded containerd store sits in the image (the init mounts an
-/// overlay of it on /var/lib/containerd).
-pub const CONTAINERD_SEED: &str = "/usr/lib/kios/containerd";
-/// Where containerd's overlayfs snapshots live (`root_path` in its config;
-/// the init creates it on the /var tmpfs).
-const SNAPSHOTS_DIR: &str = "/var/lib/containerd-snapshots";
 const SNAPSHOTTER_DEFAULT_DIR: &str = "io.containerd.snapshotter.v1.overlayfs";
-/// The load order the init reads; the paths are inside the image.
-pub const MODULE_LIST: &str = "/etc/kios/modules";
 /// What the node needs that Debian's cloud kernel has as modules, by
 /// module name; dependencies are added and ordered at build time.
 /// Before the runtime starts: the virtio PCI transport and block driver, for
@@ -45,8 +38,6 @@ pub const NETWORK_MODULES: &[&str] = &["bridge", "br_netfilter", "veth", "virtio
 /// init reads the button (built into the arm64 cloud kernel and into the
 /// kiOS kernel).
 pub const INPUT_MODULES: &[&str] = &["evdev", "button"];
-/// The init's lists (see init/src/boot.rs).
-const LATE_MODULE_LIST: &str = "/etc/kios/modules-late";
 
 /// What goes into an image besides the node itself.
 #[derive(Clone, Debug)]
@@ -207,7 +198,7 @@ pub fn build_node_image(
         bytes
     } else {
         let init = workspace.build_musl_binary("kios-init", arch)?;
-        image.file_from_host("/bin/init", 0o755, &init)?;
+        image.file_from_host(INIT, 0o755, &init)?;
         let init_bytes = file_size(&init)?;
         parts.push(ImagePart {
             component: "init".into(),
@@ -260,7 +251,7 @@ pub fn build_node_image(
     // place at the real one so the kubelet's image-fs stats are right.
     image.symlink(
         &format!("{CONTAINERD_SEED}/{SNAPSHOTTER_DEFAULT_DIR}"),
-        SNAPSHOTS_DIR,
+        CONTAINERD_SNAPSHOTS,
     );
     add_part(&mut parts, "images (containerd seed)", seed.bytes);
 

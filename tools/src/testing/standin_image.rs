@@ -8,6 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use kios_abi::image::{HOSTNAME_FILE, INIT, KUBELET, RUNTIME};
+use kios_abi::kubernetes;
 
 use crate::host::arch::Arch;
 use crate::host::progress::with_step;
@@ -66,8 +68,8 @@ pub fn standin_initramfs(init: &Path, standin: &Path) -> Result<Initramfs> {
         "/bin",
         "/dev",
         "/etc",
-        "/etc/kubernetes",
-        "/etc/kubernetes/manifests",
+        kubernetes::DIR,
+        kubernetes::STATIC_PODS,
         "/proc",
         "/sys",
         "/run",
@@ -78,17 +80,17 @@ pub fn standin_initramfs(init: &Path, standin: &Path) -> Result<Initramfs> {
     image.directory("/tmp", 0o1777);
     // The kernel opens /dev/console for PID 1 before devtmpfs is mounted.
     image.char_device("/dev/console", 0o600, 5, 1);
-    image.file_from_host("/bin/init", 0o755, init)?;
+    image.file_from_host(INIT, 0o755, init)?;
     // One fixture binary that acts as either program depending on argv[0].
-    image.file_from_host("/bin/containerd", 0o755, standin)?;
-    image.file_from_host("/bin/kubelet", 0o755, standin)?;
+    image.file_from_host(RUNTIME, 0o755, standin)?;
+    image.file_from_host(KUBELET, 0o755, standin)?;
     image
-        .file("/etc/hostname", 0o644, "kios-standin\n")
-        .file("/etc/kubernetes/node-labels", 0o644, NODE_LABELS)
-        .file("/etc/kubernetes/node-ip", 0o644, format!("{NODE_IP}\n"))
-        .file("/etc/kubernetes/kubelet-config.yaml", 0o644, KUBELET_CONFIG)
+        .file(HOSTNAME_FILE, 0o644, "kios-standin\n")
+        .file(kubernetes::NODE_LABELS, 0o644, NODE_LABELS)
+        .file(kubernetes::NODE_IP, 0o644, format!("{NODE_IP}\n"))
+        .file(kubernetes::CONFIG, 0o644, KUBELET_CONFIG)
         .file(
-            "/etc/kubernetes/bootstrap-kubeconfig",
+            kubernetes::BOOTSTRAP_KUBECONFIG,
             0o600,
             BOOTSTRAP_KUBECONFIG,
         );

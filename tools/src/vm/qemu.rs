@@ -14,6 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use kios_abi::image::INIT;
 
 use crate::host::arch::Arch;
 use crate::vm::console::{Console, ConsoleLine};
@@ -103,7 +104,7 @@ pub fn kernel_command_line(arch: Arch) -> String {
     };
     // panic=-1 reboots at once on a panic and -no-reboot turns that into
     // QEMU exiting, so a broken boot ends the run instead of hanging.
-    format!("console={console} rdinit=/bin/init printk.devkmsg=on panic=-1 loglevel=7")
+    format!("console={console} rdinit={INIT} printk.devkmsg=on panic=-1 loglevel=7")
 }
 
 impl VmConfig {

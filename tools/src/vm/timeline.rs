@@ -1,10 +1,12 @@
 //! The init's boot timeline, read off the console.
 //!
-//! The init prints `kios: timeline <phase> us=<µs since boot>` once per phase.
+//! The init prints `kios: timeline <phase> us=<µs since boot>` once per
+//! phase; the marker and the phases' names are `kios_abi::timeline`'s.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
+use kios_abi::timeline as abi;
 use serde::Serialize;
 
 use crate::vm::console::Console;
@@ -32,20 +34,31 @@ impl Phase {
         Phase::KubeletExec,
     ];
 
-    /// The name the init prints.
+    /// The name the init prints (the probe pod's phase is named here).
     pub fn name(self) -> &'static str {
+        match self.reported_by_init() {
+            Some(phase) => phase.name(),
+            None => "first_pod_running",
+        }
+    }
+
+    /// The init's own phase, unless this one is read from a pod.
+    fn reported_by_init(self) -> Option<abi::Phase> {
         match self {
-            Phase::Pid1 => "pid1",
-            Phase::MountsDone => "mounts_done",
-            Phase::RuntimeExec => "runtime_exec",
-            Phase::RuntimeReady => "runtime_ready",
-            Phase::KubeletExec => "kubelet_exec",
-            Phase::FirstPodRunning => "first_pod_running",
+            Phase::Pid1 => Some(abi::Phase::Pid1),
+            Phase::MountsDone => Some(abi::Phase::MountsDone),
+            Phase::RuntimeExec => Some(abi::Phase::RuntimeExec),
+            Phase::RuntimeReady => Some(abi::Phase::RuntimeReady),
+            Phase::KubeletExec => Some(abi::Phase::KubeletExec),
+            Phase::FirstPodRunning => None,
         }
     }
 
     fn from_name(name: &str) -> Option<Phase> {
-        Phase::ALL.into_iter().find(|phase| phase.name() == name)
+        let init_phase = abi::Phase::from_name(name)?;
+        Phase::ALL
+            .into_iter()
+            .find(|phase| phase.reported_by_init() == Some(init_phase))
     }
 }
 
@@ -62,7 +75,6 @@ pub struct Timeline {
     pub phases: BTreeMap<Phase, u64>,
 }
 
-const MARKER: &str = "kios: timeline ";
 /// The probe pod's first line (see node_image.rs).
 pub const FIRST_POD_MARKER: &str = "kios-probe: running in pod";
 
@@ -151,7 +163,7 @@ impl Timeline {
 }
 
 fn parse_line(line: &str) -> Option<(Phase, u64)> {
-    let rest = &line[line.find(MARKER)? + MARKER.len()..];
+    let rest = &line[line.find(abi::MARKER)? + abi::MARKER.len()..];
     let mut words = rest.split_whitespace();
     let phase = Phase::from_name(words.next()?)?;
     let micros = words.next()?.strip_prefix("us=")?.parse().ok()?;

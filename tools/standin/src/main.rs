@@ -22,6 +22,9 @@
 
 use core::ffi::CStr;
 
+use kios_abi::image::RUNTIME_SOCKET;
+use kios_abi::system_bus::CLIENT_DEFAULT_PATH as SYSTEM_BUS;
+use kios_abi::system_socket::{Command, PATH as SYSTEM_SOCKET};
 use mini_libc_free::kmsg::{Level, Line};
 use mini_libc_free::{kmsg, process};
 use rustix::fd::OwnedFd;
@@ -34,10 +37,6 @@ use rustix::net::{
 
 mini_libc_free::entry!(main);
 
-const RUNTIME_SOCKET: &str = "/run/containerd/containerd.sock";
-const SYSTEM_SOCKET: &str = "/run/system.sock";
-/// Where godbus dials the system bus by default (/var/run leads to /run).
-const SYSTEM_BUS: &str = "/var/run/dbus/system_bus_socket";
 /// How long the fixture waits for any answer from the init.
 const ANSWER_TIMEOUT: core::time::Duration = core::time::Duration::from_secs(10);
 
@@ -189,7 +188,7 @@ fn check_non_root_refused(path: &str) {
                     Ok(()) => match connect(path) {
                         Err(_) => "refused (connect denied)",
                         Ok(client) => {
-                            let _ = rustix::io::write(&client, &[0x03]);
+                            let _ = rustix::io::write(&client, &[Command::RestartKubelet.byte()]);
                             let mut reply = [0u8; 1];
                             match rustix::io::read(&client, &mut reply) {
                                 Ok(0) | Err(_) => "refused (closed by the init)",
@@ -402,7 +401,7 @@ fn request_shutdown() {
     // A client that never speaks must not stall the init's event loop.
     let silent = connect_system_socket();
     let result = connect_system_socket().and_then(|client| {
-        rustix::io::write(&client, &[0x01])?;
+        rustix::io::write(&client, &[Command::Shutdown.byte()])?;
         let mut event = [0u8; 1];
         if rustix::io::read(&client, &mut event)? == 1 {
             mini_libc_free::kmsg!(
@@ -411,7 +410,7 @@ fn request_shutdown() {
                 event[0] >> 4,
                 event[0] & 0xf
             );
-            rustix::io::write(&client, &[0x02])?;
+            rustix::io::write(&client, &[Command::ContinueShutdown.byte()])?;
         }
         Ok(client)
     });
