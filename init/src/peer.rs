@@ -1,8 +1,10 @@
-//! Who may command PID 1 over the system socket `/run/system.sock` (the
-//! wire contract itself is `kios_abi::system_socket`).
+//! Who may talk to PID 1: one rule for every socket it serves, the system
+//! socket (`kios_abi::system_socket`), the D-Bus system bus and the bus's
+//! own authentication. Peers are known by the uid the kernel vouches for
+//! (SO_PEERCRED).
 
-/// Only root may command PID 1.
-pub fn peer_allowed(uid: u32) -> bool {
+/// Only root may command PID 1 or hold up its shutdown.
+pub fn allowed(uid: u32) -> bool {
     uid == 0
 }
 
@@ -12,7 +14,8 @@ mod tests {
 
     #[test]
     fn only_root_peers() {
-        assert!(peer_allowed(0));
-        assert!(!peer_allowed(1000));
+        assert!(allowed(0));
+        assert!(!allowed(1000));
+        assert!(!allowed(u32::MAX));
     }
 }

@@ -24,10 +24,20 @@ pub fn is_power_press(event: &[u8]) -> bool {
         && i32::from_ne_bytes([*v0, *v1, *v2, *v3]) == PRESSED
 }
 
-/// `event0`, `event12`: the evdev nodes (not `mice`, `mouse0`, `js0`).
-pub fn is_event_device(name: &str) -> bool {
-    name.strip_prefix("event")
-        .is_some_and(|number| !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()))
+/// Whether a read of whole `struct input_event`s holds a power key press.
+pub fn any_press(events: &[u8]) -> bool {
+    events.chunks_exact(EVENT_SIZE).any(is_power_press)
+}
+
+/// `event0`, `event12`: the evdev nodes (not `mice`, `mouse0`, `js0`),
+/// the devices the init watches.
+pub fn is_event_device(name: &[u8]) -> bool {
+    // Matched as text: the UTF-8 check is in the binary anyway, and a
+    // byte-slice prefix match cost the init 48 bytes more.
+    core::str::from_utf8(name).is_ok_and(|name| {
+        name.strip_prefix("event")
+            .is_some_and(|number| !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()))
+    })
 }
 
 #[cfg(test)]
@@ -56,12 +66,22 @@ mod tests {
     }
 
     #[test]
+    fn a_press_anywhere_in_a_read_counts() {
+        let sync = event(0, 0, 0);
+        let press = event(EV_KEY, KEY_POWER, 1);
+        assert!(any_press(&[sync, press, sync].concat()));
+        assert!(!any_press(&[sync, event(EV_KEY, KEY_POWER, 0)].concat()));
+        // A partial event at the end is no press.
+        assert!(!any_press(&[&sync[..], &press[..EVENT_SIZE - 1]].concat()));
+    }
+
+    #[test]
     fn only_evdev_nodes_are_watched() {
         for name in ["event0", "event12"] {
-            assert!(is_event_device(name), "{name}");
+            assert!(is_event_device(name.as_bytes()), "{name}");
         }
         for name in ["event", "mice", "mouse0", "js0", "eventx", "by-path"] {
-            assert!(!is_event_device(name), "{name}");
+            assert!(!is_event_device(name.as_bytes()), "{name}");
         }
     }
 }

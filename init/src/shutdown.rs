@@ -7,8 +7,8 @@ use crate::errno::Errno;
 use crate::log;
 use crate::log::Level;
 use crate::storage::mountinfo;
-use kios_abi::system_socket::EVENT_SHUTDOWN;
 use crate::sys::{PowerAction, Signal, Sys};
+use kios_abi::system_socket::EVENT_SHUTDOWN;
 
 /// How long processes get between SIGTERM and SIGKILL.
 pub const TERM_TIMEOUT_MS: u64 = 10_000;

@@ -6,7 +6,7 @@ use crate::bus::wire::{Session, Step, MESSAGE_MAX, OUT_MAX};
 use crate::errno::Errno;
 use crate::log;
 use crate::log::Level;
-use crate::peer::peer_allowed;
+use crate::peer;
 use crate::sys::{BusId, Sys};
 
 /// Connections served at once: the kubelet needs one.
@@ -44,7 +44,7 @@ impl Bus {
     }
 
     pub fn connected<S: Sys>(&mut self, sys: &mut S, id: BusId, uid: u32) {
-        if !peer_allowed(uid) {
+        if !peer::allowed(uid) {
             log!(sys, Level::Warning, "bus: refused client uid={}", uid);
             return sys.bus_close(id);
         }
@@ -194,8 +194,8 @@ impl Bus {
 mod tests {
     use crate::errno::Errno;
     use crate::init::testing::{
-        both_services_exit, kubelet_bus_conversation, position, run_with,
-        with_kubelet_on_the_bus, KUBELET_BUS,
+        both_services_exit, kubelet_bus_conversation, position, run_with, with_kubelet_on_the_bus,
+        KUBELET_BUS,
     };
     use crate::sys::{signo, BusId, ClientId, Event};
     #[test]
@@ -281,7 +281,9 @@ mod tests {
     #[test]
     fn a_spurious_wake_up_keeps_the_kubelets_connection() {
         let mut init = with_kubelet_on_the_bus();
-        init.sys_mut().failures.push(("bus_read 7".into(), Errno::AGAIN));
+        init.sys_mut()
+            .failures
+            .push(("bus_read 7".into(), Errno::AGAIN));
         init.deliver(Event::BusReadable(KUBELET_BUS));
         assert!(!init.sys().calls.contains(&"bus_close 7".to_string()));
         assert_eq!(init.bus().inhibitors(), 1);
@@ -316,6 +318,9 @@ mod tests {
         // The kubelet's connection and inhibitor are untouched.
         assert!(!sys.calls.contains(&"bus_close 7".to_string()));
         assert_eq!(init.bus().inhibitors(), 1);
-        assert_eq!(init.sys_mut().bus_output[&KUBELET_BUS.0].len(), sent_to_kubelet);
+        assert_eq!(
+            init.sys_mut().bus_output[&KUBELET_BUS.0].len(),
+            sent_to_kubelet
+        );
     }
 }

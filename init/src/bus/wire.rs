@@ -36,7 +36,7 @@
 //! kubelet only talks to logind with the `GracefulNodeShutdown` feature
 //! gate on (alpha, off by default in 1.20) and a `shutdownGracePeriod`.
 
-use crate::peer::peer_allowed;
+use crate::peer;
 
 /// The largest message accepted, header and body; a connection announcing
 /// a larger one is closed. The kubelet's largest (Inhibit) is 238 bytes.
@@ -720,7 +720,7 @@ impl Session {
     /// (uid 0 is "30"), or empty for "the credentials the socket shows".
     fn external(&mut self, response: &[u8]) -> &'static [u8] {
         if (response.is_empty() || claims_uid(response, self.peer_uid))
-            && peer_allowed(self.peer_uid)
+            && peer::allowed(self.peer_uid)
         {
             self.state = State::WaitingForBegin;
             AUTH_OK

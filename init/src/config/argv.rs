@@ -62,8 +62,9 @@ impl<const BYTES: usize, const N: usize> Argv<BYTES, N> {
 
     /// Each argument as text.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.iter_with_nul()
-            .map(|arg| core::str::from_utf8(arg.split_last().map_or(arg, |(_, text)| text)).unwrap_or(""))
+        self.iter_with_nul().map(|arg| {
+            core::str::from_utf8(arg.split_last().map_or(arg, |(_, text)| text)).unwrap_or("")
+        })
     }
 
     /// Whether any argument equals `arg`.

@@ -3,9 +3,9 @@
 //! next restart).
 
 use crate::config::labels;
+use crate::config::node_ip;
 use crate::log;
 use crate::log::{file_unavailable, Level, Shown};
-use crate::config::node_ip;
 use crate::sys::{CommandArgv, Sys};
 
 use kios_abi::image;

@@ -1,18 +1,18 @@
 //! The boot sequence: from the initramfs to a running kubelet, each step
 //! logged and none fatal.
 
-use crate::bus::server::Bus;
 use super::Init;
+use crate::bus::server::Bus;
 use crate::config::cmdline;
-use crate::storage::data_partition::{self, DataError, DevicePath};
-use crate::errno::Errno;
 use crate::config::hostname::Hostname;
 use crate::config::kubelet;
+use crate::errno::Errno;
 use crate::log;
 use crate::log::{file_unavailable, Level};
-use crate::storage::mounts::{self, FsMount};
 use crate::netlink;
 use crate::power_button;
+use crate::storage::data_partition::{self, DataError, DevicePath};
+use crate::storage::mounts::{self, FsMount};
 use crate::supervisor::Service;
 use crate::sys::{MountOp, Sys};
 
@@ -727,8 +727,10 @@ mod tests {
     /// A disk holding a GPT whose second partition is of the kiOS type and
     /// holds ext4 (as far as the superblock magic goes).
     fn with_data_disk(sys: RecordingSys) -> RecordingSys {
-        let (header, entries) =
-            crate::storage::gpt::tests::gpt_with(&[[1; 16], crate::storage::gpt::DATA_PARTITION_TYPE]);
+        let (header, entries) = crate::storage::gpt::tests::gpt_with(&[
+            [1; 16],
+            crate::storage::gpt::DATA_PARTITION_TYPE,
+        ]);
         let mut disk = vec![0u8; 512];
         disk.extend(header);
         disk.extend(entries);

@@ -8,13 +8,13 @@ use core::mem::MaybeUninit;
 
 use kios_init::config::cmdline::PanicPolicy;
 use kios_init::errno::Errno;
-use kios_init::log::Level;
 use kios_init::log::service_file;
+use kios_init::log::Level;
+use kios_init::peer;
 use kios_init::power_button;
-use kios_init::peer::peer_allowed;
 use kios_init::sys::{
     signo, BusId, ClientId, CommandArgv, Event, ExitStatus, FileRead, MountOp, Pid, PowerAction,
-    Signal, Sys, SysResult,
+    Signal, Sys, SysResult, Timespec,
 };
 use mini_libc_free::kmsg::{self, Line};
 use mini_libc_free::process::{self, Fork};
@@ -82,34 +82,36 @@ struct Output {
 /// written is skipped, and kmsg still gets the line.
 struct LogFile {
     fd: Option<OwnedFd>,
-    bytes: u64,
+    size: service_file::Size,
 }
 
 impl LogFile {
     fn open(service: &str) -> LogFile {
-        let fd = c_path(service_file::path(service, false).as_str(), &mut [0; PATH_MAX])
+        let fd = c_path(
+            service_file::path(service, false).as_str(),
+            &mut [0; PATH_MAX],
+        )
+        .ok()
+        .and_then(|path| {
+            rustix::fs::open(
+                path,
+                OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NOCTTY,
+                Mode::from_raw_mode(0o640),
+            )
             .ok()
-            .and_then(|path| {
-                rustix::fs::open(
-                    path,
-                    OFlags::WRONLY
-                        | OFlags::APPEND
-                        | OFlags::CREATE
-                        | OFlags::CLOEXEC
-                        | OFlags::NOCTTY,
-                    Mode::from_raw_mode(0o640),
-                )
-                .ok()
-            });
+        });
         let bytes = fd
             .as_ref()
             .and_then(|fd| rustix::fs::fstat(fd).ok())
             .map_or(0, |stat| stat.st_size as u64);
-        LogFile { fd, bytes }
+        LogFile {
+            fd,
+            size: service_file::Size::opened(bytes),
+        }
     }
 
     fn append(&mut self, service: &str, line: &[u8]) {
-        if service_file::must_rotate(self.bytes, line.len() + 1) {
+        if self.size.must_rotate_before(line) {
             let (current, rotated) = (&mut [0; PATH_MAX], &mut [0; PATH_MAX]);
             if let (Ok(current), Ok(rotated)) = (
                 c_path(service_file::path(service, false).as_str(), current),
@@ -122,7 +124,7 @@ impl LogFile {
         if let Some(fd) = &self.fd {
             for part in [line, b"\n"] {
                 if let Ok(written) = rustix::io::write(fd, part) {
-                    self.bytes += written as u64;
+                    self.size.wrote(written);
                 }
             }
         }
@@ -173,6 +175,13 @@ pub struct Linux {
 
 fn errno(raw: RawErrno) -> Errno {
     Errno(raw.raw_os_error())
+}
+
+fn timespec(duration: Timespec) -> rustix::time::Timespec {
+    rustix::time::Timespec {
+        tv_sec: duration.secs,
+        tv_nsec: duration.nanos,
+    }
 }
 
 fn level(level: Level) -> kmsg::Level {
@@ -276,7 +285,7 @@ impl Linux {
             return;
         };
         while let Ok((fd, uid)) = accept(listener) {
-            if !peer_allowed(uid) {
+            if !peer::allowed(uid) {
                 mini_libc_free::kmsg!(
                     kmsg::Level::Warning,
                     "system socket: refused client uid={}",
@@ -351,10 +360,7 @@ impl Linux {
         let mut events = [0u8; 8 * power_button::EVENT_SIZE];
         match rustix::io::read(&self.inputs[index].fd, &mut events) {
             Ok(read) => {
-                let pressed = events[..read]
-                    .chunks_exact(power_button::EVENT_SIZE)
-                    .any(power_button::is_power_press);
-                if pressed {
+                if power_button::any_press(&events[..read]) {
                     let _ = self.pending.push_back(Event::PowerButton);
                 }
             }
@@ -831,10 +837,7 @@ impl Sys for Linux {
             if remaining_us == 0 {
                 return Err(Errno::TIMEDOUT);
             }
-            let timeout = rustix::time::Timespec {
-                tv_sec: (remaining_us / 1_000_000) as i64,
-                tv_nsec: ((remaining_us % 1_000_000) * 1000) as i64,
-            };
+            let timeout = timespec(Timespec::from_us(remaining_us));
             let mut fds = [
                 PollFd::new(&watch, PollFlags::IN),
                 PollFd::new(owner.as_ref().unwrap_or(&watch), PollFlags::IN),
@@ -860,10 +863,7 @@ impl Sys for Linux {
     }
 
     fn sleep_ms(&mut self, ms: u64) {
-        let duration = rustix::time::Timespec {
-            tv_sec: (ms / 1000) as i64,
-            tv_nsec: ((ms % 1000) * 1_000_000) as i64,
-        };
+        let duration = timespec(Timespec::from_ms(ms));
         // poll with no fds: a sleep that needs no extra rustix feature.
         let _ = rustix::event::poll(&mut [], Some(&duration));
     }
@@ -953,9 +953,7 @@ impl Sys for Linux {
         let mut watched = 0;
         while let Some(Ok(entry)) = entries.next() {
             let name = entry.file_name();
-            let is_event =
-                core::str::from_utf8(name.to_bytes()).is_ok_and(power_button::is_event_device);
-            if !is_event {
+            if !power_button::is_event_device(name.to_bytes()) {
                 continue;
             }
             let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
@@ -991,10 +989,7 @@ impl Sys for Linux {
         if let Some(event) = self.pending.pop_front() {
             return event;
         }
-        let timeout = timeout_ms.map(|ms| rustix::time::Timespec {
-            tv_sec: (ms / 1000) as i64,
-            tv_nsec: ((ms % 1000) * 1_000_000) as i64,
-        });
+        let timeout = timeout_ms.map(|ms| timespec(Timespec::from_ms(ms)));
         let mut ready = [MaybeUninit::<epoll::Event>::uninit(); 16];
         let mut tokens: heapless::Vec<u64, 16> = heapless::Vec::new();
         match epoll::wait(&self.epoll, &mut ready, timeout.as_ref()) {

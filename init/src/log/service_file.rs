@@ -27,6 +27,28 @@ pub fn path(service: &str, rotated: bool) -> DevicePath {
     path
 }
 
+/// What a service's open log file holds, as the init counts it: the
+/// size it had when opened plus every byte written since.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Size {
+    bytes: u64,
+}
+
+impl Size {
+    pub fn opened(bytes: u64) -> Size {
+        Size { bytes }
+    }
+
+    /// Whether the file must be rotated before `line` and its newline go in.
+    pub fn must_rotate_before(self, line: &[u8]) -> bool {
+        must_rotate(self.bytes, line.len() + 1)
+    }
+
+    pub fn wrote(&mut self, bytes: usize) {
+        self.bytes += bytes as u64;
+    }
+}
+
 /// Whether a file holding `current` bytes must be rotated before
 /// `incoming` more are appended. A single line never rotates an empty file.
 pub fn must_rotate(current: u64, incoming: usize) -> bool {
@@ -52,5 +74,18 @@ mod tests {
         assert!(!must_rotate(ROTATE_AT_BYTES - 100, 100));
         assert!(must_rotate(ROTATE_AT_BYTES - 100, 101));
         assert!(must_rotate(ROTATE_AT_BYTES, 1));
+    }
+
+    #[test]
+    fn the_size_counts_what_was_written_and_each_newline() {
+        let mut size = Size::opened(ROTATE_AT_BYTES - 10);
+        let line = [b'x'; 8];
+        assert!(!size.must_rotate_before(&line));
+        size.wrote(line.len());
+        size.wrote(1);
+        // 9 written, 1 byte of room left: a one-byte line and its newline do not fit.
+        assert!(!size.must_rotate_before(b""));
+        assert!(size.must_rotate_before(b"x"));
+        assert!(!Size::opened(0).must_rotate_before(&[b'x'; 2 * ROTATE_AT_BYTES as usize]));
     }
 }

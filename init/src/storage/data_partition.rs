@@ -5,9 +5,9 @@
 
 use crate::config::cmdline::DataSource;
 use crate::errno::Errno;
-use crate::storage::gpt::{self, GptError};
 use crate::log;
 use crate::log::Level;
+use crate::storage::gpt::{self, GptError};
 use crate::sys::Sys;
 
 /// A block device path such as `/dev/vda2` or `/dev/nvme0n1p2`.

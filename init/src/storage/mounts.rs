@@ -25,7 +25,8 @@ const LOCKED: u32 = MS_NOSUID | MS_NODEV | MS_NOEXEC;
 
 /// Mount points in the image's root; created while the root is still
 /// writable, since the root becomes read-only.
-pub const ROOT_MOUNT_POINTS: [&str; 7] = ["/dev", "/proc", "/sys", "/run", "/tmp", image::VAR, "/etc"];
+pub const ROOT_MOUNT_POINTS: [&str; 7] =
+    ["/dev", "/proc", "/sys", "/run", "/tmp", image::VAR, "/etc"];
 
 /// devtmpfs first: /dev/kmsg is where every later line goes. Device nodes
 /// need dev; nothing executes from /dev.

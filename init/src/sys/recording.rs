@@ -313,7 +313,7 @@ impl Sys for RecordingSys {
         let names = self.dirs.get(dir).ok_or(Errno::NOENT)?;
         let watched = names
             .iter()
-            .filter(|name| crate::power_button::is_event_device(name))
+            .filter(|name| crate::power_button::is_event_device(name.as_bytes()))
             .count();
         Ok(watched as u32)
     }
