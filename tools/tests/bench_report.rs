@@ -5,13 +5,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use kios_tools::bench::baseline::baseline_init;
 use kios_tools::bench::{
     check_run, civil_date, compare, init_cost_us, latest_result, record, result_paths, write_chart,
     ArchResult, BenchReport, Scenario, ScenarioResult, Spread, CLOCK,
 };
+use kios_tools::components::bom::{Bom, BOM_FILE};
 use kios_tools::host::arch::Arch;
 use kios_tools::host::workspace::Workspace;
 use kios_tools::image::node_image::{build_node_image, vm_config, ImageOptions};
+use kios_tools::testing::probe_pod::probe_pod_file;
 use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions};
 
 fn run(phases: [u64; 6]) -> BTreeMap<String, u64> {
@@ -250,12 +253,13 @@ fn baseline_boots_to_a_running_pod_and_powers_off() {
         .output_dir()
         .expect("the output dir")
         .join("bench-baseline-test");
+    let bom = Bom::load(&workspace.root.join(BOM_FILE)).expect("the bill of materials");
     let image = build_node_image(
         &workspace,
         Arch::Amd64,
         &ImageOptions {
-            probe_pod: true,
-            baseline_init: true,
+            init: baseline_init(&bom, Arch::Amd64).expect("the baseline init"),
+            extra_files: vec![probe_pod_file()],
             ..ImageOptions::default()
         },
         &out,

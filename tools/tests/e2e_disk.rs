@@ -13,6 +13,7 @@ use kios_tools::host::workspace::Workspace;
 use kios_tools::image::disk::{build_disk_image, firmware_vm_config, DiskOptions};
 use kios_tools::image::node_image::{build_node_image, ImageOptions};
 use kios_tools::testing::node_checks::check_probe_boot;
+use kios_tools::testing::probe_pod::probe_pod_file;
 use kios_tools::testing::standin_checks::{require_line, Check};
 use kios_tools::vm::qemu::{kernel_command_line, run_vm, LineVerdict, RunOptions};
 use kios_tools::vm::timeline::Timeline;
@@ -37,7 +38,7 @@ fn disk_boots_under_uefi_to_a_running_pod(arch: Arch) -> Result<()> {
         &workspace,
         arch,
         &ImageOptions {
-            probe_pod: true,
+            extra_files: vec![probe_pod_file()],
             ..ImageOptions::default()
         },
         &out,

@@ -10,6 +10,7 @@ use kios_tools::host::arch::Arch;
 use kios_tools::host::workspace::Workspace;
 use kios_tools::image::node_image::{build_node_image, vm_config, ImageOptions};
 use kios_tools::testing::node_checks::check_probe_boot;
+use kios_tools::testing::probe_pod::probe_pod_file;
 use kios_tools::testing::standin_checks::{require_line, Check};
 use kios_tools::vm::console::Console;
 use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions};
@@ -97,7 +98,7 @@ fn node_runs_a_static_pod_offline_and_shuts_down_cleanly(arch: Arch) {
         &workspace,
         arch,
         &ImageOptions {
-            probe_pod: true,
+            extra_files: vec![probe_pod_file()],
             ..ImageOptions::default()
         },
         &out,

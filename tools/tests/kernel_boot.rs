@@ -9,6 +9,7 @@ use kios_tools::host::workspace::Workspace;
 use kios_tools::image::node_image::{build_node_image, vm_config, ImageOptions};
 use kios_tools::kernel::build::build_kernel;
 use kios_tools::testing::node_checks::check_probe_boot;
+use kios_tools::testing::probe_pod::probe_pod_file;
 use kios_tools::testing::standin_checks::Check;
 use kios_tools::vm::console::Console;
 use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions};
@@ -43,7 +44,7 @@ fn boot_with_the_kios_kernel(arch: Arch) {
         &workspace,
         arch,
         &ImageOptions {
-            probe_pod: true,
+            extra_files: vec![probe_pod_file()],
             kernel: Some(kernel.path.clone()),
             ..ImageOptions::default()
         },

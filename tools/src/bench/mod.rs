@@ -6,6 +6,8 @@
 //! statistics, the kiOS/baseline ratios and targets, the recorded JSON
 //! and its comparison with the previous record, the table and the chart.
 
+pub mod baseline;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -15,32 +17,11 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::{Deserialize, Serialize};
 
-use crate::components::bom::{fetch_component, Bom};
 use crate::host::arch::Arch;
-use crate::image::initramfs::Initramfs;
 use crate::vm::qemu::VmRun;
 use crate::vm::timeline::{Phase, Timeline};
 
-/// The baseline init, as the image holds it at /bin/init.
-pub const BASELINE_SCRIPT: &str = include_str!("../../../benches/baseline/init.sh");
-/// The lines only the baseline prints: proof the image really ran it.
-pub const BASELINE_MARKER: &str = "kios-baseline:";
-/// The image part the baseline init (script and busybox) is reported as.
-pub const BASELINE_INIT_PART: &str = "baseline init (sh script + busybox)";
-/// The busybox applets the script runs as commands (the rest are ash builtins).
-const BASELINE_APPLETS: [&str; 11] = [
-    "sh",
-    "cp",
-    "hostname",
-    "insmod",
-    "ip",
-    "mkdir",
-    "mount",
-    "poweroff",
-    "sleep",
-    "switch_root",
-    "sync",
-];
+use self::baseline::BASELINE_MARKER;
 
 /// How the guest clock ran in every benchmark boot.
 pub const CLOCK: &str = "guest clock, -icount shift=0,sleep=off";
@@ -58,22 +39,6 @@ pub const PHASES: [Phase; 6] = [
     Phase::KubeletExec,
     Phase::FirstPodRunning,
 ];
-
-/// BENCHMARK FIXTURE: puts the shell-script baseline at /bin/init, with
-/// Debian's static busybox at /bin/busybox as /bin/sh and the applets the
-/// script runs. Returns the bytes the baseline init adds.
-pub fn add_baseline_init(image: &mut Initramfs, bom: &Bom, arch: Arch) -> Result<u64> {
-    let busybox = fetch_component(bom, "busybox", arch)?.join("bin/busybox");
-    image.file_from_host("/bin/busybox", 0o755, &busybox)?;
-    for applet in BASELINE_APPLETS {
-        image.symlink(&format!("/bin/{applet}"), "busybox");
-    }
-    image.file("/bin/init", 0o755, BASELINE_SCRIPT);
-    let busybox_bytes = std::fs::metadata(&busybox)
-        .with_context(|| format!("reading {}", busybox.display()))?
-        .len();
-    Ok(busybox_bytes + BASELINE_SCRIPT.len() as u64)
-}
 
 /// Which init a boot ran.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

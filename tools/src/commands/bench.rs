@@ -10,15 +10,18 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use crate::bench::baseline::baseline_init;
 use crate::bench::{
     check_run, compare, latest_result, record, result_paths, results_dir, today_utc, write_chart,
     ArchResult, BenchReport, Scenario, ScenarioResult, CLOCK,
 };
+use crate::components::bom::{Bom, BOM_FILE};
 use crate::host::arch::Arch;
 use crate::host::packages::{ensure_installed, QEMU_PACKAGES};
 use crate::host::workspace::Workspace;
-use crate::image::node_image::{build_node_image, vm_config, ImageOptions, NodeImage};
+use crate::image::node_image::{build_node_image, vm_config, ImageOptions, InitChoice, NodeImage};
 use crate::kernel::KernelChoice;
+use crate::testing::probe_pod::probe_pod_file;
 use crate::vm::qemu::{run_vm, LineVerdict, RunOptions};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -130,12 +133,17 @@ fn bench_scenario(
     let out = workspace
         .output_dir()?
         .join(format!("bench-{}", scenario.name()));
+    let bom = Bom::load(&workspace.root.join(BOM_FILE))?;
+    let init = match scenario {
+        Scenario::Kios => InitChoice::Kios,
+        Scenario::Baseline => baseline_init(&bom, arch)?,
+    };
     let image = build_node_image(
         workspace,
         arch,
         &ImageOptions {
-            probe_pod: true,
-            baseline_init: scenario == Scenario::Baseline,
+            init,
+            extra_files: vec![probe_pod_file()],
             kernel: kernel.clone(),
             ..ImageOptions::default()
         },

@@ -11,8 +11,9 @@ use crate::host::arch::Arch;
 use crate::host::packages::{ensure_installed, QEMU_PACKAGES};
 use crate::host::workspace::Workspace;
 use crate::image::disk::{build_disk_image, firmware_vm_config, DiskOptions};
-use crate::image::node_image::{build_node_image, vm_config, ImageOptions};
+use crate::image::node_image::{build_node_image, vm_config, ImageOptions, InitChoice};
 use crate::kernel::KernelChoice;
+use crate::testing::probe_pod::probe_pod_file;
 use crate::vm::qemu::{run_vm, LineVerdict, RunOptions, VmRun};
 use crate::vm::timeline::Timeline;
 
@@ -88,12 +89,11 @@ pub fn boot_node(args: &BootArgs, echo: bool) -> Result<NodeBoot> {
         &workspace,
         args.arch,
         &ImageOptions {
-            probe_pod: true,
+            init: InitChoice::Kios,
             oci_runtime: args.oci_runtime,
-            extra_files: Vec::new(),
+            extra_files: vec![probe_pod_file()],
             compression: args.compression,
             kernel: args.kernel.image(&workspace, args.arch)?,
-            baseline_init: false,
         },
         &out,
     )?;

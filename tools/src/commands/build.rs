@@ -10,8 +10,9 @@ use crate::host::arch::Arch;
 use crate::host::fs::sha256_file;
 use crate::host::workspace::Workspace;
 use crate::image::disk::{build_disk_image, DiskOptions, DEFAULT_DATA_BYTES};
-use crate::image::node_image::{build_node_image, ImageOptions, NodeImage};
+use crate::image::node_image::{build_node_image, ImageOptions, InitChoice, NodeImage};
 use crate::kernel::KernelChoice;
+use crate::testing::probe_pod::probe_pod_file;
 
 #[derive(Debug, clap::Args)]
 pub struct BuildArgs {
@@ -75,12 +76,15 @@ pub fn run(args: &BuildArgs) -> Result<()> {
         &workspace,
         args.arch,
         &ImageOptions {
-            probe_pod: args.probe_pod,
+            init: InitChoice::Kios,
             oci_runtime: args.oci_runtime,
-            extra_files: Vec::new(),
+            extra_files: if args.probe_pod {
+                vec![probe_pod_file()]
+            } else {
+                Vec::new()
+            },
             compression: args.compression,
             kernel: args.kernel.image(&workspace, args.arch)?,
-            baseline_init: false,
         },
         &args.out,
     )?;

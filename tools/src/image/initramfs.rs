@@ -90,6 +90,17 @@ impl Initramfs {
         self
     }
 
+    /// Adds every entry of `other`, replacing any of the same path.
+    pub fn merge(&mut self, other: &Initramfs) -> &mut Self {
+        self.entries.extend(
+            other
+                .entries
+                .iter()
+                .map(|(name, entry)| (name.clone(), entry.clone())),
+        );
+        self
+    }
+
     /// Total bytes of file contents, for size reports.
     pub fn content_bytes(&self) -> u64 {
         self.entries

@@ -42,22 +42,31 @@ pub const INPUT_MODULES: &[&str] = &["evdev", "button"];
 /// What goes into an image besides the node itself.
 #[derive(Clone, Debug)]
 pub struct ImageOptions {
-    /// Adds the probe pod (a test fixture) to the static pods.
-    pub probe_pod: bool,
+    /// The init at /bin/init.
+    pub init: InitChoice,
     /// The OCI runtime containerd's shim runs containers with.
     pub oci_runtime: OciRuntime,
     /// Files added last, replacing any of the same path (a site's own
-    /// config or static pods; tests use it to break the kubelet's config).
+    /// config or static pods; tests add the probe pod or break the
+    /// kubelet's config).
     pub extra_files: Vec<(String, Vec<u8>)>,
     /// How the initramfs is stored.
     pub compression: Compression,
     /// A kernel with everything the node needs built in (the kiOS kernel);
     /// None boots Debian's cloud kernel from the BOM, with its modules.
     pub kernel: Option<PathBuf>,
-    /// BENCHMARK FIXTURE: replaces the kiOS init with the shell-script
-    /// baseline (benches/baseline/init.sh, with busybox as /bin/sh) that
-    /// `kios bench` compares it with. Never set for a kiOS image.
-    pub baseline_init: bool,
+}
+
+/// Which init an image boots.
+#[derive(Clone, Debug, Default)]
+pub enum InitChoice {
+    /// The kiOS init, built from `init/`.
+    #[default]
+    Kios,
+    /// An init the caller supplies instead (the benchmark's shell-script
+    /// baseline, a fixture never in a kiOS image): its files, /bin/init
+    /// among them, and the name its bytes are reported under.
+    Replacement { part: String, files: Initramfs },
 }
 
 /// The initramfs as shipped: smaller compressed, faster to unpack raw.
@@ -71,12 +80,11 @@ pub enum Compression {
 impl Default for ImageOptions {
     fn default() -> ImageOptions {
         ImageOptions {
-            probe_pod: false,
+            init: InitChoice::Kios,
             oci_runtime: OciRuntime::Runc,
             extra_files: Vec::new(),
             compression: Compression::None,
             kernel: None,
-            baseline_init: false,
         }
     }
 }
@@ -101,60 +109,6 @@ pub struct NodeImage {
     pub init_bytes: u64,
     pub parts: Vec<ImagePart>,
 }
-
-/// The probe pod: TEST FIXTURE. A privileged busybox pod sharing the
-/// host's PID namespace that reports, through /dev/kmsg, that it runs,
-/// what the host's /bin holds and which processes the host runs; then it
-/// asks the init for a clean shutdown with SIGTERM to PID 1.
-const PROBE_POD: &str = r#"# TEST FIXTURE: reports host facts on the console, then shuts the node down.
-apiVersion: v1
-kind: Pod
-metadata:
-  name: kios-probe
-  namespace: kube-system
-spec:
-  hostNetwork: true
-  hostPID: true
-  restartPolicy: Never
-  containers:
-    - name: probe
-      image: kios.local/busybox:1
-      imagePullPolicy: Never
-      securityContext:
-        privileged: true
-      command:
-        - /bin/busybox
-        - sh
-        - -c
-        - |
-          say() { echo "kios-probe: $*" > /dev/kmsg; }
-          say "running in pod kios-probe"
-          say "host-bin $(/bin/busybox ls /host/bin | /bin/busybox tr '\n' ' ')"
-          procs=""
-          for dir in /proc/[0-9]*; do
-            exe=$(/bin/busybox readlink "$dir/exe" 2>/dev/null) && procs="$procs $exe"
-          done
-          say "host-procs$procs"
-          /bin/busybox sleep 2
-          say "requesting shutdown"
-          /bin/busybox kill -TERM 1
-          exec /bin/busybox sleep 3600
-      volumeMounts:
-        - name: kmsg
-          mountPath: /dev/kmsg
-        - name: host-bin
-          mountPath: /host/bin
-          readOnly: true
-  volumes:
-    - name: kmsg
-      hostPath:
-        path: /dev/kmsg
-        type: CharDevice
-    - name: host-bin
-      hostPath:
-        path: /bin
-        type: Directory
-"#;
 
 /// Memory for a node VM: the unpacked initramfs (189 MB) plus
 /// containerd, the kubelet and a pod.
@@ -189,23 +143,25 @@ pub fn build_node_image(
     }
     image.char_device("/dev/console", 0o600, 5, 1);
 
-    let init_bytes = if options.baseline_init {
-        let bytes = crate::bench::add_baseline_init(&mut image, &bom, arch)?;
-        parts.push(ImagePart {
-            component: crate::bench::BASELINE_INIT_PART.into(),
-            bytes,
-        });
-        bytes
-    } else {
-        let init = workspace.build_musl_binary("kios-init", arch)?;
-        image.file_from_host(INIT, 0o755, &init)?;
-        let init_bytes = file_size(&init)?;
-        parts.push(ImagePart {
-            component: "init".into(),
-            bytes: init_bytes,
-        });
-        init_bytes
+    let init_bytes = match &options.init {
+        InitChoice::Kios => {
+            let init = workspace.build_musl_binary("kios-init", arch)?;
+            image.file_from_host(INIT, 0o755, &init)?;
+            file_size(&init)?
+        }
+        InitChoice::Replacement { files, .. } => {
+            image.merge(files);
+            files.content_bytes()
+        }
     };
+    let init_part = match &options.init {
+        InitChoice::Kios => "init",
+        InitChoice::Replacement { part, .. } => part,
+    };
+    parts.push(ImagePart {
+        component: init_part.into(),
+        bytes: init_bytes,
+    });
 
     let staging = out_dir.join(format!("staging-{arch}"));
     if staging.exists() {
@@ -269,15 +225,6 @@ pub fn build_node_image(
         component: "kernel".into(),
         bytes: file_size(&kernel)?,
     });
-
-    if options.probe_pod {
-        image.parents("/etc/kubernetes/manifests/kios-probe.yaml");
-        image.file(
-            "/etc/kubernetes/manifests/kios-probe.yaml",
-            0o644,
-            PROBE_POD,
-        );
-    }
 
     for (path, contents) in &options.extra_files {
         image.parents(path);

@@ -2,5 +2,6 @@
 //! stand-in image, and the checks boot tests run on a console.
 
 pub mod node_checks;
+pub mod probe_pod;
 pub mod standin_checks;
 pub mod standin_image;

@@ -1,0 +1,65 @@
+//! The probe pod, a TEST FIXTURE never in a shipped image: a static pod
+//! that reports host facts on the console, then shuts the node down.
+//! Boot tests and `kios boot` add it to an image's extra files.
+
+/// Where the kubelet finds it: among the static pods.
+pub const PROBE_POD_PATH: &str = "/etc/kubernetes/manifests/kios-probe.yaml";
+
+/// A privileged busybox pod sharing the host's PID namespace that reports,
+/// through /dev/kmsg, that it runs, what the host's /bin holds and which
+/// processes the host runs; then it asks the init for a clean shutdown
+/// with SIGTERM to PID 1.
+const MANIFEST: &str = r#"# TEST FIXTURE: reports host facts on the console, then shuts the node down.
+apiVersion: v1
+kind: Pod
+metadata:
+  name: kios-probe
+  namespace: kube-system
+spec:
+  hostNetwork: true
+  hostPID: true
+  restartPolicy: Never
+  containers:
+    - name: probe
+      image: kios.local/busybox:1
+      imagePullPolicy: Never
+      securityContext:
+        privileged: true
+      command:
+        - /bin/busybox
+        - sh
+        - -c
+        - |
+          say() { echo "kios-probe: $*" > /dev/kmsg; }
+          say "running in pod kios-probe"
+          say "host-bin $(/bin/busybox ls /host/bin | /bin/busybox tr '\n' ' ')"
+          procs=""
+          for dir in /proc/[0-9]*; do
+            exe=$(/bin/busybox readlink "$dir/exe" 2>/dev/null) && procs="$procs $exe"
+          done
+          say "host-procs$procs"
+          /bin/busybox sleep 2
+          say "requesting shutdown"
+          /bin/busybox kill -TERM 1
+          exec /bin/busybox sleep 3600
+      volumeMounts:
+        - name: kmsg
+          mountPath: /dev/kmsg
+        - name: host-bin
+          mountPath: /host/bin
+          readOnly: true
+  volumes:
+    - name: kmsg
+      hostPath:
+        path: /dev/kmsg
+        type: CharDevice
+    - name: host-bin
+      hostPath:
+        path: /bin
+        type: Directory
+"#;
+
+/// The manifest as an image extra file (`ImageOptions::extra_files`).
+pub fn probe_pod_file() -> (String, Vec<u8>) {
+    (PROBE_POD_PATH.to_string(), MANIFEST.as_bytes().to_vec())
+}
