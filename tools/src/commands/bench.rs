@@ -15,34 +15,19 @@ use crate::bench::{
     check_run, compare, latest_result, record, result_paths, results_dir, today_utc, write_chart,
     ArchResult, BenchReport, Scenario, ScenarioResult, CLOCK,
 };
+use crate::cli::ArchSelection;
 use crate::components::bom::{Bom, BOM_FILE};
 use crate::host::arch::Arch;
-use crate::host::packages::{ensure_installed, QEMU_PACKAGES};
+use crate::host::packages::{ensure_installed, qemu_packages};
 use crate::host::workspace::Workspace;
 use crate::image::node_image::{build_node_image, vm_config, ImageOptions, InitChoice, NodeImage};
 use crate::kernel::KernelChoice;
 use crate::testing::probe_pod::probe_pod_file;
-use crate::vm::qemu::{run_vm, LineVerdict, RunOptions};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ArchSelection {
-    Amd64,
-    Arm64,
-    All,
-}
-
-impl ArchSelection {
-    fn arches(self) -> Vec<Arch> {
-        match self {
-            ArchSelection::Amd64 => vec![Arch::Amd64],
-            ArchSelection::Arm64 => vec![Arch::Arm64],
-            ArchSelection::All => Arch::ALL.to_vec(),
-        }
-    }
-}
+use crate::vm::qemu::{run_vm, Accel, LineVerdict, RunOptions, VmConfig, KVM_CLOCK};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
+    /// The arches to benchmark.
     #[arg(long, value_enum, default_value_t = ArchSelection::All)]
     arch: ArchSelection,
     /// Boots per scenario and arch.
@@ -60,19 +45,37 @@ pub struct BenchArgs {
     /// Kill a VM that has not powered off after this many seconds.
     #[arg(long, default_value_t = 900, value_name = "SECONDS")]
     timeout: u64,
+    /// tcg: emulated and instruction-counted (`-icount`: repeatable timings);
+    /// kvm: the host's CPU, host arch only, timings not instruction-counted.
+    #[arg(long, value_enum, default_value_t = Accel::Tcg)]
+    accel: Accel,
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
-    ensure_installed(QEMU_PACKAGES)?;
+    for arch in args.arch.arches() {
+        ensure_installed(qemu_packages(arch))?;
+        args.accel.check(arch)?;
+    }
     let workspace = Workspace::locate()?;
     let results = results_dir(&workspace.root);
-    let previous = latest_result(&results, args.kernel.name())?;
+    // KVM timings follow the host's speed: recorded and compared apart.
+    let (clock, record_key) = match args.accel {
+        Accel::Tcg => (CLOCK, args.kernel.name().to_string()),
+        Accel::Kvm => (KVM_CLOCK, format!("{}-kvm", args.kernel.name())),
+    };
+    let previous = latest_result(&results, &record_key)?;
     let date = today_utc()?;
     eprintln!(
-        "kios bench: {} kernel, {CLOCK}; {} run(s) per scenario",
+        "kios bench: {} kernel, {clock}; {} run(s) per scenario",
         args.kernel.name(),
         args.runs
     );
+    if args.accel == Accel::Kvm {
+        eprintln!(
+            "kios bench: with KVM the timings are not instruction-counted: they follow the \
+             host's speed and load, and are compared only with earlier KVM runs"
+        );
+    }
 
     let mut arches = Vec::new();
     for arch in args.arch.arches() {
@@ -87,13 +90,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     let report = BenchReport {
         date: date.clone(),
-        clock: CLOCK.to_string(),
+        clock: clock.to_string(),
         kernel: args.kernel.name().to_string(),
         runs_per_scenario: usize::from(args.runs),
         arches,
     };
 
-    let (json_path, chart_path) = result_paths(&results, &date, args.kernel.name());
+    let (json_path, chart_path) = result_paths(&results, &date, &record_key);
     record(&report, &json_path)?;
     write_chart(&report, &chart_path)?;
     if args.json {
@@ -154,7 +157,7 @@ fn bench_scenario(
         .len();
     let mut runs = Vec::new();
     for index in 1..=args.runs {
-        let phases = boot_once(&image, scenario, args.timeout)
+        let phases = boot_once(&image, scenario, args)
             .with_context(|| format!("{arch} {} run {index}", scenario.label()))?;
         eprintln!(
             "{arch} {} run {index}/{}: first_pod_running {:.3} s",
@@ -175,10 +178,17 @@ fn bench_scenario(
     ))
 }
 
-fn boot_once(image: &NodeImage, scenario: Scenario, timeout: u64) -> Result<BTreeMap<String, u64>> {
-    let config = vm_config(image, true);
+fn boot_once(
+    image: &NodeImage,
+    scenario: Scenario,
+    args: &BenchArgs,
+) -> Result<BTreeMap<String, u64>> {
+    let config = VmConfig {
+        accel: args.accel,
+        ..vm_config(image, true)
+    };
     let options = RunOptions {
-        timeout: Duration::from_secs(timeout),
+        timeout: Duration::from_secs(args.timeout),
         echo: false,
     };
     let run = run_vm(&config, options, |_| LineVerdict::Continue)?;

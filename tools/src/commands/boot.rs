@@ -1,20 +1,27 @@
-//! `kios boot`: build the node image (with the probe pod), boot it once in
-//! QEMU and report the boot timeline, as a table or as JSON.
+//! `kios boot`: build the node image (with the probe pod), or take the
+//! artifacts `kios build` wrote, boot it once in QEMU and report the boot
+//! timeline, as a table or as JSON.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, ensure, Result};
 use serde::Serialize;
 
+use crate::commands::build::{Manifest, DISK, INITRAMFS, KERNEL};
 use crate::components::OciRuntime;
 use crate::host::arch::Arch;
-use crate::host::packages::{ensure_installed, QEMU_PACKAGES};
+use crate::host::packages::{ensure_installed, qemu_packages};
+use crate::host::progress::with_step;
 use crate::host::workspace::Workspace;
 use crate::image::disk::{build_disk_image, firmware_vm_config, DiskOptions};
-use crate::image::node_image::{build_node_image, vm_config, ImageOptions, InitChoice};
+use crate::image::node_image::{
+    build_node_image, vm_config, ImageOptions, InitChoice, NODE_MEMORY_MIB,
+};
 use crate::kernel::KernelChoice;
 use crate::testing::probe_pod::probe_pod_file;
-use crate::vm::qemu::{run_vm, LineVerdict, RunOptions, VmRun};
+use crate::vm::console::ConsoleLine;
+use crate::vm::qemu::{run_vm, Accel, LineVerdict, RunOptions, VmConfig, VmRun};
 use crate::vm::timeline::Timeline;
 
 /// `kios boot`'s own flags on top of what every node boot takes.
@@ -30,11 +37,24 @@ pub struct BootCommand {
 /// How to build and boot the node image (shared with `kios demo`).
 #[derive(Debug, clap::Args)]
 pub struct BootArgs {
+    /// The node's arch.
     #[arg(long, value_enum, default_value_t = Arch::Amd64)]
     arch: Arch,
+    /// Boot what `cargo kios build --out DIR` wrote (DIR/manifest.json says
+    /// its arch and kernel) instead of building the image.
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with_all = ["arch", "kernel", "compression", "oci_runtime"]
+    )]
+    image: Option<PathBuf>,
     /// Let guest time follow the host clock instead of QEMU's instruction count.
     #[arg(long)]
     no_icount: bool,
+    /// tcg: emulated, instruction-counted (repeatable timelines); kvm: the
+    /// host's CPU through /dev/kvm (`-cpu host`), fast but never instruction-counted.
+    #[arg(long, value_enum, default_value_t = Accel::Tcg)]
+    accel: Accel,
     /// How the initramfs is stored (none: fastest boot; gzip: smallest image).
     #[arg(long, value_enum, default_value_t = crate::image::node_image::Compression::None)]
     compression: crate::image::node_image::Compression,
@@ -44,8 +64,9 @@ pub struct BootArgs {
     /// Kill the VM if it has not powered off after this many seconds.
     #[arg(long, default_value_t = 900, value_name = "SECONDS")]
     timeout: u64,
-    /// Build the GPT disk image and boot it under UEFI firmware (OVMF on amd64,
-    /// AAVMF on arm64) instead of handing QEMU the kernel and initramfs.
+    /// Build the GPT disk image (with --image: take DIR/disk.img, left
+    /// unchanged) and boot it under UEFI firmware (OVMF on amd64, AAVMF on
+    /// arm64) instead of handing QEMU the kernel and initramfs.
     #[arg(long)]
     disk: bool,
     /// Debian's cloud kernel with modules, or the kiOS kernel (everything
@@ -61,6 +82,9 @@ struct BootReport {
     kernel: &'static str,
     /// `kernel` (QEMU loads kernel and initramfs) or `uefi-disk`.
     boot: &'static str,
+    accel: Accel,
+    /// The `kios build` output booted, if not built for this boot.
+    image: Option<PathBuf>,
     clock: String,
     phases_us: Timeline,
     /// Host seconds from QEMU's start to the kernel's banner: the
@@ -73,16 +97,63 @@ struct BootReport {
 /// The kernel's first console line.
 const KERNEL_BANNER: &str = "Linux version ";
 
-/// A finished node boot and what its guest clock followed.
+/// A finished node boot: what booted and what its guest clock followed.
 pub struct NodeBoot {
     pub run: VmRun,
     pub clock: String,
+    pub arch: Arch,
+    pub kernel: KernelChoice,
 }
 
-/// Builds the node image with the probe pod and boots it once, echoing
-/// the console when `echo` is set.
-pub fn boot_node(args: &BootArgs, echo: bool) -> Result<NodeBoot> {
-    ensure_installed(QEMU_PACKAGES)?;
+/// Boots the node once (the image built with the probe pod, or
+/// `args.image`'s artifacts), passing each console line to `on_line` and
+/// echoing it to stdout when `echo` is set.
+pub fn boot_node(
+    args: &BootArgs,
+    echo: bool,
+    mut on_line: impl FnMut(&ConsoleLine),
+) -> Result<NodeBoot> {
+    let (config, kernel) = match &args.image {
+        Some(dir) => built_image_config(args, dir)?,
+        None => (new_image_config(args)?, args.kernel),
+    };
+    let config = VmConfig {
+        accel: args.accel,
+        ..config
+    };
+    let clock = config.clock();
+    let options = RunOptions {
+        timeout: Duration::from_secs(args.timeout),
+        echo,
+    };
+    let mut boot = || {
+        run_vm(&config, options, |line| {
+            on_line(line);
+            LineVerdict::Continue
+        })
+    };
+    let run = if echo {
+        boot()?
+    } else {
+        with_step(format!("booting the {} node in QEMU", config.arch), boot)?
+    };
+    Ok(NodeBoot {
+        run,
+        clock,
+        arch: config.arch,
+        kernel,
+    })
+}
+
+/// Fails before any build when QEMU or the accelerator cannot boot `arch`.
+fn check_host(arch: Arch, accel: Accel) -> Result<()> {
+    ensure_installed(qemu_packages(arch))?;
+    accel.check(arch)
+}
+
+/// Builds the node image with the probe pod (and its disk with `--disk`).
+fn new_image_config(args: &BootArgs) -> Result<VmConfig> {
+    check_host(args.arch, args.accel)?;
     let workspace = Workspace::locate()?;
     let out = workspace.output_dir()?.join("node");
     let image = build_node_image(
@@ -97,32 +168,60 @@ pub fn boot_node(args: &BootArgs, echo: bool) -> Result<NodeBoot> {
         },
         &out,
     )?;
-    let config = if args.disk {
+    Ok(if args.disk {
         let disk = build_disk_image(&workspace, &image, &DiskOptions::default(), &out)?;
         firmware_vm_config(&disk, !args.no_icount)
     } else {
         vm_config(&image, !args.no_icount)
-    };
-    let clock = if args.no_icount {
-        "guest clock".to_string()
+    })
+}
+
+/// The VM for what `kios build --out dir` wrote, configured as a node
+/// built here would be; the files are checked against the manifest first.
+fn built_image_config(args: &BootArgs, dir: &Path) -> Result<(VmConfig, KernelChoice)> {
+    let manifest = Manifest::load(dir)?;
+    check_host(manifest.arch, args.accel)?;
+    let boot = if args.disk {
+        ensure!(
+            manifest.disk,
+            "{} has no disk image: build one with `cargo kios build --disk --out {}`",
+            dir.display(),
+            dir.display()
+        );
+        VmConfig {
+            // The shipped disk stays as built.
+            snapshot: true,
+            ..VmConfig::firmware_boot(manifest.arch, manifest.verified_path(dir, DISK)?)
+        }
     } else {
-        format!("guest clock, -icount {}", config.icount_mode())
+        VmConfig::new(
+            manifest.arch,
+            manifest.verified_path(dir, KERNEL)?,
+            manifest.verified_path(dir, INITRAMFS)?,
+        )
     };
-    let options = RunOptions {
-        timeout: Duration::from_secs(args.timeout),
-        echo,
+    let config = VmConfig {
+        memory_mib: NODE_MEMORY_MIB,
+        icount: !args.no_icount,
+        ..boot
     };
-    let run = run_vm(&config, options, |_| LineVerdict::Continue)?;
-    Ok(NodeBoot { run, clock })
+    Ok((config, manifest.kernel))
 }
 
 pub fn run(command: &BootCommand) -> Result<()> {
     let args = &command.boot;
-    let NodeBoot { run, clock } = boot_node(args, !command.json)?;
+    let NodeBoot {
+        run,
+        clock,
+        arch,
+        kernel,
+    } = boot_node(args, !command.json, |_| {})?;
     let report = BootReport {
-        arch: args.arch,
-        kernel: args.kernel.name(),
+        arch,
+        kernel: kernel.name(),
         boot: if args.disk { "uefi-disk" } else { "kernel" },
+        accel: args.accel,
+        image: args.image.clone(),
         clock,
         phases_us: Timeline::from_console(&run.console),
         kernel_banner_wall_seconds: run

@@ -1,10 +1,10 @@
 //! `kios build`: write the bootable artifacts and a manifest listing each
-//! with its path, size and sha256.
+//! with its path, size and sha256; `kios boot --image` boots them from it.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
-use serde::Serialize;
+use anyhow::{bail, ensure, Context, Result};
+use serde::{Deserialize, Serialize};
 
 use crate::host::arch::Arch;
 use crate::host::fs::sha256_file;
@@ -41,30 +41,89 @@ pub struct BuildArgs {
     /// The data partition's size with --disk.
     #[arg(long, value_name = "MIB", default_value_t = DEFAULT_DATA_BYTES >> 20, requires = "disk")]
     data_mib: u64,
+    /// Print the manifest as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
-#[derive(Serialize)]
-struct Artifact {
-    name: &'static str,
-    path: PathBuf,
-    bytes: u64,
-    sha256: String,
+/// The artifacts' names in the manifest.
+pub const KERNEL: &str = "kernel";
+pub const INITRAMFS: &str = "initramfs";
+pub const UKI: &str = "uki";
+pub const DISK: &str = "disk";
+
+/// One file `kios build` wrote.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    pub name: String,
+    /// Relative to the manifest's directory, so the directory can move.
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub sha256: String,
 }
 
-#[derive(Serialize)]
-struct Manifest<'a> {
-    arch: Arch,
-    artifacts: Vec<Artifact>,
-    components: &'a [crate::image::node_image::ImagePart],
+/// One component's bytes in the image.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentBytes {
+    pub component: String,
+    pub bytes: u64,
 }
 
-fn artifact(name: &'static str, path: &Path) -> Result<Artifact> {
+/// `DIR/manifest.json`: what `kios build --out DIR` wrote and how it was built.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub arch: Arch,
+    pub kernel: KernelChoice,
+    /// Whether DIR holds `disk.img` (and its unified kernel image).
+    pub disk: bool,
+    pub artifacts: Vec<Artifact>,
+    pub components: Vec<ComponentBytes>,
+}
+
+impl Manifest {
+    pub const FILE: &'static str = "manifest.json";
+
+    pub fn load(dir: &Path) -> Result<Manifest> {
+        let path = dir.join(Manifest::FILE);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading {} (written by `cargo kios build --out DIR`)",
+                path.display()
+            )
+        })?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// The artifact `name`'s path under `dir`, checked against its recorded
+    /// size and sha256: what boots is what was built.
+    pub fn verified_path(&self, dir: &Path, name: &str) -> Result<PathBuf> {
+        let Some(artifact) = self.artifacts.iter().find(|artifact| artifact.name == name) else {
+            bail!("{} lists no {name}", dir.join(Manifest::FILE).display());
+        };
+        let path = dir.join(&artifact.path);
+        let found = describe(name, dir, &path)?;
+        ensure!(
+            found.bytes == artifact.bytes && found.sha256 == artifact.sha256,
+            "{} is not what {} recorded ({} bytes, sha256 {}; found {} bytes, sha256 {})",
+            path.display(),
+            Manifest::FILE,
+            artifact.bytes,
+            artifact.sha256,
+            found.bytes,
+            found.sha256
+        );
+        Ok(path)
+    }
+}
+
+/// `path` (under `dir`) as an artifact named `name`.
+fn describe(name: &str, dir: &Path, path: &Path) -> Result<Artifact> {
     let bytes = std::fs::metadata(path)
         .with_context(|| format!("reading {}", path.display()))?
         .len();
     Ok(Artifact {
-        name,
-        path: path.to_path_buf(),
+        name: name.to_string(),
+        path: path.strip_prefix(dir).unwrap_or(path).to_path_buf(),
         bytes,
         sha256: sha256_file(path)?,
     })
@@ -92,8 +151,8 @@ pub fn run(args: &BuildArgs) -> Result<()> {
     std::fs::copy(&image.kernel, &kernel)
         .with_context(|| format!("copying the kernel to {}", kernel.display()))?;
     let mut artifacts = vec![
-        artifact("kernel", &kernel)?,
-        artifact("initramfs", &image.initrd)?,
+        describe(KERNEL, &args.out, &kernel)?,
+        describe(INITRAMFS, &args.out, &image.initrd)?,
     ];
     if args.disk {
         let options = DiskOptions {
@@ -103,30 +162,88 @@ pub fn run(args: &BuildArgs) -> Result<()> {
                 .context("--data-mib is too large")?,
         };
         let disk = build_disk_image(&workspace, &image, &options, &args.out)?;
-        println!(
+        eprintln!(
             "disk image: {} bytes, {} allocated (sparse); unified kernel image {} bytes",
             disk.bytes, disk.allocated_bytes, disk.uki_bytes
         );
-        artifacts.push(artifact("uki", &disk.uki)?);
-        artifacts.push(artifact("disk", &disk.path)?);
+        artifacts.push(describe(UKI, &args.out, &disk.uki)?);
+        artifacts.push(describe(DISK, &args.out, &disk.path)?);
     }
     let manifest = Manifest {
         arch: args.arch,
+        kernel: args.kernel,
+        disk: args.disk,
         artifacts,
-        components: &image.parts,
+        components: image
+            .parts
+            .iter()
+            .map(|part| ComponentBytes {
+                component: part.component.clone(),
+                bytes: part.bytes,
+            })
+            .collect(),
     };
-    let path = args.out.join("manifest.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&manifest)?)
-        .with_context(|| format!("writing {}", path.display()))?;
+    let path = args.out.join(Manifest::FILE);
+    let json = serde_json::to_string_pretty(&manifest)?;
+    std::fs::write(&path, &json).with_context(|| format!("writing {}", path.display()))?;
+    if args.json {
+        println!("{json}");
+        return Ok(());
+    }
     for artifact in &manifest.artifacts {
         println!(
             "{:<10} {:>12} bytes  {}  {}",
             artifact.name,
             artifact.bytes,
             artifact.sha256,
-            artifact.path.display()
+            args.out.join(&artifact.path).display()
         );
     }
     println!("manifest: {}", path.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(dir: &Path) -> Manifest {
+        std::fs::write(dir.join("vmlinuz-arm64"), b"kernel").unwrap();
+        Manifest {
+            arch: Arch::Arm64,
+            kernel: KernelChoice::Kios,
+            disk: false,
+            artifacts: vec![describe(KERNEL, dir, &dir.join("vmlinuz-arm64")).unwrap()],
+            components: vec![ComponentBytes {
+                component: "init".into(),
+                bytes: 60_000,
+            }],
+        }
+    }
+
+    #[test]
+    fn the_manifest_round_trips_and_names_its_choices() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = sample(dir.path());
+        let json = serde_json::to_string_pretty(&manifest).unwrap();
+        assert!(json.contains(r#""arch": "arm64""#), "{json}");
+        assert!(json.contains(r#""kernel": "kios""#), "{json}");
+        assert!(json.contains(r#""path": "vmlinuz-arm64""#), "{json}");
+        std::fs::write(dir.path().join(Manifest::FILE), json).unwrap();
+        assert_eq!(Manifest::load(dir.path()).unwrap(), manifest);
+    }
+
+    #[test]
+    fn a_changed_or_missing_artifact_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = sample(dir.path());
+        assert_eq!(
+            manifest.verified_path(dir.path(), KERNEL).unwrap(),
+            dir.path().join("vmlinuz-arm64")
+        );
+        assert!(manifest.verified_path(dir.path(), DISK).is_err());
+        std::fs::write(dir.path().join("vmlinuz-arm64"), b"kernal").unwrap();
+        let error = manifest.verified_path(dir.path(), KERNEL).unwrap_err();
+        assert!(error.to_string().contains("is not what"), "{error}");
+    }
 }

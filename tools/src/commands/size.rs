@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+use crate::cli::ArchSelection;
 use crate::host::arch::Arch;
 use crate::host::workspace::Workspace;
 use crate::image::node_image::{build_node_image, ImageOptions};
@@ -18,10 +19,10 @@ pub struct SizeArgs {
     /// Print JSON (`{"init_bytes":{"amd64":N,"arm64":M},...}`) instead of a table.
     #[arg(long)]
     json: bool,
-    /// Also build this arch's node image and report `image_bytes` (the
-    /// initramfs as shipped) and `components` (bytes per component).
+    /// Also build these arches' node images and report, per arch (`images`
+    /// in JSON), the initramfs as shipped, the kernel and bytes per component.
     #[arg(long, value_enum)]
-    arch: Option<Arch>,
+    arch: Option<ArchSelection>,
 }
 
 /// The node image's size: the initramfs as shipped, and what it holds.
@@ -60,8 +61,8 @@ struct SizeReport {
     init_bytes: BTreeMap<Arch, u64>,
     limit_bytes: u64,
     within_limit: BTreeMap<Arch, bool>,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    image: Option<ImageSize>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    images: Vec<ImageSize>,
 }
 
 impl SizeReport {
@@ -74,7 +75,7 @@ impl SizeReport {
             init_bytes,
             limit_bytes: INIT_SIZE_LIMIT_BYTES,
             within_limit,
-            image: None,
+            images: Vec::new(),
         }
     }
 
@@ -118,8 +119,8 @@ pub fn run(args: &SizeArgs) -> Result<()> {
         init_bytes.insert(arch, metadata.len());
     }
     let mut report = SizeReport::new(init_bytes);
-    if let Some(arch) = args.arch {
-        report.image = Some(image_size(&workspace, arch)?);
+    for arch in args.arch.map(ArchSelection::arches).unwrap_or_default() {
+        report.images.push(image_size(&workspace, arch)?);
     }
     if args.json {
         println!(
@@ -128,7 +129,7 @@ pub fn run(args: &SizeArgs) -> Result<()> {
         );
     } else {
         print!("{}", report.table());
-        if let Some(image) = &report.image {
+        for image in &report.images {
             println!(
                 "\n{} image (initramfs as shipped): {} bytes; kernel {} bytes",
                 image.arch.debian_name(),

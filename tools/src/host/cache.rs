@@ -7,13 +7,28 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
-/// `$KIOS_CACHE`, else `${XDG_CACHE_HOME:-$HOME/.cache}/kios`, created if missing.
-pub fn cache_dir() -> Result<PathBuf> {
-    let dir = cache_dir_from(
+/// The cache's subdirectory of the Kubernetes build (the kubelet and the
+/// test control plane's binaries: minutes of Go compiling).
+pub const KUBERNETES_BUILD: &str = "kubernetes-build";
+/// The cache's subdirectory of the built kiOS kernels (minutes each).
+pub const KERNEL_BUILD: &str = "kernel-build";
+
+/// What `cargo kios clean --keep-builds` keeps: the builds that take
+/// minutes to redo. Everything else is a download or an unpacked copy.
+pub const EXPENSIVE_BUILDS: &[&str] = &[KUBERNETES_BUILD, KERNEL_BUILD];
+
+/// `$KIOS_CACHE`, else `${XDG_CACHE_HOME:-$HOME/.cache}/kios`; may not exist yet.
+pub fn cache_location() -> Result<PathBuf> {
+    cache_dir_from(
         std::env::var_os("KIOS_CACHE").map(PathBuf::from),
         std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from),
         std::env::var_os("HOME").map(PathBuf::from),
-    )?;
+    )
+}
+
+/// [`cache_location`], created if missing.
+pub fn cache_dir() -> Result<PathBuf> {
+    let dir = cache_location()?;
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("creating the cache directory {}", dir.display()))?;
     Ok(dir)

@@ -1,22 +1,31 @@
 //! Debian packages the host tools need (QEMU and friends).
 //!
 //! Checks with dpkg-query; installs what is missing with apt-get when
-//! running as root, otherwise names the exact command to run.
+//! running as root, otherwise names the exact command to run. Every
+//! change to the host is announced on stderr before it is made.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
+use crate::host::arch::Arch;
 use crate::host::progress::with_step;
 
-/// What `cargo kios demo` and the QEMU end-to-end tests boot with (the
-/// UEFI firmware boots disk images: OVMF on amd64, AAVMF on arm64).
+/// What booting `arch`'s images takes: its QEMU and its UEFI firmware,
+/// which boots disk images (OVMF on amd64, AAVMF on arm64).
+pub fn qemu_packages(arch: Arch) -> &'static [&'static str] {
+    match arch {
+        Arch::Amd64 => &["qemu-system-x86", "ovmf"],
+        Arch::Arm64 => &["qemu-system-arm", "qemu-efi-aarch64"],
+    }
+}
+
+/// Every arch's [`qemu_packages`]: for `cargo kios test`, which boots both.
 pub const QEMU_PACKAGES: &[&str] = &[
     "qemu-system-x86",
-    "qemu-system-arm",
-    "qemu-user-static",
     "ovmf",
+    "qemu-system-arm",
     "qemu-efi-aarch64",
 ];
 
@@ -60,10 +69,15 @@ pub fn ensure_installed(packages: &[&str]) -> Result<()> {
             missing.join(" ")
         );
     }
+    if from_backports {
+        ensure_backports_source()?;
+    }
+    eprintln!(
+        "kios: installing packages {} because they are missing on this host \
+         (apt-get update && {command})",
+        missing.join(" ")
+    );
     with_step(format!("installing {}", missing.join(" ")), || {
-        if from_backports {
-            ensure_backports_source()?;
-        }
         // A fresh machine may have empty package lists.
         run_apt(Command::new("apt-get").arg("update"))?;
         let mut install = Command::new("apt-get");
@@ -114,6 +128,11 @@ fn ensure_backports_source() -> Result<()> {
     if std::fs::read_to_string(path).is_ok_and(|existing| existing == BACKPORTS_SOURCES) {
         return Ok(());
     }
+    eprintln!(
+        "kios: adding apt source {} ({BACKPORTS_SUITE}) because the installed qemu-utils \
+         comes from {BACKPORTS_SUITE}, whose version Breaks bookworm's qemu-system",
+        path.display()
+    );
     std::fs::write(path, BACKPORTS_SOURCES)
         .with_context(|| format!("writing the apt source {}", path.display()))
 }
@@ -169,10 +188,24 @@ mod tests {
     }
 
     #[test]
+    fn each_arch_gets_only_its_own_qemu_and_firmware() {
+        assert_eq!(qemu_packages(Arch::Amd64), ["qemu-system-x86", "ovmf"]);
+        assert_eq!(
+            qemu_packages(Arch::Arm64),
+            ["qemu-system-arm", "qemu-efi-aarch64"]
+        );
+        let every_arch: Vec<&str> = Arch::ALL
+            .iter()
+            .flat_map(|arch| qemu_packages(*arch).iter().copied())
+            .collect();
+        assert_eq!(QEMU_PACKAGES, every_arch);
+    }
+
+    #[test]
     fn install_command_names_the_suite_when_needed() {
         assert_eq!(
-            install_command_line(&["qemu-system-x86", "qemu-user-static"], true),
-            "apt-get install -y -t bookworm-backports qemu-system-x86 qemu-user-static"
+            install_command_line(&["qemu-system-x86", "ovmf"], true),
+            "apt-get install -y -t bookworm-backports qemu-system-x86 ovmf"
         );
         assert_eq!(
             install_command_line(&["qemu-system-arm"], false),

@@ -16,7 +16,7 @@ use super::source::{kernel_source, KernelSource};
 use super::SOURCE_PACKAGE;
 use super::{build_packages, cross_compiler, image_path_in_build, image_target, kernel_arch};
 use crate::host::arch::Arch;
-use crate::host::cache::cache_subdir;
+use crate::host::cache::{cache_subdir, KERNEL_BUILD};
 use crate::host::command::run_logged;
 use crate::host::fs::{copy_into_place, file_size, remove_dir_if_present, sha256_hex};
 use crate::host::packages::ensure_installed;
@@ -48,7 +48,7 @@ pub fn resolve(workspace: &Workspace, arch: Arch) -> Result<Resolution> {
     let fragments = fragment_paths(workspace, arch);
     let requests = read_requests(&fragments)?;
     let source = kernel_source()?;
-    let builds = cache_subdir("kernel-build")?;
+    let builds = cache_subdir(KERNEL_BUILD)?;
     remove_abandoned_build_dirs(&builds)?;
     // Named after this process, so a later run can tell it was abandoned.
     let build_dir = tempfile::Builder::new()
@@ -234,7 +234,7 @@ pub fn build_kernel(workspace: &Workspace, arch: Arch) -> Result<KernelImage> {
     }
     record_resolved_config(workspace, &resolution)?;
     let config_key = sha256_hex(&resolution.config);
-    let output_dir = cache_subdir("kernel-build")?
+    let output_dir = cache_subdir(KERNEL_BUILD)?
         .join(&resolution.source.version)
         .join(arch.debian_name())
         .join(config_key.get(..16).unwrap_or(&config_key));

@@ -93,7 +93,18 @@ pub fn build_packages(arch: Arch) -> Result<Vec<&'static str>> {
 }
 
 /// Which kernel a node image boots.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum KernelChoice {
     /// Debian's cloud kernel from the BOM, with the modules the node needs.
     #[default]

@@ -1,9 +1,11 @@
 //! Booting a node in QEMU and reading its serial console: a kernel and
 //! initramfs loaded by QEMU, or a disk image booted by UEFI firmware.
 //!
-//! TCG only: nested KVM hangs on these machines. The guest's network is
-//! user-mode with `restrict=on`, so it can reach nothing but the host's
-//! loopback forwards a test sets up in [`VmConfig::guest_forwards`].
+//! TCG by default: nested KVM hangs on the machines the timings were
+//! measured on, and only TCG can count instructions (`-icount`); KVM is
+//! an option ([`Accel`]). The guest's network is user-mode with
+//! `restrict=on`, so it can reach nothing but the host's loopback
+//! forwards a test sets up in [`VmConfig::guest_forwards`].
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use kios_abi::image::INIT;
+use serde::Serialize;
 
 use crate::host::arch::Arch;
 use crate::vm::console::{Console, ConsoleLine};
@@ -31,17 +34,64 @@ pub enum BootSource {
     Firmware { disk: PathBuf },
 }
 
+/// How QEMU runs the guest's CPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// Emulated (`-cpu max`): any arch on any host, and instruction
+    /// counting, so timelines repeat.
+    #[default]
+    Tcg,
+    /// The host's CPU through /dev/kvm (`-cpu host`): fast, the host's arch
+    /// only, never instruction-counted.
+    Kvm,
+}
+
+/// What a KVM guest's timestamps measure, for reports.
+pub const KVM_CLOCK: &str = "guest clock, KVM (not instruction-counted)";
+
+/// The device KVM is reached through.
+const KVM_DEVICE: &str = "/dev/kvm";
+
+impl Accel {
+    /// Fails early, with the reason, when this accelerator cannot run `arch`.
+    pub fn check(self, arch: Arch) -> Result<()> {
+        if self == Accel::Tcg {
+            return Ok(());
+        }
+        let host = Arch::host()?;
+        if arch != host {
+            bail!("--accel kvm runs the host's arch ({host}) only, not {arch}: use --accel tcg");
+        }
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(KVM_DEVICE)
+            .map(drop)
+            .with_context(|| {
+                format!(
+                    "--accel kvm: cannot open {KVM_DEVICE} (no KVM on this host, or this \
+                     user is not in the kvm group); use --accel tcg"
+                )
+            })
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct VmConfig {
     pub arch: Arch,
     pub boot: BootSource,
     pub memory_mib: u32,
+    pub accel: Accel,
     /// `-icount shift=0`: guest time follows executed instructions, so
-    /// boot timelines repeat on a noisy host. See `icount_mode`.
+    /// boot timelines repeat on a noisy host. See `icount_mode`. TCG only.
     pub icount: bool,
     /// Raw disk images attached as virtio-blk drives, in this order, after
     /// the boot disk if there is one.
     pub extra_disks: Vec<PathBuf>,
+    /// Leave the disk files as they were: QEMU keeps the guest's writes
+    /// in temporary overlays (`-snapshot`), so a shipped disk stays pristine.
+    pub snapshot: bool,
     /// Appended to the kernel command line of a `-kernel` boot (tests
     /// use it for `kios.*` options); a disk's command line is in its UKI.
     pub extra_kernel_arguments: String,
@@ -123,8 +173,10 @@ impl VmConfig {
             arch,
             boot,
             memory_mib: 1024,
+            accel: Accel::Tcg,
             icount: true,
             extra_disks: Vec::new(),
+            snapshot: false,
             extra_kernel_arguments: String::new(),
             guest_forwards: Vec::new(),
             monitor_socket: None,
@@ -166,9 +218,13 @@ impl VmConfig {
             Arch::Amd64 => "q35",
             Arch::Arm64 => "virt",
         };
+        let (accel, cpu) = match self.accel {
+            Accel::Tcg => ("tcg", "max"),
+            Accel::Kvm => ("kvm", "host"),
+        };
         let mut command = Command::new(self.qemu_binary());
         command
-            .args(["-machine", machine, "-accel", "tcg", "-cpu", "max"])
+            .args(["-machine", machine, "-accel", accel, "-cpu", cpu])
             .args(["-m", &self.memory_mib.to_string(), "-smp", "1"])
             .args(["-nographic", "-no-reboot", "-serial", "stdio"])
             .arg("-monitor")
@@ -214,10 +270,30 @@ impl VmConfig {
                 .arg("-device")
                 .arg(format!("virtio-blk-pci,drive=extra-disk{index}"));
         }
-        if self.icount {
+        if self.snapshot {
+            command.arg("-snapshot");
+        }
+        if self.counts_instructions() {
             command.args(["-icount", self.icount_mode()]);
         }
         command
+    }
+
+    /// Whether guest time follows executed instructions: asked for, and
+    /// possible (KVM runs the guest natively, uncounted).
+    pub fn counts_instructions(&self) -> bool {
+        self.icount && self.accel == Accel::Tcg
+    }
+
+    /// What the guest's timestamps measure, for reports.
+    pub fn clock(&self) -> String {
+        if self.counts_instructions() {
+            format!("guest clock, -icount {}", self.icount_mode())
+        } else if self.accel == Accel::Kvm {
+            KVM_CLOCK.to_string()
+        } else {
+            "guest clock".to_string()
+        }
     }
 
     /// The user-mode network: restricted, plus the guest forwards.
@@ -351,6 +427,7 @@ pub fn run_vm(
     options: RunOptions,
     mut on_line: impl FnMut(&ConsoleLine) -> LineVerdict,
 ) -> Result<VmRun> {
+    config.accel.check(config.arch)?;
     prepare_firmware(config)?;
     let started = Instant::now();
     let mut child = config
@@ -501,14 +578,44 @@ mod tests {
             &"console=ttyS0 rdinit=/bin/init printk.devkmsg=on panic=-1 loglevel=7".to_string()
         ));
 
+        assert_eq!(config.clock(), "guest clock, -icount shift=0,sleep=off");
+
         let without_icount = VmConfig {
             icount: false,
-            ..config
+            ..config.clone()
         };
         assert!(!without_icount
             .command()
             .get_args()
             .any(|arg| arg == "-icount"));
+        assert_eq!(without_icount.clock(), "guest clock");
+    }
+
+    #[test]
+    fn kvm_runs_the_host_cpu_uncounted() {
+        let config = VmConfig {
+            accel: Accel::Kvm,
+            ..VmConfig::new(Arch::Amd64, "/k".into(), "/i".into())
+        };
+        let joined = args_of(&config);
+        assert!(
+            joined.contains("-machine q35 -accel kvm -cpu host "),
+            "{joined}"
+        );
+        assert!(!joined.contains("-icount"));
+        assert!(!config.counts_instructions());
+        assert!(config.clock().contains("not instruction-counted"));
+    }
+
+    #[test]
+    fn kvm_refuses_a_foreign_arch() {
+        let foreign = match Arch::host().unwrap() {
+            Arch::Amd64 => Arch::Arm64,
+            Arch::Arm64 => Arch::Amd64,
+        };
+        let error = Accel::Kvm.check(foreign).unwrap_err().to_string();
+        assert!(error.contains("host's arch"), "{error}");
+        assert!(Accel::Tcg.check(foreign).is_ok());
     }
 
     fn args_of(config: &VmConfig) -> String {
@@ -535,6 +642,12 @@ mod tests {
         assert!(!joined.contains("-append"));
         assert!(joined.contains("-smp 1"));
         assert!(joined.contains("-icount shift=0,"));
+        assert!(!joined.contains("-snapshot"));
+        let pristine = VmConfig {
+            snapshot: true,
+            ..config
+        };
+        assert!(args_of(&pristine).contains(" -snapshot "));
     }
 
     #[test]
