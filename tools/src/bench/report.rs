@@ -1,0 +1,352 @@
+//! What a benchmark measured: per-phase spreads, the init's own cost,
+//! the kiOS/baseline ratios and the targets they are held to, and the
+//! table `kios bench` prints.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::run::Scenario;
+use super::PHASES;
+use crate::host::arch::Arch;
+use crate::vm::timeline::Phase;
+
+/// Targets from issue 5, reported (never enforced).
+pub const INIT_COST_RATIO_TARGET: f64 = 1.0 / 20.0;
+pub const FIRST_POD_RATIO_TARGET: f64 = 0.7;
+
+/// Minimum, median and maximum of a set of runs, in µs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spread {
+    pub min: u64,
+    pub median: u64,
+    pub max: u64,
+}
+
+impl Spread {
+    /// None for no values; an even count's median is the middle pair's mean.
+    pub fn of(values: &[u64]) -> Option<Spread> {
+        let mut sorted = values.to_vec();
+        sorted.sort_unstable();
+        let middle = sorted.len() / 2;
+        let median = if sorted.len().is_multiple_of(2) {
+            (sorted.get(middle.checked_sub(1)?)? + sorted.get(middle)?) / 2
+        } else {
+            *sorted.get(middle)?
+        };
+        Some(Spread {
+            min: *sorted.first()?,
+            median,
+            max: *sorted.last()?,
+        })
+    }
+}
+
+/// The init's own cost in one run: PID 1 start to runtime exec, plus
+/// runtime ready to kubelet exec (the rest is the runtime's and kernel's).
+pub fn init_cost_us(run: &BTreeMap<String, u64>) -> Option<u64> {
+    let at = |phase: Phase| run.get(phase.name()).copied();
+    let before_runtime = at(Phase::RuntimeExec)?.checked_sub(at(Phase::Pid1)?)?;
+    let before_kubelet = at(Phase::KubeletExec)?.checked_sub(at(Phase::RuntimeReady)?)?;
+    Some(before_runtime + before_kubelet)
+}
+
+/// One scenario on one arch: every run's phases and their spread.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioResult {
+    pub scenario: Scenario,
+    /// The initramfs as booted, in bytes.
+    pub image_bytes: u64,
+    /// Bytes per image component (what `kios size --arch` reports).
+    pub components: BTreeMap<String, u64>,
+    /// Each run's phases, µs since boot (guest clock).
+    pub runs: Vec<BTreeMap<String, u64>>,
+    pub phases_us: BTreeMap<String, Spread>,
+    pub init_cost_us: Option<Spread>,
+}
+
+impl ScenarioResult {
+    pub fn new(
+        scenario: Scenario,
+        image_bytes: u64,
+        components: BTreeMap<String, u64>,
+        runs: Vec<BTreeMap<String, u64>>,
+    ) -> ScenarioResult {
+        let phases_us = PHASES
+            .into_iter()
+            .filter_map(|phase| {
+                let values: Vec<u64> = runs
+                    .iter()
+                    .filter_map(|run| run.get(phase.name()).copied())
+                    .collect();
+                Some((phase.name().to_string(), Spread::of(&values)?))
+            })
+            .collect();
+        let costs: Vec<u64> = runs.iter().filter_map(init_cost_us).collect();
+        ScenarioResult {
+            scenario,
+            image_bytes,
+            components,
+            phases_us,
+            init_cost_us: Spread::of(&costs),
+            runs,
+        }
+    }
+
+    pub(super) fn median(&self, phase: &str) -> Option<u64> {
+        self.phases_us.get(phase).map(|spread| spread.median)
+    }
+}
+
+/// kiOS / baseline, of the medians.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ratios {
+    pub phases: BTreeMap<String, f64>,
+    pub init_cost: Option<f64>,
+    pub first_pod_running: Option<f64>,
+}
+
+fn ratio(kios: Option<u64>, baseline: Option<u64>) -> Option<f64> {
+    match (kios, baseline) {
+        // Four decimals: plenty for a ratio, and it reads back from JSON exactly.
+        (Some(kios), Some(baseline)) if baseline > 0 => {
+            Some((kios as f64 / baseline as f64 * 1e4).round() / 1e4)
+        }
+        _ => None,
+    }
+}
+
+impl Ratios {
+    pub fn of(kios: &ScenarioResult, baseline: &ScenarioResult) -> Ratios {
+        let phases = PHASES
+            .into_iter()
+            .filter_map(|phase| {
+                let name = phase.name();
+                Some((
+                    name.to_string(),
+                    ratio(kios.median(name), baseline.median(name))?,
+                ))
+            })
+            .collect();
+        Ratios {
+            phases,
+            init_cost: ratio(
+                kios.init_cost_us.map(|spread| spread.median),
+                baseline.init_cost_us.map(|spread| spread.median),
+            ),
+            first_pod_running: ratio(
+                kios.median(Phase::FirstPodRunning.name()),
+                baseline.median(Phase::FirstPodRunning.name()),
+            ),
+        }
+    }
+}
+
+/// One target of issue 5: measured against its limit (lower is better).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Target {
+    pub name: String,
+    pub limit: f64,
+    pub measured: Option<f64>,
+    pub met: Option<bool>,
+}
+
+impl Target {
+    fn new(name: &str, limit: f64, measured: Option<f64>) -> Target {
+        Target {
+            name: name.to_string(),
+            limit,
+            measured,
+            met: measured.map(|value| value <= limit),
+        }
+    }
+}
+
+/// Everything measured on one arch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ArchResult {
+    pub arch: String,
+    /// The stripped kiOS init, in bytes.
+    pub init_bytes: u64,
+    pub kios: ScenarioResult,
+    pub baseline: Option<ScenarioResult>,
+    pub ratios: Option<Ratios>,
+    pub targets: Vec<Target>,
+}
+
+impl ArchResult {
+    pub fn new(
+        arch: Arch,
+        init_bytes: u64,
+        kios: ScenarioResult,
+        baseline: Option<ScenarioResult>,
+    ) -> ArchResult {
+        let ratios = baseline
+            .as_ref()
+            .map(|baseline| Ratios::of(&kios, baseline));
+        let targets = vec![
+            Target::new(
+                "init's own cost, kiOS/baseline",
+                INIT_COST_RATIO_TARGET,
+                ratios.as_ref().and_then(|ratios| ratios.init_cost),
+            ),
+            Target::new(
+                "first_pod_running, kiOS/baseline",
+                FIRST_POD_RATIO_TARGET,
+                ratios.as_ref().and_then(|ratios| ratios.first_pod_running),
+            ),
+            Target::new(
+                "stripped init, bytes",
+                crate::commands::size::INIT_SIZE_LIMIT_BYTES as f64,
+                Some(init_bytes as f64),
+            ),
+        ];
+        ArchResult {
+            arch: arch.debian_name().to_string(),
+            init_bytes,
+            kios,
+            baseline,
+            ratios,
+            targets,
+        }
+    }
+
+    pub(super) fn scenarios(&self) -> impl Iterator<Item = &ScenarioResult> {
+        std::iter::once(&self.kios).chain(&self.baseline)
+    }
+}
+
+/// A benchmark run: what is printed with `--json` and recorded in benches/results/.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BenchReport {
+    /// UTC date, YYYY-MM-DD.
+    pub date: String,
+    pub clock: String,
+    /// The kernel both scenarios booted (`debian` or `kios`); runs on
+    /// different kernels are recorded and compared apart.
+    #[serde(default = "debian_kernel")]
+    pub kernel: String,
+    pub runs_per_scenario: usize,
+    pub arches: Vec<ArchResult>,
+}
+
+/// Runs recorded before the kernel was a choice booted Debian's.
+fn debian_kernel() -> String {
+    "debian".to_string()
+}
+
+fn seconds(micros: u64) -> String {
+    format!("{:.3}", micros as f64 / 1e6)
+}
+
+pub(super) fn millis(micros: u64) -> String {
+    format!("{:.1}", micros as f64 / 1e3)
+}
+
+fn spread_text(spread: Option<&Spread>, unit: fn(u64) -> String) -> String {
+    spread.map_or_else(
+        || "-".to_string(),
+        |spread| {
+            format!(
+                "{} [{}-{}]",
+                unit(spread.median),
+                unit(spread.min),
+                unit(spread.max)
+            )
+        },
+    )
+}
+
+/// Byte counts as integers, ratios to four decimals.
+fn number_text(value: f64) -> String {
+    if value.fract() == 0.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.4}")
+    }
+}
+
+pub(super) fn ratio_text(ratio: Option<f64>) -> String {
+    ratio.map_or_else(|| "-".to_string(), |ratio| format!("{ratio:.3}"))
+}
+
+impl BenchReport {
+    /// Per arch: phases (median [min-max]) per scenario and their ratio,
+    /// the init's own cost, the targets and the image per component.
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "boot benchmark {} ({} kernel; {}; {} run(s) per scenario; median [min-max])\n",
+            self.date, self.kernel, self.clock, self.runs_per_scenario
+        );
+        for arch in &self.arches {
+            let baseline = arch.baseline.as_ref();
+            let ratios = arch.ratios.as_ref();
+            out.push_str(&format!(
+                "\n{}: seconds since boot\n{:<20} {:>26} {:>26} {:>14}\n",
+                arch.arch, "phase", "kiOS init", "shell baseline", "kiOS/baseline"
+            ));
+            for phase in PHASES {
+                let name = phase.name();
+                out.push_str(&format!(
+                    "{:<20} {:>26} {:>26} {:>14}\n",
+                    name,
+                    spread_text(arch.kios.phases_us.get(name), seconds),
+                    spread_text(baseline.and_then(|b| b.phases_us.get(name)), seconds),
+                    ratio_text(ratios.and_then(|r| r.phases.get(name).copied())),
+                ));
+            }
+            out.push_str(&format!(
+                "{:<20} {:>26} {:>26} {:>14}\n",
+                "init's own cost (ms)",
+                spread_text(arch.kios.init_cost_us.as_ref(), millis),
+                spread_text(baseline.and_then(|b| b.init_cost_us.as_ref()), millis),
+                ratio_text(ratios.and_then(|r| r.init_cost)),
+            ));
+            out.push_str("targets (issue 5, reported only):\n");
+            for target in &arch.targets {
+                let verdict = match target.met {
+                    Some(true) => "met",
+                    Some(false) => "NOT met",
+                    None => "not measured",
+                };
+                let measured = target.measured.map_or_else(|| "-".to_string(), number_text);
+                out.push_str(&format!(
+                    "  {:<34} {:>12} <= {:<10} {verdict}\n",
+                    target.name,
+                    measured,
+                    number_text(target.limit)
+                ));
+            }
+            out.push_str(&format!(
+                "image (bytes)\n  {:<34} {:>12} {:>14}\n",
+                "component", "kiOS", "baseline"
+            ));
+            let mut components: Vec<&String> = arch
+                .scenarios()
+                .flat_map(|scenario| scenario.components.keys())
+                .collect();
+            components.sort();
+            components.dedup();
+            let bytes_of = |scenario: Option<&ScenarioResult>, component: &str| {
+                scenario
+                    .and_then(|s| s.components.get(component))
+                    .map_or_else(|| "-".to_string(), u64::to_string)
+            };
+            for component in components {
+                out.push_str(&format!(
+                    "  {:<34} {:>12} {:>14}\n",
+                    component,
+                    bytes_of(Some(&arch.kios), component),
+                    bytes_of(baseline, component),
+                ));
+            }
+            out.push_str(&format!(
+                "  {:<34} {:>12} {:>14}\n",
+                "initramfs as booted",
+                arch.kios.image_bytes,
+                baseline.map_or_else(|| "-".to_string(), |b| b.image_bytes.to_string()),
+            ));
+        }
+        out
+    }
+}
