@@ -2,7 +2,8 @@
 //! one [`Session`] per connection, fed by the event loop. Tracks the
 //! shutdown inhibitors handed out, which the shutdown waits for.
 
-use crate::bus::wire::{Session, Step, MESSAGE_MAX, OUT_MAX};
+use crate::bus::logind::{Session, Step, OUT_MAX};
+use crate::bus::wire::MESSAGE_MAX;
 use crate::errno::Errno;
 use crate::log;
 use crate::log::Level;
@@ -212,7 +213,7 @@ mod tests {
         );
         assert!(sys.logged("bus: :1.7 holds a shutdown inhibitor (1 in all)"));
         let output = &sys.bus_output[&KUBELET_BUS.0];
-        let replies = crate::bus::wire::tests::messages(
+        let replies = crate::bus::fixtures::messages(
             &output[output.iter().position(|&b| b == b'l').unwrap()..],
         );
         // Hello, Get, Inhibit and AddMatch replies; the Get's variant is InhibitDelayMaxUSec.
@@ -239,7 +240,7 @@ mod tests {
         let sys = init.sys();
         assert!(sys.logged("waiting up to 20000 ms for 0 client(s) and 1 inhibitor(s)"));
         let output = &sys.bus_output[&KUBELET_BUS.0];
-        let signals = crate::bus::wire::tests::messages(
+        let signals = crate::bus::fixtures::messages(
             &output[output.iter().position(|&b| b == b'l').unwrap()..],
         );
         let last = signals.last().unwrap();
@@ -301,7 +302,7 @@ mod tests {
             b"\0AUTH EXTERNAL 30\r\nBEGIN\r\n\xff\xfe junk".to_vec(),
         );
         let mut huge = kubelet_bus_conversation();
-        huge.truncate(crate::bus::wire::tests::GODBUS_AUTH.len());
+        huge.truncate(crate::bus::fixtures::GODBUS_AUTH.len());
         huge.extend(b"l\x01\x00\x01\xff\xff\x00\x00\x05\x00\x00\x00\x00\x00\x00\x00");
         init.sys_mut().bus_input.insert(oversized.0, huge);
         for (conn, uid) in [(garbage, 0), (stranger, 1000), (oversized, 0)] {

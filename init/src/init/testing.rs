@@ -3,8 +3,8 @@
 //! boot, the event loop, the bus and the shutdown.
 
 use super::Init;
+use crate::bus::fixtures;
 use crate::bus::server::Bus;
-use crate::bus::wire;
 use crate::sys::recording::RecordingSys;
 use crate::sys::{BusId, Event, ExitStatus, Pid};
 
@@ -60,14 +60,14 @@ pub(crate) fn both_services_exit() -> [Event; 2] {
 /// godbus encodes it: authentication, Hello, the InhibitDelayMaxUSec
 /// Get, Inhibit and AddMatch.
 pub(crate) fn kubelet_bus_conversation() -> Vec<u8> {
-    let mut bytes = wire::tests::GODBUS_AUTH.to_vec();
+    let mut bytes = fixtures::GODBUS_AUTH.to_vec();
     for call in [
-        wire::tests::GODBUS_HELLO,
-        wire::tests::GODBUS_GET,
-        wire::tests::GODBUS_INHIBIT,
-        wire::tests::GODBUS_ADD_MATCH,
+        fixtures::GODBUS_HELLO,
+        fixtures::GODBUS_GET,
+        fixtures::GODBUS_INHIBIT,
+        fixtures::GODBUS_ADD_MATCH,
     ] {
-        bytes.extend(wire::tests::hex(call));
+        bytes.extend(fixtures::hex(call));
     }
     bytes
 }
