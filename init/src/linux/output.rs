@@ -1,0 +1,167 @@
+//! Child output capture: each started child's stdout and stderr go into a
+//! pipe the init reads, cut into lines that go to kmsg as `<service>: line`
+//! and to the service's log file.
+
+use kios_init::log::service_file;
+use kios_init::sys::SysResult;
+use mini_libc_free::kmsg::{self, Line};
+use rustix::event::epoll;
+use rustix::fd::OwnedFd;
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno as RawErrno;
+
+use super::files::{c_path, PATH_MAX};
+use super::{errno, Linux, TOKEN_OUTPUT};
+
+/// Output pipes: one per supervised start, kept until the last writer
+/// (which may be a grandchild) closes it.
+pub const MAX_OUTPUTS: usize = 8;
+/// Captured output lines longer than this are split.
+const OUTPUT_LINE_MAX: usize = 480;
+/// A pipe this large absorbs bursts, so a child never waits on the init.
+const OUTPUT_PIPE_BYTES: usize = 1 << 20;
+
+pub struct Output {
+    id: u32,
+    name: &'static str,
+    fd: OwnedFd,
+    line: heapless::Vec<u8, OUTPUT_LINE_MAX>,
+    log: LogFile,
+}
+
+/// A service's log file (`kios_init::log::service_file`), appended to line by line.
+/// Logging must never stop PID 1: a file that cannot be opened or
+/// written is skipped, and kmsg still gets the line.
+struct LogFile {
+    fd: Option<OwnedFd>,
+    size: service_file::Size,
+}
+
+impl LogFile {
+    fn open(service: &str) -> LogFile {
+        let fd = c_path(
+            service_file::path(service, false).as_str(),
+            &mut [0; PATH_MAX],
+        )
+        .ok()
+        .and_then(|path| {
+            rustix::fs::open(
+                path,
+                OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NOCTTY,
+                Mode::from_raw_mode(0o640),
+            )
+            .ok()
+        });
+        let bytes = fd
+            .as_ref()
+            .and_then(|fd| rustix::fs::fstat(fd).ok())
+            .map_or(0, |stat| stat.st_size as u64);
+        LogFile {
+            fd,
+            size: service_file::Size::opened(bytes),
+        }
+    }
+
+    fn append(&mut self, service: &str, line: &[u8]) {
+        if self.size.must_rotate_before(line) {
+            let (current, rotated) = (&mut [0; PATH_MAX], &mut [0; PATH_MAX]);
+            if let (Ok(current), Ok(rotated)) = (
+                c_path(service_file::path(service, false).as_str(), current),
+                c_path(service_file::path(service, true).as_str(), rotated),
+            ) {
+                let _ = rustix::fs::rename(current, rotated);
+            }
+            *self = LogFile::open(service);
+        }
+        if let Some(fd) = &self.fd {
+            for part in [line, b"\n"] {
+                if let Ok(written) = rustix::io::write(fd, part) {
+                    self.size.wrote(written);
+                }
+            }
+        }
+    }
+}
+
+impl Output {
+    fn flush(&mut self) {
+        if !self.line.is_empty() {
+            let mut line = Line::with_ident(kmsg::Level::Info, self.name);
+            line.push_bytes(&self.line);
+            line.emit();
+            self.log.append(self.name, &self.line);
+            self.line.clear();
+        }
+    }
+
+    fn take(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            if byte == b'\n' {
+                self.flush();
+            } else if self.line.push(byte).is_err() {
+                self.flush();
+                let _ = self.line.push(byte);
+            }
+        }
+    }
+}
+
+impl Linux {
+    pub(super) fn read_output(&mut self, id: u32) {
+        let Some(index) = self.outputs.iter().position(|output| output.id == id) else {
+            return;
+        };
+        let mut buf = [0u8; 4096];
+        let output = &mut self.outputs[index];
+        match rustix::io::read(&output.fd, &mut buf) {
+            Ok(0) => {
+                output.flush();
+                let _ = epoll::delete(&self.epoll, &output.fd);
+                self.outputs.swap_remove(index);
+            }
+            Ok(n) => output.take(buf.get(..n).unwrap_or_default()),
+            Err(RawErrno::AGAIN) | Err(RawErrno::INTR) => {}
+            Err(_) => {
+                let _ = epoll::delete(&self.epoll, &output.fd);
+                self.outputs.swap_remove(index);
+            }
+        }
+    }
+
+    /// A close-on-exec pipe for a child's stdout and stderr, with the id
+    /// its output will have; the init's end is non-blocking.
+    pub(super) fn output_pipe(&mut self) -> SysResult<(u32, OwnedFd, OwnedFd)> {
+        let (read_end, write_end) =
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(errno)?;
+        rustix::fs::fcntl_setfl(&read_end, OFlags::NONBLOCK).map_err(errno)?;
+        // Best effort: the default 64 KiB still works, with less slack.
+        let _ = rustix::pipe::fcntl_setpipe_size(&read_end, OUTPUT_PIPE_BYTES);
+        let id = self.next_id();
+        Ok((id, read_end, write_end))
+    }
+
+    /// Registers a started child's pipe (`read_end`) for reading as `name`'s output.
+    pub(super) fn capture_output(&mut self, id: u32, name: &'static str, read_end: OwnedFd) {
+        let token = epoll::EventData::new_u64(TOKEN_OUTPUT | u64::from(id));
+        let registered = !self.outputs.is_full()
+            && epoll::add(&self.epoll, &read_end, token, epoll::EventFlags::IN).is_ok();
+        if registered {
+            let _ = self.outputs.push(Output {
+                id,
+                name,
+                fd: read_end,
+                line: heapless::Vec::new(),
+                log: LogFile::open(name),
+            });
+        } else {
+            // Dropping the read end would kill the child's writes with EPIPE;
+            // keep it open unread rather than lose the child.
+            core::mem::forget(read_end);
+            mini_libc_free::kmsg!(
+                kmsg::Level::Warning,
+                "{}: output not captured (too many pipes)",
+                name
+            );
+        }
+    }
+}

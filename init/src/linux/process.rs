@@ -1,0 +1,139 @@
+//! Processes: the signals PID 1 reads from its signalfd, reaping exited
+//! children, forking and exec'ing a service, and signalling processes.
+
+use core::ffi::CStr;
+
+use kios_init::errno::Errno;
+use kios_init::sys::{signo, CommandArgv, Event, ExitStatus, Pid, Signal, SysResult};
+use mini_libc_free::kmsg::{self, Line};
+use mini_libc_free::process::{self, Fork};
+use mini_libc_free::signal::{self, SigSet};
+use rustix::fd::OwnedFd;
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno as RawErrno;
+use rustix::process::{WaitId, WaitIdOptions, WaitOptions};
+
+use super::{errno, Linux};
+
+/// The signals PID 1 reads from its signalfd instead of handling.
+pub const SIGNALS: SigSet = SigSet::EMPTY
+    .with(signo::SIGCHLD)
+    .with(signo::SIGTERM)
+    .with(signo::SIGINT)
+    .with(signo::SIGPWR)
+    .with(linux_raw_sys::general::SIGHUP);
+
+/// The environment every child gets.
+const CHILD_ENV: [&CStr; 2] = [c"PATH=/bin", c"HOME=/"];
+
+impl Linux {
+    pub(super) fn read_signals(&mut self) {
+        while let Ok(Some(number)) = signal::read_signal(&self.signals) {
+            if number == signo::SIGCHLD {
+                self.reap_pending = true;
+            } else if self.pending.push_back(Event::Signal(number)).is_err() {
+                break;
+            }
+        }
+    }
+
+    /// Collects every exited child; stops early if the queue is full.
+    pub(super) fn reap(&mut self) {
+        self.reap_pending = false;
+        while !self.pending.is_full() {
+            // `wait` is waitpid(-1): children run in sessions of their own, which
+            // `waitpid(None)` (their caller's process group only) would never see.
+            let (pid, status) = match rustix::process::wait(WaitOptions::NOHANG) {
+                Ok(Some(exited)) => exited,
+                Ok(None) | Err(_) => return,
+            };
+            let status = match (status.exit_status(), status.terminating_signal()) {
+                (Some(code), _) => ExitStatus::Exited(code),
+                (None, Some(signal)) => ExitStatus::Signaled(signal),
+                // Stopped or continued: not an exit.
+                (None, None) => continue,
+            };
+            let _ = self.pending.push_back(Event::ChildExited {
+                pid: Pid(pid.as_raw_nonzero().get()),
+                status,
+            });
+        }
+        self.reap_pending = true;
+    }
+
+    /// Forks and execs `argv` in a session of its own, stdin on /dev/null,
+    /// stdout and stderr into a pipe the init reads as `name`'s output.
+    pub(super) fn start_child(&mut self, name: &'static str, argv: &CommandArgv) -> SysResult<Pid> {
+        let mut args: heapless::Vec<&CStr, 32> = heapless::Vec::new();
+        for arg in argv.iter_with_nul() {
+            let arg = CStr::from_bytes_with_nul(arg).map_err(|_| Errno::INVAL)?;
+            args.push(arg).map_err(|_| Errno::TOOBIG)?;
+        }
+        let path = *args.first().ok_or(Errno::INVAL)?;
+        let stdin = rustix::fs::open(
+            c"/dev/null",
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok();
+        let (id, read_end, write_end) = self.output_pipe()?;
+        match process::fork().map_err(errno)? {
+            Fork::Child => exec_child(path, &args, stdin.as_ref(), &write_end),
+            Fork::Parent(pid) => {
+                drop(write_end);
+                self.capture_output(id, name, read_end);
+                Ok(Pid(pid.as_raw_nonzero().get()))
+            }
+        }
+    }
+}
+
+/// In the forked child: reset the signal mask, start a session, wire up
+/// stdio, exec. Never returns; a failed exec ends the child at once.
+fn exec_child(path: &CStr, argv: &[&CStr], stdin: Option<&OwnedFd>, output: &OwnedFd) -> ! {
+    let _ = signal::set_mask(SigSet::EMPTY);
+    let _ = rustix::process::setsid();
+    if let Some(stdin) = stdin {
+        let _ = rustix::stdio::dup2_stdin(stdin);
+    }
+    let _ = rustix::stdio::dup2_stdout(output);
+    let _ = rustix::stdio::dup2_stderr(output);
+    let failure = process::execve(path, argv, &CHILD_ENV);
+    let mut line = Line::new(kmsg::Level::Err);
+    line.push("exec ");
+    line.push_bytes(path.to_bytes());
+    line.push(" failed: errno ");
+    line.push_u64(failure.raw_os_error() as u64);
+    line.emit();
+    process::exit(127)
+}
+
+/// Sends `signal` to `pid`, or to every process but the init (None).
+pub fn kill(pid: Option<Pid>, signal: Signal) -> SysResult<()> {
+    let number = match signal {
+        Signal::Term => linux_raw_sys::general::SIGTERM,
+        Signal::Kill => linux_raw_sys::general::SIGKILL,
+        Signal::Cont => linux_raw_sys::general::SIGCONT,
+    };
+    match pid {
+        None => process::kill_all(number).map_err(errno),
+        Some(pid) => {
+            let pid = rustix::process::Pid::from_raw(pid.0).ok_or(Errno::SRCH)?;
+            let signal = match signal {
+                Signal::Term => rustix::process::Signal::TERM,
+                Signal::Kill => rustix::process::Signal::KILL,
+                Signal::Cont => rustix::process::Signal::CONT,
+            };
+            rustix::process::kill_process(pid, signal).map_err(errno)
+        }
+    }
+}
+
+/// Whether any child, exited or running, is left to reap.
+pub fn has_children() -> bool {
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    !matches!(
+        rustix::process::waitid(WaitId::All, options),
+        Err(RawErrno::CHILD)
+    )
+}
