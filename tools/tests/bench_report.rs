@@ -10,10 +10,12 @@ use kios_tools::bench::{
     check_run, civil_date, compare, init_cost_us, latest_result, record, result_paths, write_chart,
     ArchResult, BenchReport, Scenario, ScenarioResult, Spread, CLOCK,
 };
-use kios_tools::components::bom::{Bom, BOM_FILE};
+use kios_tools::components::node::NodeComponents;
+use kios_tools::components::OciRuntime;
 use kios_tools::host::arch::Arch;
 use kios_tools::host::workspace::Workspace;
 use kios_tools::image::node_image::{build_node_image, vm_config, ImageOptions};
+use kios_tools::kernel::KernelChoice;
 use kios_tools::testing::probe_pod::probe_pod_file;
 use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions};
 
@@ -253,12 +255,18 @@ fn baseline_boots_to_a_running_pod_and_powers_off() {
         .output_dir()
         .expect("the output dir")
         .join("bench-baseline-test");
-    let bom = Bom::load(&workspace.root.join(BOM_FILE)).expect("the bill of materials");
-    let image = build_node_image(
+    let components = NodeComponents::resolve(
         &workspace,
         Arch::Amd64,
+        OciRuntime::Runc,
+        KernelChoice::Debian,
+    )
+    .expect("resolving the components");
+    let image = build_node_image(
+        &workspace,
+        &components,
         &ImageOptions {
-            init: baseline_init(&bom, Arch::Amd64).expect("the baseline init"),
+            init: baseline_init(&components).expect("the baseline init"),
             extra_files: vec![probe_pod_file()],
             ..ImageOptions::default()
         },

@@ -6,12 +6,14 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kios_tools::components::bom::{Bom, BOM_FILE};
+use kios_tools::components::bom::{fetch_component, Bom, BOM_FILE};
 use kios_tools::components::elf_deps::{closure, Sysroot};
+use kios_tools::components::node::{NodeComponents, BUSYBOX_COMPONENT};
 use kios_tools::components::oci::{BUSYBOX_IMAGE, KIOSCTL_IMAGE, PAUSE_IMAGE};
 use kios_tools::components::{build_images, stage_components, OciRuntime, StagedFile};
 use kios_tools::host::arch::Arch;
 use kios_tools::host::workspace::Workspace;
+use kios_tools::kernel::KernelChoice;
 
 fn staging_dir(name: &str) -> anyhow::Result<PathBuf> {
     let dir = Workspace::locate()?
@@ -65,9 +67,14 @@ fn report(staged: &[StagedFile]) {
 #[test]
 #[ignore = "builds the kubelet: run by cargo kios test"]
 fn amd64_components_stage_and_run_from_the_staged_root() -> anyhow::Result<()> {
-    let bom = bom()?;
+    let components = NodeComponents::resolve(
+        &Workspace::locate()?,
+        Arch::Amd64,
+        OciRuntime::Runc,
+        KernelChoice::Debian,
+    )?;
     let root = staging_dir("amd64-runc")?;
-    let staged = stage_components(&bom, Arch::Amd64, &root, OciRuntime::Runc)?;
+    let staged = stage_components(&components, &root)?;
     report(&staged);
 
     let in_bin: BTreeSet<String> = std::fs::read_dir(root.join("bin"))?
@@ -127,9 +134,14 @@ fn amd64_components_stage_and_run_from_the_staged_root() -> anyhow::Result<()> {
 #[test]
 #[ignore = "builds the kubelet: run by cargo kios test"]
 fn crun_brings_its_libraries_and_runs() -> anyhow::Result<()> {
-    let bom = bom()?;
+    let components = NodeComponents::resolve(
+        &Workspace::locate()?,
+        Arch::Amd64,
+        OciRuntime::Crun,
+        KernelChoice::Debian,
+    )?;
     let root = staging_dir("amd64-crun")?;
-    let staged = stage_components(&bom, Arch::Amd64, &root, OciRuntime::Crun)?;
+    let staged = stage_components(&components, &root)?;
     report(&staged);
     assert!(!root.join("bin/runc").exists());
     let version = run_staged(&root, "bin/crun", &["--version"])?;
@@ -145,8 +157,9 @@ fn images_rebuild_byte_identical() -> anyhow::Result<()> {
     for arch in Arch::ALL {
         let first = staging_dir(&format!("images-{arch}-1"))?;
         let second = staging_dir(&format!("images-{arch}-2"))?;
-        let written = build_images(&bom, arch, &workspace, &first)?;
-        build_images(&bom, arch, &workspace, &second)?;
+        let busybox = fetch_component(&bom, BUSYBOX_COMPONENT, arch)?;
+        let written = build_images(&workspace, arch, &busybox, &first)?;
+        build_images(&workspace, arch, &busybox, &second)?;
         let references: Vec<&str> = written
             .iter()
             .map(|image| image.reference.as_str())

@@ -15,6 +15,8 @@ use std::process::Command;
 use anyhow::{ensure, Context, Result};
 use goblin::pe::header::Header;
 use kios_abi::data_partition;
+use kios_tools::components::bom::Bom;
+use kios_tools::components::node::pinned_kernel;
 use kios_tools::host::arch::Arch;
 use kios_tools::host::fs::sha256_file;
 use kios_tools::host::workspace::Workspace;
@@ -22,7 +24,7 @@ use kios_tools::image::disk::{
     build_disk_image, parse_guid, DiskImage, DiskOptions, ESP_NAME, ESP_TYPE_GUID,
 };
 use kios_tools::image::initramfs::Initramfs;
-use kios_tools::image::node_image::{pinned_kernel, NodeImage};
+use kios_tools::image::node_image::NodeImage;
 use kios_tools::image::uki::default_boot_path;
 use kios_tools::vm::qemu::kernel_command_line;
 
@@ -40,7 +42,7 @@ fn fresh_dir(name: &str) -> Result<PathBuf> {
 
 /// The pinned kernel with a one-file initramfs, as the disk builder sees a node image.
 fn small_node_image(workspace: &Workspace, arch: Arch, dir: &Path) -> Result<NodeImage> {
-    let (kernel, _) = pinned_kernel(workspace, arch)?;
+    let (kernel, _) = pinned_kernel(&Bom::of(workspace)?, arch)?;
     let initrd = dir.join("small.cpio");
     let mut image = Initramfs::new();
     image.file("/init-stand-in", 0o755, b"not booted in this test".to_vec());
@@ -159,7 +161,7 @@ fn disk_reads_back_and_repeats(arch: Arch) -> Result<()> {
     for build in ["a", "b"] {
         let dir = fresh_dir(&format!("disk-image-test-{arch}-{build}"))?;
         let image = small_node_image(&workspace, arch, &dir)?;
-        let disk = build_disk_image(&workspace, &image, &options, &dir)?;
+        let disk = build_disk_image(&Bom::of(&workspace)?, &image, &options, &dir)?;
         check_disk(&disk, &image)
             .with_context(|| format!("{arch} disk {}", disk.path.display()))?;
         sha256s.push(sha256_file(&disk.path)?);

@@ -39,9 +39,12 @@ use kios_tools::cluster::pki::{
     self, BootstrapToken, ClientIdentity, ClusterCa, Credential, NODES_GROUP,
 };
 use kios_tools::components::bom::{Bom, BOM_FILE};
+use kios_tools::components::node::NodeComponents;
+use kios_tools::components::OciRuntime;
 use kios_tools::host::arch::Arch;
 use kios_tools::host::workspace::Workspace;
 use kios_tools::image::node_image::{build_node_image, vm_config, ImageOptions};
+use kios_tools::kernel::KernelChoice;
 use kios_tools::vm::console::Console;
 use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions, VmConfig, VmRun};
 use kios_tools::vm::timeline::{kmsg_micros, Phase, Timeline};
@@ -229,9 +232,15 @@ impl Cluster {
             ("/etc/hostname", format!("{node}\n")),
             (TICK_POD_PATH, TICK_POD.to_string()),
         ];
-        let image = build_node_image(
+        let components = NodeComponents::resolve(
             &self.workspace,
             Arch::Amd64,
+            OciRuntime::Runc,
+            KernelChoice::Debian,
+        )?;
+        let image = build_node_image(
+            &self.workspace,
+            &components,
             &ImageOptions {
                 extra_files: files
                     .into_iter()

@@ -13,12 +13,14 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use kios_abi::data_partition::TYPE_GUID as DATA_PARTITION_TYPE_GUID;
+use kios_tools::components::bom::Bom;
+use kios_tools::components::node::pinned_kernel;
 use kios_tools::host::arch::Arch;
 use kios_tools::host::workspace::Workspace;
 use kios_tools::image::disk::{
     make_ext4, parse_guid, write_gpt_disk, PartitionContents, PartitionSpec,
 };
-use kios_tools::image::node_image::{add_modules, pinned_kernel};
+use kios_tools::image::node_image::add_modules;
 use kios_tools::testing::standin_checks::{check_standin_run, require_line};
 use kios_tools::testing::standin_image::standin_initramfs;
 use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions, VmConfig, VmRun};
@@ -40,7 +42,7 @@ fn standin_with_modules(
 ) -> Result<(PathBuf, PathBuf)> {
     let init = workspace.build_musl_binary("kios-init", arch)?;
     let standin = workspace.build_musl_binary("kios-standin", arch)?;
-    let (kernel, kernel_tree) = pinned_kernel(workspace, arch)?;
+    let (kernel, kernel_tree) = pinned_kernel(&Bom::of(workspace)?, arch)?;
     let mut image = standin_initramfs(&init, &standin)?;
     add_modules(&mut image, &kernel_tree)?;
     image.parents("/lib/modules/kios-test/not-a-module.ko");

@@ -22,9 +22,12 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use kios_tools::components::bom::{fetch_component, Bom};
+use kios_tools::components::node::NodeComponents;
+use kios_tools::components::OciRuntime;
 use kios_tools::host::arch::Arch;
 use kios_tools::host::workspace::Workspace;
 use kios_tools::image::node_image::{build_node_image, vm_config, ImageOptions};
+use kios_tools::kernel::KernelChoice;
 use kios_tools::testing::standin_checks::{check_timeline, require_line, Check, CheckReport};
 use kios_tools::vm::console::Console;
 use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions};
@@ -141,9 +144,16 @@ fn require_report(console: &Console, kind: &str, needle: &str) -> Result<(), Str
 fn the_dhcp_pod_gives_the_node_its_address() {
     let workspace = Workspace::locate().expect("workspace");
     let out = workspace.output_dir().expect("output dir").join("e2e-dhcp");
-    let image = build_node_image(
+    let components = NodeComponents::resolve(
         &workspace,
         Arch::Amd64,
+        OciRuntime::Runc,
+        KernelChoice::Debian,
+    )
+    .expect("resolving the components");
+    let image = build_node_image(
+        &workspace,
+        &components,
         &ImageOptions {
             extra_files: vec![(REPORT_POD_PATH.into(), REPORT_POD.as_bytes().to_vec())],
             ..ImageOptions::default()

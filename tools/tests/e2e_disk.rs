@@ -8,10 +8,13 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use kios_tools::components::node::NodeComponents;
+use kios_tools::components::OciRuntime;
 use kios_tools::host::arch::Arch;
 use kios_tools::host::workspace::Workspace;
 use kios_tools::image::disk::{build_disk_image, firmware_vm_config, DiskOptions};
 use kios_tools::image::node_image::{build_node_image, ImageOptions};
+use kios_tools::kernel::KernelChoice;
 use kios_tools::testing::node_checks::check_probe_boot;
 use kios_tools::testing::probe_pod::probe_pod_file;
 use kios_tools::testing::standin_checks::{require_line, Check};
@@ -34,9 +37,11 @@ fn disk_boots_under_uefi_to_a_running_pod(arch: Arch) -> Result<()> {
     let started = Instant::now();
     let workspace = Workspace::locate()?;
     let out = workspace.output_dir()?.join(format!("disk-test-{arch}"));
+    let components =
+        NodeComponents::resolve(&workspace, arch, OciRuntime::Runc, KernelChoice::Debian)?;
     let image = build_node_image(
         &workspace,
-        arch,
+        &components,
         &ImageOptions {
             extra_files: vec![probe_pod_file()],
             ..ImageOptions::default()
@@ -44,7 +49,7 @@ fn disk_boots_under_uefi_to_a_running_pod(arch: Arch) -> Result<()> {
         &out,
     )
     .context("building the node image")?;
-    let disk = build_disk_image(&workspace, &image, &DiskOptions::default(), &out)
+    let disk = build_disk_image(&components.bom, &image, &DiskOptions::default(), &out)
         .context("building the disk image")?;
     let built = started.elapsed();
 

@@ -6,9 +6,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use kios_tools::components::node::NodeComponents;
+use kios_tools::components::OciRuntime;
 use kios_tools::host::arch::Arch;
 use kios_tools::host::workspace::Workspace;
 use kios_tools::image::node_image::{build_node_image, vm_config, ImageOptions};
+use kios_tools::kernel::KernelChoice;
 use kios_tools::testing::node_checks::check_probe_boot;
 use kios_tools::testing::probe_pod::probe_pod_file;
 use kios_tools::testing::standin_checks::{require_line, Check};
@@ -94,9 +97,12 @@ fn node_runs_a_static_pod_offline_and_shuts_down_cleanly(arch: Arch) {
         .output_dir()
         .expect("output dir")
         .join(format!("node-test-{arch}"));
+    let components =
+        NodeComponents::resolve(&workspace, arch, OciRuntime::Runc, KernelChoice::Debian)
+            .expect("resolving the components");
     let image = build_node_image(
         &workspace,
-        arch,
+        &components,
         &ImageOptions {
             extra_files: vec![probe_pod_file()],
             ..ImageOptions::default()

@@ -4,9 +4,12 @@
 
 use std::time::Duration;
 
+use kios_tools::components::node::NodeComponents;
+use kios_tools::components::OciRuntime;
 use kios_tools::host::arch::Arch;
 use kios_tools::host::workspace::Workspace;
 use kios_tools::image::node_image::{build_node_image, vm_config, ImageOptions};
+use kios_tools::kernel::KernelChoice;
 use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions};
 
 const BROKEN_CONFIG: &str = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: [this is not a path\n";
@@ -26,8 +29,15 @@ fn a_crash_looping_kubelet_is_restarted_with_backoff_and_the_node_stays_up() {
         )],
         ..ImageOptions::default()
     };
+    let components = NodeComponents::resolve(
+        &workspace,
+        Arch::Amd64,
+        OciRuntime::Runc,
+        KernelChoice::Debian,
+    )
+    .expect("resolving the components");
     let image =
-        build_node_image(&workspace, Arch::Amd64, &options, &out).expect("building the image");
+        build_node_image(&workspace, &components, &options, &out).expect("building the image");
     let config = vm_config(&image, true);
     let run_options = RunOptions {
         timeout: Duration::from_secs(600),

@@ -12,10 +12,13 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use kios_tools::components::node::NodeComponents;
+use kios_tools::components::OciRuntime;
 use kios_tools::host::arch::Arch;
 use kios_tools::host::workspace::Workspace;
 use kios_tools::image::disk::{build_disk_image, firmware_vm_config, DiskOptions};
 use kios_tools::image::node_image::{build_node_image, ImageOptions};
+use kios_tools::kernel::KernelChoice;
 use kios_tools::testing::standin_checks::require_line;
 use kios_tools::vm::console::Console;
 use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions, VmRun};
@@ -172,9 +175,11 @@ fn data_etc_and_images_survive_a_clean_reboot_of_the_disk() -> Result<()> {
     let workspace = Workspace::locate()?;
     let arch = Arch::Amd64;
     let out = workspace.output_dir()?.join("e2e-persist");
+    let components =
+        NodeComponents::resolve(&workspace, arch, OciRuntime::Runc, KernelChoice::Debian)?;
     let image = build_node_image(
         &workspace,
-        arch,
+        &components,
         &ImageOptions {
             extra_files: vec![(PERSIST_POD_PATH.into(), PERSIST_POD.as_bytes().to_vec())],
             ..ImageOptions::default()
@@ -182,7 +187,7 @@ fn data_etc_and_images_survive_a_clean_reboot_of_the_disk() -> Result<()> {
         &out,
     )?;
     // A fresh disk: the first boot must start from an empty data partition.
-    let disk = build_disk_image(&workspace, &image, &DiskOptions::default(), &out)?;
+    let disk = build_disk_image(&components.bom, &image, &DiskOptions::default(), &out)?;
     let config = firmware_vm_config(&disk, true);
     let options = || RunOptions {
         timeout: BOOT_TIMEOUT,

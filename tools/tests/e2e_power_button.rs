@@ -11,10 +11,12 @@
 
 use std::time::Duration;
 
+use kios_tools::components::node::NodeComponents;
+use kios_tools::components::OciRuntime;
 use kios_tools::host::arch::Arch;
 use kios_tools::host::workspace::Workspace;
 use kios_tools::image::node_image::{build_node_image, vm_config, ImageOptions};
-use kios_tools::kernel::build::build_kernel;
+use kios_tools::kernel::KernelChoice;
 use kios_tools::testing::standin_checks::{require_line, Check, CheckReport};
 use kios_tools::vm::console::Console;
 use kios_tools::vm::qemu::{press_power_button, run_vm, LineVerdict, RunOptions};
@@ -33,26 +35,20 @@ fn guest_seconds(console: &Console, needle: &str) -> Option<f64> {
 
 fn power_button_shuts_down(arch: Arch, kios_kernel: bool) {
     let workspace = Workspace::locate().expect("workspace");
-    let kernel = kios_kernel.then(|| {
-        build_kernel(&workspace, arch)
-            .expect("building the kiOS kernel")
-            .path
-    });
+    let kernel = if kios_kernel {
+        KernelChoice::Kios
+    } else {
+        KernelChoice::Debian
+    };
+    let components = NodeComponents::resolve(&workspace, arch, OciRuntime::Runc, kernel)
+        .expect("resolving the components");
     let name = if kios_kernel { "kios" } else { "debian" };
     let out = workspace
         .output_dir()
         .expect("output dir")
         .join(format!("e2e-power-button-{arch}-{name}"));
-    let image = build_node_image(
-        &workspace,
-        arch,
-        &ImageOptions {
-            kernel,
-            ..ImageOptions::default()
-        },
-        &out,
-    )
-    .expect("building the node image");
+    let image = build_node_image(&workspace, &components, &ImageOptions::default(), &out)
+        .expect("building the node image");
     let monitor = out.join("monitor.sock");
     let _ = std::fs::remove_file(&monitor);
     let config = kios_tools::vm::qemu::VmConfig {

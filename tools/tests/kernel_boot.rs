@@ -4,10 +4,12 @@
 
 use std::time::Duration;
 
+use kios_tools::components::node::{NodeComponents, NodeKernel};
+use kios_tools::components::OciRuntime;
 use kios_tools::host::arch::Arch;
 use kios_tools::host::workspace::Workspace;
 use kios_tools::image::node_image::{build_node_image, vm_config, ImageOptions};
-use kios_tools::kernel::build::build_kernel;
+use kios_tools::kernel::KernelChoice;
 use kios_tools::testing::node_checks::check_probe_boot;
 use kios_tools::testing::probe_pod::probe_pod_file;
 use kios_tools::testing::standin_checks::Check;
@@ -35,17 +37,21 @@ fn check_no_modules_loaded(console: &Console) -> Result<(), String> {
 
 fn boot_with_the_kios_kernel(arch: Arch) {
     let workspace = Workspace::locate().expect("workspace");
-    let kernel = build_kernel(&workspace, arch).expect("building the kiOS kernel");
+    let components =
+        NodeComponents::resolve(&workspace, arch, OciRuntime::Runc, KernelChoice::Kios)
+            .expect("resolving the components, building the kiOS kernel");
+    let NodeKernel::Kios(kernel) = &components.kernel else {
+        panic!("resolved a kiOS kernel choice to another kernel");
+    };
     let out = workspace
         .output_dir()
         .expect("output dir")
         .join(format!("node-kios-kernel-test-{arch}"));
     let image = build_node_image(
         &workspace,
-        arch,
+        &components,
         &ImageOptions {
             extra_files: vec![probe_pod_file()],
-            kernel: Some(kernel.path.clone()),
             ..ImageOptions::default()
         },
         &out,

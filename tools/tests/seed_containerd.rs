@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kios_tools::components::bom::{Bom, BOM_FILE};
+use kios_tools::components::bom::{fetch_component, Bom, BOM_FILE};
 use kios_tools::components::build_images;
 use kios_tools::components::image_seed::{seed_containerd_store, ContainerdSandbox};
+use kios_tools::components::node::BUSYBOX_COMPONENT;
 use kios_tools::components::oci::{BUSYBOX_IMAGE, KIOSCTL_IMAGE, PAUSE_IMAGE};
 use kios_tools::host::arch::Arch;
 use kios_tools::host::workspace::Workspace;
@@ -49,10 +50,15 @@ fn seeded_store_serves_the_images_to_the_node_config_and_is_cached() -> anyhow::
     let workspace = Workspace::locate()?;
     let bom = Bom::load(&workspace.root.join(BOM_FILE))?;
     let dir = fresh_dir(workspace.output_dir()?.join("seed-containerd-test"))?;
-    let archives: Vec<PathBuf> = build_images(&bom, Arch::Amd64, &workspace, &dir.join("images"))?
-        .into_iter()
-        .map(|archive| archive.path)
-        .collect();
+    let archives: Vec<PathBuf> = build_images(
+        &workspace,
+        Arch::Amd64,
+        &fetch_component(&bom, BUSYBOX_COMPONENT, Arch::Amd64)?,
+        &dir.join("images"),
+    )?
+    .into_iter()
+    .map(|archive| archive.path)
+    .collect();
 
     let seed = seed_containerd_store(&bom, Arch::Amd64, &archives, &dir.join("seed"))?;
     eprintln!("seed: {seed:?}");
@@ -120,10 +126,15 @@ fn arm64_images_are_seeded_on_an_amd64_host() -> anyhow::Result<()> {
     let workspace = Workspace::locate()?;
     let bom = Bom::load(&workspace.root.join(BOM_FILE))?;
     let dir = fresh_dir(workspace.output_dir()?.join("seed-containerd-arm64-test"))?;
-    let archives: Vec<PathBuf> = build_images(&bom, Arch::Arm64, &workspace, &dir.join("images"))?
-        .into_iter()
-        .map(|archive| archive.path)
-        .collect();
+    let archives: Vec<PathBuf> = build_images(
+        &workspace,
+        Arch::Arm64,
+        &fetch_component(&bom, BUSYBOX_COMPONENT, Arch::Arm64)?,
+        &dir.join("images"),
+    )?
+    .into_iter()
+    .map(|archive| archive.path)
+    .collect();
     let seed = seed_containerd_store(&bom, Arch::Arm64, &archives, &dir.join("seed"))?;
     assert_eq!(seed.images, [BUSYBOX_IMAGE, KIOSCTL_IMAGE, PAUSE_IMAGE]);
     Ok(())

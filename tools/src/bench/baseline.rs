@@ -5,8 +5,7 @@
 
 use anyhow::Result;
 
-use crate::components::bom::{fetch_component, Bom};
-use crate::host::arch::Arch;
+use crate::components::node::{NodeComponents, BUSYBOX_COMPONENT};
 use crate::image::initramfs::Initramfs;
 use crate::image::node_image::InitChoice;
 
@@ -33,8 +32,8 @@ const BASELINE_APPLETS: [&str; 11] = [
 
 /// The baseline as the node image's init: the script at /bin/init, with
 /// busybox at /bin/busybox as /bin/sh and the applets the script runs.
-pub fn baseline_init(bom: &Bom, arch: Arch) -> Result<InitChoice> {
-    let busybox = fetch_component(bom, "busybox", arch)?.join("bin/busybox");
+pub fn baseline_init(components: &NodeComponents) -> Result<InitChoice> {
+    let busybox = components.fetched(BUSYBOX_COMPONENT)?.join("bin/busybox");
     let mut files = Initramfs::new();
     files.file_from_host("/bin/busybox", 0o755, &busybox)?;
     for applet in BASELINE_APPLETS {

@@ -5,7 +5,6 @@
 //! benches/results/ and compare it with the previous record.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -16,8 +15,8 @@ use crate::bench::{
     ArchResult, BenchReport, Scenario, ScenarioResult, CLOCK,
 };
 use crate::cli::ArchSelection;
-use crate::components::bom::{Bom, BOM_FILE};
-use crate::host::arch::Arch;
+use crate::components::node::NodeComponents;
+use crate::components::OciRuntime;
 use crate::host::packages::{ensure_installed, qemu_packages};
 use crate::host::workspace::Workspace;
 use crate::image::node_image::{build_node_image, vm_config, ImageOptions, InitChoice, NodeImage};
@@ -79,12 +78,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
     let mut arches = Vec::new();
     for arch in args.arch.arches() {
-        let kernel = args.kernel.image(&workspace, arch)?;
-        let (init_bytes, kios) = bench_scenario(&workspace, arch, Scenario::Kios, &kernel, args)?;
+        let components = NodeComponents::resolve(&workspace, arch, OciRuntime::Runc, args.kernel)?;
+        let (init_bytes, kios) = bench_scenario(&workspace, &components, Scenario::Kios, args)?;
         let baseline = if args.no_baseline {
             None
         } else {
-            Some(bench_scenario(&workspace, arch, Scenario::Baseline, &kernel, args)?.1)
+            Some(bench_scenario(&workspace, &components, Scenario::Baseline, args)?.1)
         };
         arches.push(ArchResult::new(arch, init_bytes, kios, baseline));
     }
@@ -128,26 +127,24 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 /// times; returns the image's init size and the scenario's result.
 fn bench_scenario(
     workspace: &Workspace,
-    arch: Arch,
+    components: &NodeComponents,
     scenario: Scenario,
-    kernel: &Option<PathBuf>,
     args: &BenchArgs,
 ) -> Result<(u64, ScenarioResult)> {
+    let arch = components.arch;
     let out = workspace
         .output_dir()?
         .join(format!("bench-{}", scenario.name()));
-    let bom = Bom::load(&workspace.root.join(BOM_FILE))?;
     let init = match scenario {
         Scenario::Kios => InitChoice::Kios,
-        Scenario::Baseline => baseline_init(&bom, arch)?,
+        Scenario::Baseline => baseline_init(components)?,
     };
     let image = build_node_image(
         workspace,
-        arch,
+        components,
         &ImageOptions {
             init,
             extra_files: vec![probe_pod_file()],
-            kernel: kernel.clone(),
             ..ImageOptions::default()
         },
         &out,

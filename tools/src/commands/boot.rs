@@ -9,6 +9,7 @@ use anyhow::{bail, ensure, Result};
 use serde::Serialize;
 
 use crate::commands::build::{Manifest, DISK, INITRAMFS, KERNEL};
+use crate::components::node::NodeComponents;
 use crate::components::OciRuntime;
 use crate::host::arch::Arch;
 use crate::host::packages::{ensure_installed, qemu_packages};
@@ -156,20 +157,19 @@ fn new_image_config(args: &BootArgs) -> Result<VmConfig> {
     check_host(args.arch, args.accel)?;
     let workspace = Workspace::locate()?;
     let out = workspace.output_dir()?.join("node");
+    let components = NodeComponents::resolve(&workspace, args.arch, args.oci_runtime, args.kernel)?;
     let image = build_node_image(
         &workspace,
-        args.arch,
+        &components,
         &ImageOptions {
             init: InitChoice::Kios,
-            oci_runtime: args.oci_runtime,
             extra_files: vec![probe_pod_file()],
             compression: args.compression,
-            kernel: args.kernel.image(&workspace, args.arch)?,
         },
         &out,
     )?;
     Ok(if args.disk {
-        let disk = build_disk_image(&workspace, &image, &DiskOptions::default(), &out)?;
+        let disk = build_disk_image(&components.bom, &image, &DiskOptions::default(), &out)?;
         firmware_vm_config(&disk, !args.no_icount)
     } else {
         vm_config(&image, !args.no_icount)

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::components::node::NodeComponents;
 use crate::host::arch::Arch;
 use crate::host::fs::sha256_file;
 use crate::host::workspace::Workspace;
@@ -131,19 +132,18 @@ fn describe(name: &str, dir: &Path, path: &Path) -> Result<Artifact> {
 
 pub fn run(args: &BuildArgs) -> Result<()> {
     let workspace = Workspace::locate()?;
+    let components = NodeComponents::resolve(&workspace, args.arch, args.oci_runtime, args.kernel)?;
     let image: NodeImage = build_node_image(
         &workspace,
-        args.arch,
+        &components,
         &ImageOptions {
             init: InitChoice::Kios,
-            oci_runtime: args.oci_runtime,
             extra_files: if args.probe_pod {
                 vec![probe_pod_file()]
             } else {
                 Vec::new()
             },
             compression: args.compression,
-            kernel: args.kernel.image(&workspace, args.arch)?,
         },
         &args.out,
     )?;
@@ -161,7 +161,7 @@ pub fn run(args: &BuildArgs) -> Result<()> {
                 .checked_mul(1 << 20)
                 .context("--data-mib is too large")?,
         };
-        let disk = build_disk_image(&workspace, &image, &options, &args.out)?;
+        let disk = build_disk_image(&components.bom, &image, &options, &args.out)?;
         eprintln!(
             "disk image: {} bytes, {} allocated (sparse); unified kernel image {} bytes",
             disk.bytes, disk.allocated_bytes, disk.uki_bytes

@@ -6,9 +6,12 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::cli::ArchSelection;
+use crate::components::node::NodeComponents;
+use crate::components::OciRuntime;
 use crate::host::arch::Arch;
 use crate::host::workspace::Workspace;
 use crate::image::node_image::{build_node_image, ImageOptions};
+use crate::kernel::KernelChoice;
 use crate::testing::standin_image::INIT_PACKAGE;
 
 /// The init's size budget: it must stay small enough to be noise in boot time and image size.
@@ -36,7 +39,9 @@ struct ImageSize {
 
 fn image_size(workspace: &Workspace, arch: Arch) -> Result<ImageSize> {
     let out = workspace.output_dir()?.join("node-size");
-    let image = build_node_image(workspace, arch, &ImageOptions::default(), &out)?;
+    let components =
+        NodeComponents::resolve(workspace, arch, OciRuntime::Runc, KernelChoice::Debian)?;
+    let image = build_node_image(workspace, &components, &ImageOptions::default(), &out)?;
     let image_bytes = std::fs::metadata(&image.initrd)
         .with_context(|| format!("reading {}", image.initrd.display()))?
         .len();

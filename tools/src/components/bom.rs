@@ -22,6 +22,7 @@ use crate::host::cache::cache_subdir;
 use crate::host::fs::{persist_dir, persist_file, scratch_dir_for, scratch_file_for, sha256_file};
 use crate::host::packages::run_apt;
 use crate::host::progress::with_step;
+use crate::host::workspace::Workspace;
 
 /// The BOM's file name, at the workspace root.
 pub const BOM_FILE: &str = "bom.toml";
@@ -152,6 +153,11 @@ impl Bom {
             .iter()
             .filter(|(_, component)| component.library)
             .map(|(name, _)| name.as_str())
+    }
+
+    /// The workspace's own bill of materials.
+    pub fn of(workspace: &Workspace) -> Result<Bom> {
+        Bom::load(&workspace.root.join(BOM_FILE))
     }
 
     fn base_dir(&self) -> &Path {

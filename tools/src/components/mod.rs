@@ -10,6 +10,7 @@ pub mod debian;
 pub mod elf_deps;
 pub mod image_seed;
 pub mod kubelet_build;
+pub mod node;
 pub mod oci;
 
 use std::collections::BTreeMap;
@@ -20,7 +21,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use self::elf_deps::Sysroot;
-use crate::components::bom::{fetch_component, Bom};
+use self::node::NodeComponents;
 use crate::components::oci::{busybox_image, kiosctl_image, pause_image};
 use crate::host::arch::Arch;
 use crate::host::fs::remove_file_if_present;
@@ -95,28 +96,16 @@ fn placements(runtime: OciRuntime) -> Vec<Placement> {
     placements
 }
 
-/// Fetches or builds every component for `arch` and lays out, under `dir`,
-/// the binaries and the shared libraries they need at their sysroot
-/// paths. Returns the regular files written, sorted by path.
-pub fn stage_components(
-    bom: &Bom,
-    arch: Arch,
-    dir: &Path,
-    runtime: OciRuntime,
-) -> Result<Vec<StagedFile>> {
+/// Lays out, under `dir`, the node's binaries from `components` and the
+/// shared libraries they need at their sysroot paths. Returns the regular
+/// files written, sorted by path.
+pub fn stage_components(components: &NodeComponents, dir: &Path) -> Result<Vec<StagedFile>> {
+    let arch = components.arch;
     let mut staged: BTreeMap<PathBuf, StagedFile> = BTreeMap::new();
     let mut binaries: Vec<PathBuf> = Vec::new();
-    let mut fetched: BTreeMap<&str, PathBuf> = BTreeMap::new();
-    for placement in placements(runtime) {
-        let source = match fetched.get(placement.component) {
-            Some(path) => path.clone(),
-            None => {
-                let path = fetch_component(bom, placement.component, arch)?;
-                fetched.insert(placement.component, path.clone());
-                path
-            }
-        };
-        let host_file = find_executable(&source, placement.binary)
+    for placement in placements(components.oci_runtime) {
+        let source = components.fetched(placement.component)?;
+        let host_file = find_executable(source, placement.binary)
             .with_context(|| format!("component `{}` ({arch})", placement.component))?;
         let built_for = elf_deps::file_arch(&host_file)?;
         if built_for != arch {
@@ -132,7 +121,7 @@ pub fn stage_components(
         staged.insert(image_path, file);
     }
 
-    let (sysroot, trees) = library_sysroot(bom, arch)?;
+    let (sysroot, trees) = library_sysroot(components)?;
     for binary in &binaries {
         for needed in elf_deps::closure(binary, &sysroot)? {
             if !staged.contains_key(&needed.real_image_path) {
@@ -152,10 +141,11 @@ pub fn stage_components(
 }
 
 /// The merged view of every `library = true` component, and which tree is which component.
-fn library_sysroot(bom: &Bom, arch: Arch) -> Result<(Sysroot, Vec<(PathBuf, String)>)> {
-    let trees = bom
+fn library_sysroot(components: &NodeComponents) -> Result<(Sysroot, Vec<(PathBuf, String)>)> {
+    let trees = components
+        .bom
         .library_names()
-        .map(|name| Ok((fetch_component(bom, name, arch)?, name.to_string())))
+        .map(|name| Ok((components.fetched(name)?.to_path_buf(), name.to_string())))
         .collect::<Result<Vec<_>>>()?;
     let sysroot = Sysroot::new(trees.iter().map(|(tree, _)| tree.clone()).collect());
     Ok((sysroot, trees))
@@ -279,20 +269,20 @@ fn relative_target(link: &Path, target: &Path) -> PathBuf {
 }
 
 /// Builds the images a first boot needs offline — `kios.local/pause:1`
-/// from `tools/pause`, `kios.local/busybox:1` from the BOM's busybox and
-/// `kios.local/kiosctl:1` from `tools/kiosctl` — as OCI archives in `out_dir`.
+/// from `tools/pause`, `kios.local/busybox:1` from `busybox_tree` (the
+/// BOM's busybox, fetched) and `kios.local/kiosctl:1` from `tools/kiosctl`
+/// — as OCI archives in `out_dir`.
 pub fn build_images(
-    bom: &Bom,
-    arch: Arch,
     workspace: &Workspace,
+    arch: Arch,
+    busybox_tree: &Path,
     out_dir: &Path,
 ) -> Result<Vec<ImageArchive>> {
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let pause_binary = workspace.build_musl_binary("kios-pause", arch)?;
     let kiosctl_binary = workspace.build_musl_binary("kiosctl", arch)?;
-    let busybox_tree = fetch_component(bom, "busybox", arch)?;
     let busybox_binary =
-        find_executable(&busybox_tree, "busybox").context("component `busybox`")?;
+        find_executable(busybox_tree, "busybox").context("component `busybox`")?;
     let images = [
         ("pause.tar", pause_image(&pause_binary, arch)?),
         ("busybox.tar", busybox_image(&busybox_binary, arch)?),

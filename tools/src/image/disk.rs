@@ -29,7 +29,6 @@ use crate::host::arch::Arch;
 use crate::host::command::output_of;
 use crate::host::packages::{ensure_installed, DISK_IMAGE_PACKAGES};
 use crate::host::progress::with_step;
-use crate::host::workspace::Workspace;
 use crate::image::node_image::{NodeImage, NODE_MEMORY_MIB};
 use crate::image::uki::{build_uki, default_boot_path, os_release, stub_path_in_package, UkiParts};
 use crate::vm::qemu::{kernel_command_line, VmConfig};
@@ -119,7 +118,7 @@ pub struct DiskImage {
 /// node's kernel command line as a unified kernel image on the EFI system
 /// partition, and an empty ext4 data partition.
 pub fn build_disk_image(
-    workspace: &Workspace,
+    bom: &Bom,
     image: &NodeImage,
     options: &DiskOptions,
     out_dir: &Path,
@@ -132,8 +131,7 @@ pub fn build_disk_image(
     ensure_installed(DISK_IMAGE_PACKAGES)?;
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let arch = image.arch;
-    let bom = Bom::load(&workspace.root.join("bom.toml"))?;
-    let stub_path = fetch_component(&bom, STUB_COMPONENT, arch)?.join(stub_path_in_package(arch));
+    let stub_path = fetch_component(bom, STUB_COMPONENT, arch)?.join(stub_path_in_package(arch));
     let uki = with_step(format!("building the {arch} unified kernel image"), || {
         build_uki(
             &read(&stub_path)?,

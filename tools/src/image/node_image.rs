@@ -1,7 +1,10 @@
-//! The real node image: the init, containerd, the OCI runtime and the
-//! kubelet with the libraries they need, the files of `buildroot-overlay/`,
-//! a seeded containerd store (so the first boot pulls nothing) and the
-//! kernel modules the node needs, as one initramfs.
+//! Assembles the node image from resolved components
+//! ([`NodeComponents`]): the init (kiOS's, or one the caller supplies),
+//! containerd, the OCI runtime and the kubelet with the libraries they
+//! need, the files of `buildroot-overlay/`, a seeded containerd store (so
+//! the first boot pulls nothing), the kernel modules the node needs and
+//! the caller's extra files, as one initramfs. It knows nothing of tests
+//! or benchmarks: their fixtures come in as options.
 //!
 //! The init turns the initramfs into a read-only, `pivot_root`-able root
 //! by bind-mounting it onto itself, so nothing is copied at boot.
@@ -13,8 +16,8 @@ use kios_abi::image::{CONTAINERD_SEED, CONTAINERD_SNAPSHOTS, INIT, LATE_MODULE_L
 use serde::Serialize;
 use walkdir::WalkDir;
 
-use crate::components::bom::{fetch_component, Bom};
 use crate::components::image_seed::seed_containerd_store;
+use crate::components::node::{NodeComponents, NodeKernel, BUSYBOX_COMPONENT};
 use crate::components::{build_images, stage_components, OciRuntime};
 use crate::host::arch::Arch;
 use crate::host::fs::{file_size, tree_bytes};
@@ -44,17 +47,12 @@ pub const INPUT_MODULES: &[&str] = &["evdev", "button"];
 pub struct ImageOptions {
     /// The init at /bin/init.
     pub init: InitChoice,
-    /// The OCI runtime containerd's shim runs containers with.
-    pub oci_runtime: OciRuntime,
     /// Files added last, replacing any of the same path (a site's own
     /// config or static pods; tests add the probe pod or break the
     /// kubelet's config).
     pub extra_files: Vec<(String, Vec<u8>)>,
     /// How the initramfs is stored.
     pub compression: Compression,
-    /// A kernel with everything the node needs built in (the kiOS kernel);
-    /// None boots Debian's cloud kernel from the BOM, with its modules.
-    pub kernel: Option<PathBuf>,
 }
 
 /// Which init an image boots.
@@ -81,10 +79,8 @@ impl Default for ImageOptions {
     fn default() -> ImageOptions {
         ImageOptions {
             init: InitChoice::Kios,
-            oci_runtime: OciRuntime::Runc,
             extra_files: Vec::new(),
             compression: Compression::None,
-            kernel: None,
         }
     }
 }
@@ -124,15 +120,15 @@ pub fn vm_config(image: &NodeImage, icount: bool) -> VmConfig {
     }
 }
 
-/// Builds the node image for `arch` into `out_dir`.
+/// Builds the node image from `components` into `out_dir`.
 pub fn build_node_image(
     workspace: &Workspace,
-    arch: Arch,
+    components: &NodeComponents,
     options: &ImageOptions,
     out_dir: &Path,
 ) -> Result<NodeImage> {
+    let arch = components.arch;
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    let bom = Bom::load(&workspace.root.join("bom.toml"))?;
     let mut image = Initramfs::new();
     let mut parts = Vec::new();
 
@@ -168,7 +164,7 @@ pub fn build_node_image(
         std::fs::remove_dir_all(&staging)
             .with_context(|| format!("clearing {}", staging.display()))?;
     }
-    let staged = stage_components(&bom, arch, &staging, options.oci_runtime)?;
+    let staged = stage_components(components, &staging)?;
     add_tree(&mut image, &staging, "/")?;
     for file in &staged {
         add_part(&mut parts, &file.component, file.bytes);
@@ -181,14 +177,14 @@ pub fn build_node_image(
         "buildroot-overlay",
         tree_bytes(&overlay.join("etc"))?,
     );
-    if options.oci_runtime != OciRuntime::Runc {
-        point_containerd_at(&mut image, &overlay, options.oci_runtime)?;
+    if components.oci_runtime != OciRuntime::Runc {
+        point_containerd_at(&mut image, &overlay, components.oci_runtime)?;
     }
 
     let archives = build_images(
-        &bom,
-        arch,
         workspace,
+        arch,
+        components.fetched(BUSYBOX_COMPONENT)?,
         &out_dir.join(format!("images-{arch}")),
     )?;
     let archive_paths: Vec<PathBuf> = archives
@@ -196,7 +192,7 @@ pub fn build_node_image(
         .map(|archive| archive.path.clone())
         .collect();
     let seed = seed_containerd_store(
-        &bom,
+        &components.bom,
         arch,
         &archive_paths,
         &out_dir.join(format!("seed-{arch}")),
@@ -211,16 +207,12 @@ pub fn build_node_image(
     );
     add_part(&mut parts, "images (containerd seed)", seed.bytes);
 
-    let kernel = match &options.kernel {
-        // A kiOS kernel has what the node needs built in: no modules.
-        Some(kernel) => kernel.clone(),
-        None => {
-            let kernel_tree = fetch_component(&bom, "kernel", arch)?;
-            let modules = add_modules(&mut image, &kernel_tree)?;
-            add_part(&mut parts, "kernel modules", modules);
-            find_kernel(&kernel_tree)?
-        }
-    };
+    // A kiOS kernel has what the node needs built in: no modules.
+    if let NodeKernel::Debian { tree, .. } = &components.kernel {
+        let modules = add_modules(&mut image, tree)?;
+        add_part(&mut parts, "kernel modules", modules);
+    }
+    let kernel = components.kernel.image().to_path_buf();
     parts.push(ImagePart {
         component: "kernel".into(),
         bytes: file_size(&kernel)?,
@@ -312,30 +304,6 @@ fn add_tree(image: &mut Initramfs, host_root: &Path, image_root: &str) -> Result
         }
     }
     Ok(())
-}
-
-/// The BOM's (Debian) kernel for `arch`: its vmlinuz and its package tree.
-pub fn pinned_kernel(workspace: &Workspace, arch: Arch) -> Result<(PathBuf, PathBuf)> {
-    let bom = Bom::load(&workspace.root.join("bom.toml"))?;
-    let tree = fetch_component(&bom, "kernel", arch)?;
-    Ok((find_kernel(&tree)?, tree))
-}
-
-fn find_kernel(kernel_tree: &Path) -> Result<PathBuf> {
-    let boot = kernel_tree.join("boot");
-    for entry in std::fs::read_dir(&boot).with_context(|| format!("listing {}", boot.display()))? {
-        let path = entry
-            .with_context(|| format!("listing {}", boot.display()))?
-            .path();
-        if path
-            .file_name()
-            .and_then(|name| name.to_str())
-            .is_some_and(|name| name.starts_with("vmlinuz-"))
-        {
-            return Ok(path);
-        }
-    }
-    bail!("no vmlinuz in {}", boot.display())
 }
 
 /// Copies the needed modules into the image and writes the two load

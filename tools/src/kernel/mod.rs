@@ -21,9 +21,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::host::arch::Arch;
-use crate::host::workspace::Workspace;
-
-use self::build::build_kernel;
 
 pub const SOURCE_PACKAGE: &str = "linux-source-6.12";
 
@@ -118,15 +115,6 @@ impl KernelChoice {
         match self {
             KernelChoice::Debian => "debian",
             KernelChoice::Kios => "kios",
-        }
-    }
-
-    /// The kernel for `ImageOptions::kernel`: None takes Debian's from the
-    /// BOM; the kiOS kernel is built on first use, then comes from the cache.
-    pub fn image(self, workspace: &Workspace, arch: Arch) -> Result<Option<PathBuf>> {
-        match self {
-            KernelChoice::Debian => Ok(None),
-            KernelChoice::Kios => Ok(Some(build_kernel(workspace, arch)?.path)),
         }
     }
 }

@@ -11,11 +11,12 @@ use anyhow::Result;
 use kios_abi::image::{HOSTNAME_FILE, INIT, KUBELET, RUNTIME};
 use kios_abi::kubernetes;
 
+use crate::components::bom::Bom;
+use crate::components::node::pinned_kernel;
 use crate::host::arch::Arch;
 use crate::host::progress::with_step;
 use crate::host::workspace::Workspace;
 use crate::image::initramfs::Initramfs;
-use crate::image::node_image::pinned_kernel;
 use crate::vm::qemu::{run_vm, LineVerdict, RunOptions, VmConfig, VmRun};
 
 pub const INIT_PACKAGE: &str = "kios-init";
@@ -120,7 +121,7 @@ pub fn boot_standin_image(
     options: RunOptions,
 ) -> Result<VmRun> {
     let initrd = build_standin_image(workspace, arch)?;
-    let (kernel, _) = pinned_kernel(workspace, arch)?;
+    let (kernel, _) = pinned_kernel(&Bom::of(workspace)?, arch)?;
     let config = VmConfig {
         icount,
         ..VmConfig::new(arch, kernel, initrd)
