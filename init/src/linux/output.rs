@@ -1,7 +1,8 @@
 //! Child output capture: each started child's stdout and stderr go into a
-//! pipe the init reads, cut into lines that go to kmsg as `<service>: line`
-//! and to the service's log file.
+//! pipe the init reads; the lines (cut by `kios_init::log::child_output`)
+//! go to kmsg as `<service>: line` and to the service's log file.
 
+use kios_init::log::child_output::{self, LINE_MAX};
 use kios_init::log::service_file;
 use kios_init::sys::SysResult;
 use mini_libc_free::kmsg::{self, Line};
@@ -16,8 +17,6 @@ use super::{errno, Linux, TOKEN_OUTPUT};
 /// Output pipes: one per supervised start, kept until the last writer
 /// (which may be a grandchild) closes it.
 pub const MAX_OUTPUTS: usize = 8;
-/// Captured output lines longer than this are split.
-const OUTPUT_LINE_MAX: usize = 480;
 /// A pipe this large absorbs bursts, so a child never waits on the init.
 const OUTPUT_PIPE_BYTES: usize = 1 << 20;
 
@@ -25,7 +24,7 @@ pub struct Output {
     id: u32,
     name: &'static str,
     fd: OwnedFd,
-    line: heapless::Vec<u8, OUTPUT_LINE_MAX>,
+    line: heapless::Vec<u8, LINE_MAX>,
     log: LogFile,
 }
 
@@ -84,6 +83,7 @@ impl LogFile {
 }
 
 impl Output {
+    /// Logs the open line, if it has anything in it.
     fn flush(&mut self) {
         if !self.line.is_empty() {
             let mut line = Line::with_ident(kmsg::Level::Info, self.name);
@@ -94,15 +94,21 @@ impl Output {
         }
     }
 
+    /// Logs each line `bytes` completes; the start of the next stays open.
     fn take(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            if byte == b'\n' {
-                self.flush();
-            } else if self.line.push(byte).is_err() {
-                self.flush();
-                let _ = self.line.push(byte);
-            }
+        let mut rest = bytes;
+        while let Some(end) = child_output::line_end(self.line.len(), rest, LINE_MAX) {
+            let _ = self
+                .line
+                .extend_from_slice(rest.get(..end).unwrap_or_default());
+            self.flush();
+            rest = match rest.get(end..).unwrap_or_default() {
+                // The newline that ended the line starts no other.
+                [b'\n', after @ ..] => after,
+                after => after,
+            };
         }
+        let _ = self.line.extend_from_slice(rest);
     }
 }
 

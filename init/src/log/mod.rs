@@ -1,6 +1,8 @@
 //! Log levels and the fixed-size message buffer every kmsg line is built
-//! in; the services' output files (`service_file`).
+//! in; children's output cut into lines (`child_output`) and the services'
+//! output files (`service_file`).
 
+pub mod child_output;
 pub mod service_file;
 
 /// The kmsg levels the init uses.
