@@ -180,6 +180,14 @@ fn new_image_config(args: &BootArgs) -> Result<VmConfig> {
 /// built here would be; the files are checked against the manifest first.
 fn built_image_config(args: &BootArgs, dir: &Path) -> Result<(VmConfig, KernelChoice)> {
     let manifest = Manifest::load(dir)?;
+    // Without the probe pod nothing powers the node off: the boot could only time out.
+    ensure!(
+        manifest.probe_pod,
+        "{} has no probe pod to power the node off after booting: build it with \
+         `cargo kios build --probe-pod --out {}`",
+        dir.display(),
+        dir.display()
+    );
     check_host(manifest.arch, args.accel)?;
     let boot = if args.disk {
         ensure!(

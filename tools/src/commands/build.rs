@@ -77,6 +77,8 @@ pub struct Manifest {
     pub kernel: KernelChoice,
     /// Whether DIR holds `disk.img` (and its unified kernel image).
     pub disk: bool,
+    /// Whether the probe pod (a test fixture that powers the node off) is in.
+    pub probe_pod: bool,
     pub artifacts: Vec<Artifact>,
     pub components: Vec<ComponentBytes>,
 }
@@ -173,6 +175,7 @@ pub fn run(args: &BuildArgs) -> Result<()> {
         arch: args.arch,
         kernel: args.kernel,
         disk: args.disk,
+        probe_pod: args.probe_pod,
         artifacts,
         components: image
             .parts
@@ -213,6 +216,7 @@ mod tests {
             arch: Arch::Arm64,
             kernel: KernelChoice::Kios,
             disk: false,
+            probe_pod: true,
             artifacts: vec![describe(KERNEL, dir, &dir.join("vmlinuz-arm64")).unwrap()],
             components: vec![ComponentBytes {
                 component: "init".into(),
