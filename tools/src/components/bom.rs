@@ -264,8 +264,8 @@ fn apt_listed_sha256(spec: &str) -> Result<String> {
         .output()
         .with_context(|| format!("running `apt-cache show {spec}`"))?;
     let text = String::from_utf8_lossy(&output.stdout);
-    match first_stanza_sha256(&text) {
-        Some(sha256) if output.status.success() => Ok(sha256.to_string()),
+    match debian::parse_first_stanza(&text).remove("SHA256") {
+        Some(sha256) if output.status.success() => Ok(sha256),
         _ => {
             let apt_said = String::from_utf8_lossy(&output.stderr);
             bail!(
@@ -279,14 +279,6 @@ fn apt_listed_sha256(spec: &str) -> Result<String> {
             )
         }
     }
-}
-
-fn first_stanza_sha256(show_output: &str) -> Option<&str> {
-    show_output
-        .lines()
-        .take_while(|line| !line.trim().is_empty())
-        .find_map(|line| line.strip_prefix("SHA256:"))
-        .map(str::trim)
 }
 
 /// Foreign-architecture packages need dpkg to know the architecture.
@@ -477,7 +469,8 @@ arm64 = {{ source = "path", path = "sysroot.tar.gz", sha256 = "{ZEROS}" }}
     #[test]
     fn reads_the_sha256_of_apt_cache_shows_first_stanza() {
         let show = "Package: runc\nVersion: 1\nSHA256: aa\n\nPackage: runc\nSHA256: bb\n";
-        assert_eq!(first_stanza_sha256(show), Some("aa"));
-        assert_eq!(first_stanza_sha256(""), None);
+        let sha256 = |text| debian::parse_first_stanza(text).remove("SHA256");
+        assert_eq!(sha256(show).as_deref(), Some("aa"));
+        assert_eq!(sha256(""), None);
     }
 }

@@ -94,7 +94,9 @@ fn show(package: &DebianPackage) -> Result<BTreeMap<String, String>> {
     Ok(fields)
 }
 
-fn parse_first_stanza(text: &str) -> BTreeMap<String, String> {
+/// The fields of the first stanza of apt's `show` output (apt lists the
+/// candidate first), continuation lines joined with newlines.
+pub(crate) fn parse_first_stanza(text: &str) -> BTreeMap<String, String> {
     let mut fields: BTreeMap<String, String> = BTreeMap::new();
     let mut last_key: Option<String> = None;
     for line in text.lines() {
