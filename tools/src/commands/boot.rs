@@ -146,6 +146,14 @@ pub fn boot_node(
     })
 }
 
+/// QEMU's own complaint (a kernel it cannot load, a bad option) for an error message.
+pub fn qemu_said(run: &VmRun) -> String {
+    match run.qemu_stderr.trim() {
+        "" => String::new(),
+        stderr => format!("; QEMU said: {stderr}"),
+    }
+}
+
 /// Fails before any build when QEMU or the accelerator cannot boot `arch`.
 fn check_host(arch: Arch, accel: Accel) -> Result<()> {
     ensure_installed(qemu_packages(arch))?;
@@ -255,7 +263,11 @@ pub fn run(command: &BootCommand) -> Result<()> {
         println!("QEMU ran {:.1} s of host time", report.wall_seconds);
     }
     if !report.powered_off {
-        bail!("the VM did not power off cleanly ({})", run.status);
+        bail!(
+            "the VM did not power off cleanly ({}){}",
+            run.status,
+            qemu_said(&run)
+        );
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::io::{BufWriter, Write};
 
 use anyhow::{Context, Result};
 
-use crate::commands::boot::{boot_node, BootArgs, NodeBoot};
+use crate::commands::boot::{boot_node, qemu_said, BootArgs, NodeBoot};
 use crate::host::workspace::Workspace;
 use crate::vm::timeline::Timeline;
 
@@ -57,8 +57,9 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     );
     anyhow::ensure!(
         run.status.success(),
-        "the VM did not power off cleanly ({}); see {}",
+        "the VM did not power off cleanly ({}){}; see {}",
         run.status,
+        qemu_said(&run),
         log_path.display()
     );
     Ok(())
