@@ -17,7 +17,7 @@ use kios_init::errno::Errno;
 use kios_init::log::Level;
 use kios_init::sys::{
     BusId, ClientId, CommandArgv, Event, FileRead, MountOp, Pid, PowerAction, Signal, Sys,
-    SysResult, Timespec,
+    SysResult, Timespec, CLIENTS_MAX, INHIBITORS_MAX, OUTPUTS_MAX,
 };
 use mini_libc_free::kmsg;
 use mini_libc_free::signal;
@@ -25,11 +25,7 @@ use rustix::event::epoll;
 use rustix::fd::OwnedFd;
 use rustix::io::Errno as RawErrno;
 
-use output::{Output, MAX_OUTPUTS};
-
-const MAX_CLIENTS: usize = 8;
-/// Shutdown inhibitors handed out and not yet released.
-const MAX_INHIBITORS: usize = 8;
+use output::Output;
 
 const TOKEN_SIGNALS: u64 = 0;
 const TOKEN_LISTENER: u64 = 1;
@@ -51,15 +47,15 @@ pub struct Linux {
     epoll: OwnedFd,
     signals: OwnedFd,
     listener: Option<OwnedFd>,
-    clients: heapless::Vec<Client, MAX_CLIENTS>,
+    clients: heapless::Vec<Client, CLIENTS_MAX>,
     bus_listener: Option<OwnedFd>,
     /// Accepted bus connections; the bus closes those past its own limit.
-    bus_connections: heapless::Vec<Client, MAX_CLIENTS>,
+    bus_connections: heapless::Vec<Client, CLIENTS_MAX>,
     /// The init's ends of the inhibitor pipes: they hang up on release.
-    inhibitors: heapless::Vec<Client, MAX_INHIBITORS>,
+    inhibitors: heapless::Vec<Client, INHIBITORS_MAX>,
     /// Evdev devices watched for the power key.
-    inputs: heapless::Vec<Client, MAX_CLIENTS>,
-    outputs: heapless::Vec<Output, MAX_OUTPUTS>,
+    inputs: heapless::Vec<Client, CLIENTS_MAX>,
+    outputs: heapless::Vec<Output, OUTPUTS_MAX>,
     pending: heapless::Deque<Event, 64>,
     /// Children may be left to reap after the pending queue filled up.
     reap_pending: bool,

@@ -14,9 +14,6 @@ use rustix::io::Errno as RawErrno;
 use super::files::{c_path, PATH_MAX};
 use super::{errno, Linux, TOKEN_OUTPUT};
 
-/// Output pipes: one per supervised start, kept until the last writer
-/// (which may be a grandchild) closes it.
-pub const MAX_OUTPUTS: usize = 8;
 /// A pipe this large absorbs bursts, so a child never waits on the init.
 const OUTPUT_PIPE_BYTES: usize = 1 << 20;
 

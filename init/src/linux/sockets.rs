@@ -19,7 +19,7 @@ use rustix::net::{
 };
 
 use super::files::{c_path, PATH_MAX};
-use super::{errno, Client, Linux, MAX_CLIENTS, TOKEN_BUS, TOKEN_CLIENT, TOKEN_INHIBITOR};
+use super::{errno, Client, Linux, CLIENTS_MAX, TOKEN_BUS, TOKEN_CLIENT, TOKEN_INHIBITOR};
 
 impl Linux {
     pub(super) fn accept_clients(&mut self) {
@@ -207,17 +207,18 @@ impl Linux {
         }
     }
 
+    /// Sends `byte` to every system-socket client; how many heard it.
     pub(super) fn tell_clients(&mut self, byte: u8) -> usize {
         let mut told = 0;
-        let mut dead: heapless::Vec<u32, MAX_CLIENTS> = heapless::Vec::new();
+        let mut dead: heapless::Vec<u32, CLIENTS_MAX> = heapless::Vec::new();
         for client in &self.clients {
             match rustix::net::send(
                 &client.fd,
                 &[byte],
                 SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
             ) {
-                Ok(1) => told += 1,
-                // A client that cannot take one byte is not listening: drop it.
+                Ok(sent) if peer::heard(sent) => told += 1,
+                // Not listening: dropped once the list is no longer borrowed.
                 _ => {
                     let _ = dead.push(client.id);
                 }
@@ -254,7 +255,7 @@ fn accept(listener: &OwnedFd) -> Result<(OwnedFd, u32), RawErrno> {
 pub fn register(
     epoll: &OwnedFd,
     next_id: &mut u32,
-    list: &mut heapless::Vec<Client, MAX_CLIENTS>,
+    list: &mut heapless::Vec<Client, CLIENTS_MAX>,
     kind: u64,
     fd: OwnedFd,
 ) -> Option<u32> {

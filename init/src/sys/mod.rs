@@ -139,6 +139,19 @@ pub enum Event {
     Timeout,
 }
 
+/// System-socket clients, bus connections and input devices the kernel
+/// side holds at once (each list its own); one more is refused.
+pub const CLIENTS_MAX: usize = 8;
+/// Output pipes the kernel side reads at once: one per supervised start,
+/// kept until the last writer (which may be a grandchild) closes it.
+pub const OUTPUTS_MAX: usize = 8;
+/// Shutdown inhibitors handed out by `bus_send` and not yet released.
+pub const INHIBITORS_MAX: usize = 8;
+
+// The bus refuses connections past its own limit: the kernel side must
+// let that many through.
+const _: () = assert!(crate::bus::server::CONNECTIONS_MAX <= CLIENTS_MAX);
+
 pub trait Sys {
     /// Microseconds since boot (CLOCK_BOOTTIME): the timeline's clock.
     fn now_us(&mut self) -> u64;
