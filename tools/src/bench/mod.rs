@@ -6,7 +6,7 @@
 //! - [`baseline`]: the fixture, given to the node image as its init;
 //! - [`run`]: which init a boot ran and the phases it reached;
 //! - [`report`]: per-phase statistics, kiOS/baseline ratios, targets, the table;
-//! - [`record`]: the recorded JSON in benches/results/ and the comparison
+//! - [`record`](mod@record): the recorded JSON in benches/results/ and the comparison
 //!   with the previous record;
 //! - [`chart`]: the SVG chart.
 

@@ -4,6 +4,8 @@
 //! (from their ELF headers). No shell, no busybox, no other tools.
 //!
 //! Also builds the OCI images the first boot needs without a registry.
+//! [`node::NodeComponents`] resolves the components of one image once;
+//! the staging and the node image read it.
 
 pub mod bom;
 pub mod debian;
@@ -281,8 +283,7 @@ pub fn build_images(
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let pause_binary = workspace.build_musl_binary("kios-pause", arch)?;
     let kiosctl_binary = workspace.build_musl_binary("kiosctl", arch)?;
-    let busybox_binary =
-        find_executable(busybox_tree, "busybox").context("component `busybox`")?;
+    let busybox_binary = find_executable(busybox_tree, "busybox").context("component `busybox`")?;
     let images = [
         ("pause.tar", pause_image(&pause_binary, arch)?),
         ("busybox.tar", busybox_image(&busybox_binary, arch)?),
