@@ -4,7 +4,8 @@
 //! these parts together:
 //!
 //! - [`baseline`]: the fixture, given to the node image as its init;
-//! - [`run`]: which init a boot ran and the phases it reached;
+//! - [`run`]: a scenario's image built and booted N times, each boot checked
+//!   for the init it ran and the phases it reached;
 //! - [`report`]: per-phase statistics, kiOS/baseline ratios, targets, the table;
 //! - [`record`](mod@record): the recorded JSON in benches/results/ and the comparison
 //!   with the previous record;

@@ -1,13 +1,21 @@
-//! One benchmark boot: which init it ran and the phases it reached.
+//! Running one scenario: building its image from the resolved components,
+//! booting it N times and checking each boot ran the expected init to the
+//! end, collecting the phases it reached.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::baseline::BASELINE_MARKER;
+use super::baseline::{baseline_init, BASELINE_MARKER};
+use super::report::ScenarioResult;
 use super::PHASES;
-use crate::vm::qemu::VmRun;
+use crate::components::node::NodeComponents;
+use crate::host::workspace::Workspace;
+use crate::image::node_image::{build_node_image, vm_config, ImageOptions, InitChoice, NodeImage};
+use crate::testing::probe_pod::probe_pod_file;
+use crate::vm::qemu::{run_vm, Accel, LineVerdict, RunOptions, VmConfig, VmRun};
 use crate::vm::timeline::{Phase, Timeline};
 
 /// Which init a boot ran.
@@ -73,4 +81,81 @@ pub fn check_run(scenario: Scenario, run: &VmRun) -> Result<BTreeMap<String, u64
         .iter()
         .map(|(phase, micros)| (phase.name().to_string(), *micros))
         .collect())
+}
+
+/// How every scenario is booted.
+pub struct Boots {
+    pub runs: u16,
+    /// A VM that has not powered off by then is killed.
+    pub timeout: Duration,
+    pub accel: Accel,
+}
+
+/// Builds one scenario's image (probe pod on) and boots it `boots.runs`
+/// times; returns the image's init size and the scenario's result.
+pub fn bench_scenario(
+    workspace: &Workspace,
+    components: &NodeComponents,
+    scenario: Scenario,
+    boots: &Boots,
+) -> Result<(u64, ScenarioResult)> {
+    let arch = components.arch;
+    let out = workspace
+        .output_dir()?
+        .join(format!("bench-{}", scenario.name()));
+    let init = match scenario {
+        Scenario::Kios => InitChoice::Kios,
+        Scenario::Baseline => baseline_init(components)?,
+    };
+    let image = build_node_image(
+        workspace,
+        components,
+        &ImageOptions {
+            init,
+            extra_files: vec![probe_pod_file()],
+            ..ImageOptions::default()
+        },
+        &out,
+    )?;
+    let image_bytes = std::fs::metadata(&image.initrd)
+        .with_context(|| format!("reading {}", image.initrd.display()))?
+        .len();
+    let mut runs = Vec::new();
+    for index in 1..=boots.runs {
+        let phases = boot_once(&image, scenario, boots)
+            .with_context(|| format!("{arch} {} run {index}", scenario.label()))?;
+        eprintln!(
+            "{arch} {} run {index}/{}: first_pod_running {:.3} s",
+            scenario.label(),
+            boots.runs,
+            phases.get("first_pod_running").copied().unwrap_or(0) as f64 / 1e6
+        );
+        runs.push(phases);
+    }
+    let components = image
+        .parts
+        .iter()
+        .map(|part| (part.component.clone(), part.bytes))
+        .collect();
+    Ok((
+        image.init_bytes,
+        ScenarioResult::new(scenario, image_bytes, components, runs),
+    ))
+}
+
+fn boot_once(
+    image: &NodeImage,
+    scenario: Scenario,
+    boots: &Boots,
+) -> Result<BTreeMap<String, u64>> {
+    let config = VmConfig {
+        accel: boots.accel,
+        ..vm_config(image, true)
+    };
+    let options = RunOptions {
+        timeout: boots.timeout,
+        echo: false,
+    };
+    let run = run_vm(&config, options, |_| LineVerdict::Continue)?;
+    check_run(scenario, &run)
 }

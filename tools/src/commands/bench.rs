@@ -4,25 +4,22 @@
 //! the kiOS/baseline ratios, image sizes and a chart; record the run in
 //! benches/results/ and compare it with the previous record.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::bench::baseline::baseline_init;
+use crate::bench::run::{bench_scenario, Boots};
 use crate::bench::{
-    check_run, compare, latest_result, record, result_paths, results_dir, today_utc, write_chart,
-    ArchResult, BenchReport, Scenario, ScenarioResult, CLOCK,
+    compare, latest_result, record, result_paths, results_dir, today_utc, write_chart, ArchResult,
+    BenchReport, Scenario, CLOCK,
 };
 use crate::cli::ArchSelection;
 use crate::components::node::NodeComponents;
 use crate::components::OciRuntime;
 use crate::host::packages::{ensure_installed, qemu_packages};
 use crate::host::workspace::Workspace;
-use crate::image::node_image::{build_node_image, vm_config, ImageOptions, InitChoice, NodeImage};
 use crate::kernel::KernelChoice;
-use crate::testing::probe_pod::probe_pod_file;
-use crate::vm::qemu::{run_vm, Accel, LineVerdict, RunOptions, VmConfig, KVM_CLOCK};
+use crate::vm::qemu::{Accel, KVM_CLOCK};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -76,14 +73,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         );
     }
 
+    let boots = Boots {
+        runs: args.runs,
+        timeout: Duration::from_secs(args.timeout),
+        accel: args.accel,
+    };
     let mut arches = Vec::new();
     for arch in args.arch.arches() {
         let components = NodeComponents::resolve(&workspace, arch, OciRuntime::Runc, args.kernel)?;
-        let (init_bytes, kios) = bench_scenario(&workspace, &components, Scenario::Kios, args)?;
+        let (init_bytes, kios) = bench_scenario(&workspace, &components, Scenario::Kios, &boots)?;
         let baseline = if args.no_baseline {
             None
         } else {
-            Some(bench_scenario(&workspace, &components, Scenario::Baseline, args)?.1)
+            Some(bench_scenario(&workspace, &components, Scenario::Baseline, &boots)?.1)
         };
         arches.push(ArchResult::new(arch, init_bytes, kios, baseline));
     }
@@ -121,73 +123,4 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         chart_path.display()
     );
     Ok(())
-}
-
-/// Builds one scenario's image (probe pod on) and boots it `args.runs`
-/// times; returns the image's init size and the scenario's result.
-fn bench_scenario(
-    workspace: &Workspace,
-    components: &NodeComponents,
-    scenario: Scenario,
-    args: &BenchArgs,
-) -> Result<(u64, ScenarioResult)> {
-    let arch = components.arch;
-    let out = workspace
-        .output_dir()?
-        .join(format!("bench-{}", scenario.name()));
-    let init = match scenario {
-        Scenario::Kios => InitChoice::Kios,
-        Scenario::Baseline => baseline_init(components)?,
-    };
-    let image = build_node_image(
-        workspace,
-        components,
-        &ImageOptions {
-            init,
-            extra_files: vec![probe_pod_file()],
-            ..ImageOptions::default()
-        },
-        &out,
-    )?;
-    let image_bytes = std::fs::metadata(&image.initrd)
-        .with_context(|| format!("reading {}", image.initrd.display()))?
-        .len();
-    let mut runs = Vec::new();
-    for index in 1..=args.runs {
-        let phases = boot_once(&image, scenario, args)
-            .with_context(|| format!("{arch} {} run {index}", scenario.label()))?;
-        eprintln!(
-            "{arch} {} run {index}/{}: first_pod_running {:.3} s",
-            scenario.label(),
-            args.runs,
-            phases.get("first_pod_running").copied().unwrap_or(0) as f64 / 1e6
-        );
-        runs.push(phases);
-    }
-    let components = image
-        .parts
-        .iter()
-        .map(|part| (part.component.clone(), part.bytes))
-        .collect();
-    Ok((
-        image.init_bytes,
-        ScenarioResult::new(scenario, image_bytes, components, runs),
-    ))
-}
-
-fn boot_once(
-    image: &NodeImage,
-    scenario: Scenario,
-    args: &BenchArgs,
-) -> Result<BTreeMap<String, u64>> {
-    let config = VmConfig {
-        accel: args.accel,
-        ..vm_config(image, true)
-    };
-    let options = RunOptions {
-        timeout: Duration::from_secs(args.timeout),
-        echo: false,
-    };
-    let run = run_vm(&config, options, |_| LineVerdict::Continue)?;
-    check_run(scenario, &run)
 }
