@@ -18,5 +18,14 @@ pub const NODE_IP: &str = "/etc/kubernetes/node-ip";
 pub const CREDENTIAL_PROVIDERS: &str = "/etc/kubernetes/credential-providers.yaml";
 /// `--image-credential-provider-bin-dir`.
 pub const CREDENTIAL_PROVIDER_BIN_DIR: &str = "/usr/libexec/kubernetes/credential-providers";
+/// Expands to [`STATIC_PODS`], for `concat!` (the init's message about
+/// the kubelet's defaults names it at compile time).
+#[macro_export]
+macro_rules! static_pods {
+    () => {
+        "/etc/kubernetes/manifests"
+    };
+}
+
 /// Static pods (`staticPodPath` in the shipped config).
-pub const STATIC_PODS: &str = "/etc/kubernetes/manifests";
+pub const STATIC_PODS: &str = static_pods!();

@@ -85,7 +85,10 @@ pub fn kubelet_argv<S: Sys>(sys: &mut S) -> CommandArgv {
     if usable(
         sys,
         CONFIG,
-        "using the kubelet's defaults and static pods from /etc/kubernetes/manifests",
+        concat!(
+            "using the kubelet's defaults and static pods from ",
+            kios_abi::static_pods!()
+        ),
     ) {
         push_flag(sys, &mut argv, &["--config=", CONFIG]);
     } else {
