@@ -1,0 +1,377 @@
+//! The steps of `kios test`: what each runs, what it waits for, and which may start next.
+
+/// How a step runs.
+#[derive(Debug)]
+pub(super) enum Action {
+    /// A cargo command that runs no test (clippy).
+    Cargo(&'static [&'static str]),
+    /// `cargo test` with these arguments. The same arguments were built
+    /// with `--no-run` first, so this only runs the binaries (and doctests).
+    CargoTest(&'static [&'static str]),
+    /// A kios-tools integration test binary (`tools/tests/<test>.rs`), run
+    /// directly with these libtest arguments.
+    TestBinary {
+        test: &'static str,
+        args: &'static [&'static str],
+    },
+}
+
+/// Something two steps must not use at the same time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Resource {
+    /// The kiOS kernel: `build_kernel` compiles into its cache entry with no
+    /// lock when it is missing, and rewrites `kernel/*.resolved.config` when
+    /// it changed, which `kernel_config` compares with what it resolves.
+    KiosKernel,
+}
+
+#[derive(Debug)]
+pub(super) struct Step {
+    /// A short, stable id for `--only`, the log file and the summary.
+    pub(super) name: &'static str,
+    pub(super) description: &'static str,
+    pub(super) action: Action,
+    /// Boots VMs, so it is pointless without the QEMU host packages.
+    pub(super) needs_qemu: bool,
+    /// Steps of this run that must have finished first: they fill the
+    /// cache entries (the kubelet, the seeded image store, the control
+    /// plane's binaries) this step only reuses. Always earlier in `STEPS`.
+    after: &'static [&'static str],
+    resources: &'static [Resource],
+}
+
+/// What a node image needs built: the kubelet and the pause image
+/// (`components_stage`) and the seeded containerd store (`seed_containerd`).
+const NODE_IMAGE: &[&str] = &["components_stage", "seed_containerd"];
+const NODE_IMAGE_AND_CONTROL_PLANE: &[&str] =
+    &["components_stage", "seed_containerd", "control_plane"];
+const NODE_IMAGE_AND_KERNEL_SOURCE: &[&str] =
+    &["components_stage", "seed_containerd", "kernel_config"];
+
+/// The steps in priority order: a free lane takes the first one that can
+/// start. The steps that fill the caches come first; then the QEMU steps,
+/// longest first, so the lanes finish together; short steps last, to fill
+/// the gaps.
+pub(super) const STEPS: &[Step] = &[
+    Step {
+        name: "clippy",
+        description: "cargo clippy --workspace --all-targets -- -D warnings",
+        action: Action::Cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+        needs_qemu: false,
+        after: &[],
+        resources: &[],
+    },
+    // Runs no cargo build, so it does not wait on cargo's lock while clippy
+    // holds it; e2e_cluster, the longest step, waits for it.
+    Step {
+        name: "control_plane",
+        description: "test control plane on loopback (builds kube-apiserver and kube-controller-manager once, then cached)",
+        action: Action::TestBinary {
+            test: "control_plane",
+            args: &["--ignored", "--test-threads=1"],
+        },
+        needs_qemu: false,
+        after: &[],
+        resources: &[],
+    },
+    Step {
+        name: "components_stage",
+        description: "component staging tests (builds the kubelet once, then cached)",
+        action: Action::TestBinary {
+            test: "components_stage",
+            args: &["--ignored", "--test-threads=1"],
+        },
+        needs_qemu: false,
+        after: &[],
+        resources: &[],
+    },
+    Step {
+        name: "seed_containerd",
+        description: "containerd store seeding tests (run containerd on the host)",
+        action: Action::TestBinary {
+            test: "seed_containerd",
+            args: &["--ignored", "--test-threads=1"],
+        },
+        needs_qemu: false,
+        after: &[],
+        resources: &[],
+    },
+    Step {
+        name: "kernel_config",
+        description: "kiOS kernel config fragments resolve (both arches)",
+        action: Action::TestBinary {
+            test: "kernel_config",
+            args: &["--include-ignored", "--test-threads=1"],
+        },
+        needs_qemu: false,
+        after: &[],
+        resources: &[Resource::KiosKernel],
+    },
+    // Every host test of every crate: what a Rust developer types first.
+    Step {
+        name: "unit",
+        description: "cargo test --workspace: the host tests of every crate (the init's policy, mini-libc-free, kios-abi, the tools)",
+        action: Action::CargoTest(&["test", "--workspace"]),
+        needs_qemu: false,
+        after: &[],
+        resources: &[],
+    },
+    Step {
+        name: "e2e_cluster",
+        description: "QEMU cluster tests: the node joins the loopback control plane (client certificate, bootstrap token), runs a pod and shuts down gracefully; an unreachable server, a foreign or expired certificate, a rejected token",
+        action: Action::TestBinary {
+            test: "e2e_cluster",
+            args: &["--ignored", "--test-threads=1", "--nocapture"],
+        },
+        needs_qemu: true,
+        after: NODE_IMAGE_AND_CONTROL_PLANE,
+        resources: &[],
+    },
+    Step {
+        name: "e2e_node",
+        description: "QEMU end-to-end test of the real node (containerd, runc, kubelet), both arches",
+        action: Action::TestBinary {
+            test: "e2e_node",
+            args: &["--ignored", "--test-threads=1", "--nocapture"],
+        },
+        needs_qemu: true,
+        after: NODE_IMAGE,
+        resources: &[],
+    },
+    Step {
+        name: "e2e_disk",
+        description: "QEMU end-to-end test of the disk image booted by UEFI firmware, both arches",
+        action: Action::TestBinary {
+            test: "e2e_disk",
+            args: &["--ignored", "--test-threads=1", "--nocapture"],
+        },
+        needs_qemu: true,
+        after: NODE_IMAGE,
+        resources: &[],
+    },
+    Step {
+        name: "e2e_power_button",
+        description: "QEMU power button tests: ACPI on amd64 (Debian's and the kiOS kernel), the GPIO key on arm64 (kiOS kernel)",
+        action: Action::TestBinary {
+            test: "e2e_power_button",
+            args: &["--ignored", "--test-threads=1"],
+        },
+        needs_qemu: true,
+        after: NODE_IMAGE_AND_KERNEL_SOURCE,
+        resources: &[Resource::KiosKernel],
+    },
+    Step {
+        name: "e2e_persist",
+        description: "QEMU persistence test: the disk image booted twice under UEFI firmware",
+        action: Action::TestBinary {
+            test: "e2e_persist",
+            args: &["--ignored", "--test-threads=1"],
+        },
+        needs_qemu: true,
+        after: NODE_IMAGE,
+        resources: &[],
+    },
+    Step {
+        name: "e2e_dhcp",
+        description: "QEMU test of the DHCP and time-sync static pods; the lease script in a network namespace",
+        action: Action::TestBinary {
+            test: "e2e_dhcp",
+            args: &["--ignored", "--test-threads=1", "--nocapture"],
+        },
+        needs_qemu: true,
+        after: NODE_IMAGE,
+        resources: &[],
+    },
+    Step {
+        name: "kernel_boot",
+        description: "QEMU boots with the kiOS kernel, both arches (built once, then cached)",
+        action: Action::TestBinary {
+            test: "kernel_boot",
+            args: &["--ignored", "--test-threads=1"],
+        },
+        needs_qemu: true,
+        after: NODE_IMAGE_AND_KERNEL_SOURCE,
+        resources: &[Resource::KiosKernel],
+    },
+    Step {
+        name: "image_reproducible",
+        description: "node image reproducibility",
+        action: Action::TestBinary {
+            test: "image_reproducible",
+            args: &["--ignored", "--test-threads=1"],
+        },
+        needs_qemu: false,
+        after: NODE_IMAGE,
+        resources: &[],
+    },
+    Step {
+        name: "e2e_node_bad_kubelet",
+        description: "QEMU test of a crash-looping kubelet on the real node",
+        action: Action::TestBinary {
+            test: "e2e_node_bad_kubelet",
+            args: &["--ignored", "--test-threads=1", "--nocapture"],
+        },
+        needs_qemu: true,
+        after: NODE_IMAGE,
+        resources: &[],
+    },
+    Step {
+        name: "e2e_standin",
+        description: "QEMU end-to-end tests of the init with stand-in containerd and kubelet",
+        action: Action::TestBinary {
+            test: "e2e_standin",
+            args: &["--ignored", "--test-threads=1", "--nocapture"],
+        },
+        needs_qemu: true,
+        after: &[],
+        resources: &[],
+    },
+    Step {
+        name: "e2e_data_partition",
+        description: "QEMU tests of bad disks and modules (stand-in image with Debian's modules)",
+        action: Action::TestBinary {
+            test: "e2e_data_partition",
+            args: &["--ignored", "--test-threads=1"],
+        },
+        needs_qemu: true,
+        after: &[],
+        resources: &[],
+    },
+    Step {
+        name: "bench_report",
+        description: "QEMU boot of the benchmark's shell-script baseline",
+        action: Action::TestBinary {
+            test: "bench_report",
+            args: &["--ignored", "--test-threads=1"],
+        },
+        needs_qemu: true,
+        after: NODE_IMAGE,
+        resources: &[],
+    },
+    Step {
+        name: "disk_image",
+        description: "disk image read back (GPT, FAT, UKI sections, ext4) and reproducibility",
+        action: Action::TestBinary {
+            test: "disk_image",
+            args: &["--ignored", "--test-threads=1"],
+        },
+        needs_qemu: false,
+        after: &[],
+        resources: &[],
+    },
+];
+
+/// The first pending step that can start now: no step it comes after is
+/// still pending or running, and no running step holds one of its resources.
+pub(super) fn next_to_start(pending: &[&Step], running: &[&Step]) -> Option<usize> {
+    pending.iter().position(|step| {
+        let waiting = step.after.iter().any(|name| {
+            pending
+                .iter()
+                .chain(running)
+                .any(|other| other.name == *name)
+        });
+        let blocked = step.resources.iter().any(|resource| {
+            running
+                .iter()
+                .any(|other| other.resources.contains(resource))
+        });
+        !waiting && !blocked
+    })
+}
+
+/// The step of this name, for the tests of the sibling modules.
+#[cfg(test)]
+pub(super) fn step(name: &str) -> &'static Step {
+    STEPS
+        .iter()
+        .find(|step| step.name == name)
+        .unwrap_or_else(|| panic!("no step {name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn steps(names: &[&str]) -> Vec<&'static Step> {
+        names.iter().map(|name| step(name)).collect()
+    }
+
+    #[test]
+    fn the_first_pending_step_starts_when_nothing_holds_it_back() {
+        let pending = steps(&["clippy", "unit"]);
+        assert_eq!(next_to_start(&pending, &[]), Some(0));
+    }
+
+    #[test]
+    fn a_step_waits_for_the_steps_it_comes_after() {
+        // e2e_cluster reuses what control_plane and the node-image steps build.
+        let pending = steps(&["e2e_cluster", "e2e_standin"]);
+        let running = steps(&["control_plane"]);
+        assert_eq!(next_to_start(&pending, &running), Some(1));
+        let pending = steps(&["seed_containerd", "e2e_cluster"]);
+        assert_eq!(next_to_start(&pending[1..], &pending[..1]), None);
+        // Steps outside this run (`--only`) hold nothing back.
+        assert_eq!(next_to_start(&steps(&["e2e_cluster"]), &[]), Some(0));
+    }
+
+    #[test]
+    fn steps_sharing_a_resource_never_run_together() {
+        let pending = steps(&["e2e_power_button", "kernel_boot", "e2e_dhcp"]);
+        let running = steps(&["kernel_config"]);
+        // e2e_dhcp also waits for nothing that runs here.
+        assert_eq!(next_to_start(&pending, &running), Some(2));
+        let running = steps(&["kernel_boot"]);
+        let pending = steps(&["e2e_power_button", "e2e_node"]);
+        assert_eq!(next_to_start(&pending, &running), Some(1));
+        assert_eq!(next_to_start(&pending[..1], &running), None);
+    }
+
+    #[test]
+    fn every_step_can_start_once_the_earlier_ones_are_done() {
+        for (index, step) in STEPS.iter().enumerate() {
+            assert!(
+                STEPS.iter().filter(|other| other.name == step.name).count() == 1,
+                "{} twice",
+                step.name
+            );
+            for name in step.after {
+                assert!(
+                    STEPS[..index].iter().any(|earlier| earlier.name == *name),
+                    "{} comes after {name}, which is not an earlier step",
+                    step.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_ignored_integration_test_is_run_by_a_step() {
+        let tests_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+        for entry in std::fs::read_dir(&tests_dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let name = path.file_stem().unwrap().to_str().unwrap();
+            let run_by_a_step = STEPS
+                .iter()
+                .any(|step| matches!(step.action, Action::TestBinary { test, .. } if test == name));
+            assert!(
+                !text.contains("#[ignore") || run_by_a_step,
+                "tests/{name}.rs has ignored tests that no step runs"
+            );
+        }
+        for step in STEPS {
+            if let Action::TestBinary { test, .. } = step.action {
+                assert!(tests_dir.join(format!("{test}.rs")).is_file(), "{test}");
+            }
+        }
+    }
+}
