@@ -10,7 +10,8 @@
 //!
 //! # Safety
 //!
-//! All of kiOS's `unsafe` code lives in this crate. Every block names the
+//! All of the node binaries' `unsafe` code lives in this crate (the host
+//! tools have one more module, `tools/src/host/child.rs`). Every block names the
 //! invariant it relies on in a `SAFETY:` comment. The invariants come in
 //! three kinds:
 //! - the kernel's process-start ABI (the stack layout `_start` receives),
