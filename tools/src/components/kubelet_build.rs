@@ -21,7 +21,7 @@ use crate::host::arch::Arch;
 use crate::host::cache::cache_subdir;
 use crate::host::command::{output_of, run_logged};
 use crate::host::fs::{copy_into_place, remove_dir_if_present};
-use crate::host::packages::{ensure_installed, run_apt};
+use crate::host::packages::{announce_host_change, ensure_installed, run_apt};
 use crate::host::progress::with_step;
 
 /// Host packages the build runs: Go, the Makefile and its rsync, and
@@ -255,6 +255,11 @@ fn ensure_source_listed(source: &KubernetesSource) -> Result<()> {
             source.version
         );
     }
+    announce_host_change(&format!(
+        "adding apt source {SOURCE_LIST_FILE} ({SOURCE_SUITE} deb-src) because the kubelet \
+         is built from Debian's {} {} source package",
+        source.package, source.version
+    ));
     with_step(
         format!("adding the {SOURCE_SUITE} deb-src entry to apt"),
         || {

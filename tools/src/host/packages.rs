@@ -72,11 +72,11 @@ pub fn ensure_installed(packages: &[&str]) -> Result<()> {
     if from_backports {
         ensure_backports_source()?;
     }
-    eprintln!(
-        "kios: installing packages {} because they are missing on this host \
+    announce_host_change(&format!(
+        "installing packages {} because they are missing on this host \
          (apt-get update && {command})",
         missing.join(" ")
-    );
+    ));
     with_step(format!("installing {}", missing.join(" ")), || {
         // A fresh machine may have empty package lists.
         run_apt(Command::new("apt-get").arg("update"))?;
@@ -128,13 +128,20 @@ fn ensure_backports_source() -> Result<()> {
     if std::fs::read_to_string(path).is_ok_and(|existing| existing == BACKPORTS_SOURCES) {
         return Ok(());
     }
-    eprintln!(
-        "kios: adding apt source {} ({BACKPORTS_SUITE}) because the installed qemu-utils \
+    announce_host_change(&format!(
+        "adding apt source {} ({BACKPORTS_SUITE}) because the installed qemu-utils \
          comes from {BACKPORTS_SUITE}, whose version Breaks bookworm's qemu-system",
         path.display()
-    );
+    ));
     std::fs::write(path, BACKPORTS_SOURCES)
         .with_context(|| format!("writing the apt source {}", path.display()))
+}
+
+/// Says what the tools are about to change on the host (apt sources,
+/// packages, dpkg architectures) and why, before they change it: one line
+/// on stderr, which a spinner would hide.
+pub fn announce_host_change(change_and_reason: &str) {
+    eprintln!("kios: {change_and_reason}");
 }
 
 /// Runs apt non-interactively; its output is shown only when it fails.
