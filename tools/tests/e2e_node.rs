@@ -161,3 +161,72 @@ fn amd64_node_runs_a_static_pod_offline_and_shuts_down_cleanly() {
 fn arm64_node_runs_a_static_pod_offline_and_shuts_down_cleanly() {
     node_runs_a_static_pod_offline_and_shuts_down_cleanly(Arch::Arm64);
 }
+
+/// Runs the `kios` binary as a user would, returning its stdout.
+fn kios(args: &[&str]) -> Result<String, String> {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kios"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|error| format!("starting kios: {error}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if output.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "`kios {}` failed ({})",
+            args.join(" "),
+            output.status
+        ))
+    }
+}
+
+/// Test what you ship: `kios build --probe-pod --out DIR` writes the
+/// artifacts, `kios boot --image DIR` boots exactly those (the node
+/// reaches its static pod and powers off), and refuses them once one
+/// byte of the initramfs changed.
+#[test]
+#[ignore = "builds the node image and boots it in QEMU: run by cargo kios test"]
+fn what_kios_build_writes_boots_with_boot_image() {
+    let workspace = Workspace::locate().expect("workspace");
+    let dir = workspace
+        .output_dir()
+        .expect("output dir")
+        .join("built-image-test");
+    let dir_arg = dir.to_str().expect("a UTF-8 path");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&kios(&["build", "--probe-pod", "--out", dir_arg, "--json"]).unwrap())
+            .expect("build --json prints the manifest");
+    assert_eq!(manifest["arch"], "amd64", "{manifest:#}");
+
+    let report: serde_json::Value = serde_json::from_str(
+        &kios(&["boot", "--image", dir_arg, "--no-icount", "--json"]).unwrap(),
+    )
+    .expect("boot --json prints the report");
+    assert_eq!(report["powered_off"], true, "{report:#}");
+    for phase in ["kubelet_exec", "first_pod_running"] {
+        assert!(
+            report["phases_us"][phase].as_u64().is_some(),
+            "no {phase} in {report:#}"
+        );
+    }
+
+    let initramfs = manifest["artifacts"]
+        .as_array()
+        .and_then(|artifacts| {
+            artifacts
+                .iter()
+                .find(|artifact| artifact["name"] == "initramfs")
+        })
+        .and_then(|artifact| artifact["path"].as_str())
+        .map(|path| dir.join(path))
+        .expect("the manifest names the initramfs");
+    let mut bytes = std::fs::read(&initramfs).expect("reading the initramfs");
+    bytes.push(0);
+    std::fs::write(&initramfs, bytes).expect("changing the initramfs");
+    assert!(
+        kios(&["boot", "--image", dir_arg, "--no-icount", "--json"]).is_err(),
+        "a changed initramfs was booted"
+    );
+}
