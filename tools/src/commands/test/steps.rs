@@ -169,7 +169,7 @@ pub(super) const STEPS: &[Step] = &[
     },
     Step {
         name: "e2e_node",
-        description: "QEMU end-to-end test of the real node (containerd, runc, kubelet), both arches; what `kios build` writes booted by `kios boot --image`, both arches",
+        description: "QEMU end-to-end test of the real node (containerd, runc, kubelet), both arches; what `kios build` writes booted by `kios boot --image` (amd64)",
         action: Action::TestBinary {
             test: "e2e_node",
             args: &["--ignored", "--test-threads=1", "--nocapture"],
