@@ -39,7 +39,15 @@ const SOURCE_COMPONENT: &str = "main";
 const ARCHIVE_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
 /// Part of the cache key: bump when the build flags change, so old binaries are not reused.
-const BUILD_RECIPE: &str = "static-stripped-1";
+const BUILD_RECIPE: &str = "static-stripped-dockerless-providerless-2";
+
+/// Go build tags for every Kubernetes command built here. `dockerless`
+/// drops cAdvisor's Docker plugin, whose root-directory probe waits 5 s on
+/// every node without Docker before the kubelet goes on; `providerless`
+/// drops the in-tree cloud providers and their credential helpers (the
+/// kubelet's external credential-provider plugins stay). Together they
+/// take the kubelet from 105.5 MB to about 57 MB.
+const BUILD_TAGS: &str = "dockerless,providerless";
 
 /// A Debian source package holding the Kubernetes tree, and what to build from it.
 pub struct KubernetesSource<'a> {
@@ -183,9 +191,9 @@ impl SourceTree {
                 .env("GOTOOLCHAIN", "local")
                 // Kubernetes 1.20 builds in GOPATH mode (GO111MODULE=off, vendor
                 // reached through a GOPATH symlink), where `-mod=vendor` is an
-                // error; its scripts also read build tags out of GOFLAGS. So
-                // GOFLAGS is cleared rather than set to -mod=vendor.
-                .env("GOFLAGS", "")
+                // error; its scripts read build tags out of GOFLAGS, so GOFLAGS
+                // carries only the tags.
+                .env("GOFLAGS", format!("-tags={BUILD_TAGS}"))
                 .env("GOCACHE", self.dir.join("go-build-cache")),
             log,
         )?;
