@@ -64,6 +64,11 @@ fi
 # Stage 2, on the tmpfs copy, /dev and /proc carried over.
 mount -o remount,ro /
 echo on > /proc/sys/kernel/printk_devkmsg 2> /dev/null
+# Like the kiOS init, keep containerd's and the kubelet's output off the
+# console: their unprefixed writes to /dev/kmsg get the default message
+# level, set here to debug (kios_abi::console), below a quiet console.
+read -r console_level _ < /proc/sys/kernel/printk
+echo "$console_level 7" > /proc/sys/kernel/printk
 mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
 mount -t securityfs -o nosuid,nodev,noexec securityfs /sys/kernel/security
 mount -t cgroup2 -o nosuid,nodev,noexec,nsdelegate cgroup2 /sys/fs/cgroup

@@ -26,7 +26,7 @@ use kios_tools::image::disk::{
 use kios_tools::image::initramfs::Initramfs;
 use kios_tools::image::node_image::NodeImage;
 use kios_tools::image::uki::default_boot_path;
-use kios_tools::vm::qemu::kernel_command_line;
+use kios_tools::vm::qemu::{kernel_command_line, ConsoleVerbosity};
 
 const MIB: u64 = 1 << 20;
 const DATA_BYTES: u64 = 64 * MIB;
@@ -128,7 +128,9 @@ fn check_disk(disk: &DiskImage, image: &NodeImage) -> Result<()> {
         default_boot_path(arch)
     );
 
-    ensure!(section(&uki, ".cmdline")? == kernel_command_line(arch).as_bytes());
+    ensure!(
+        section(&uki, ".cmdline")? == kernel_command_line(arch, ConsoleVerbosity::Quiet).as_bytes()
+    );
     ensure!(section(&uki, ".initrd")? == std::fs::read(&image.initrd)?.as_slice());
     ensure!(section(&uki, ".linux")? == std::fs::read(&image.kernel)?.as_slice());
     ensure!(std::str::from_utf8(section(&uki, ".osrel")?)?.contains("ID=kios"));
@@ -156,6 +158,7 @@ fn disk_reads_back_and_repeats(arch: Arch) -> Result<()> {
     let workspace = Workspace::locate()?;
     let options = DiskOptions {
         data_bytes: DATA_BYTES,
+        ..DiskOptions::default()
     };
     let mut sha256s = Vec::new();
     for build in ["a", "b"] {

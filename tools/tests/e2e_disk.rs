@@ -18,7 +18,9 @@ use kios_tools::kernel::KernelChoice;
 use kios_tools::testing::node_checks::check_probe_boot;
 use kios_tools::testing::probe_pod::probe_pod_file;
 use kios_tools::testing::standin_checks::{require_line, Check};
-use kios_tools::vm::qemu::{kernel_command_line, run_vm, LineVerdict, RunOptions};
+use kios_tools::vm::qemu::{
+    kernel_command_line, run_vm, ConsoleVerbosity, LineVerdict, RunOptions,
+};
 use kios_tools::vm::timeline::Timeline;
 
 /// Firmware reading a ~200 MB kernel image under TCG adds minutes to a boot.
@@ -95,8 +97,22 @@ fn disk_boots_under_uefi_to_a_running_pod(arch: Arch) -> Result<()> {
             name: "the kernel command line is the UKI's, the same as a -kernel boot's",
             outcome: require_line(
                 console,
-                &format!("Kernel command line: {}", kernel_command_line(arch)),
+                &format!(
+                    "Kernel command line: {}",
+                    kernel_command_line(arch, ConsoleVerbosity::Quiet)
+                ),
             ),
+        },
+        Check {
+            // The init's own lines and the timeline are checked above.
+            name: "the console is quiet: no containerd or kubelet output",
+            outcome: match console
+                .texts()
+                .find(|text| text.contains("] containerd: ") || text.contains("] kubelet: "))
+            {
+                Some(line) => Err(format!("child output on the console: {line}")),
+                None => Ok(()),
+            },
         },
         Check {
             name: "the firmware ran before the kernel",

@@ -21,7 +21,7 @@ use kios_tools::image::node_image::{build_node_image, ImageOptions};
 use kios_tools::kernel::KernelChoice;
 use kios_tools::testing::standin_checks::require_line;
 use kios_tools::vm::console::Console;
-use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions, VmRun};
+use kios_tools::vm::qemu::{run_vm, ConsoleVerbosity, LineVerdict, RunOptions, VmRun};
 use kios_tools::vm::timeline::Timeline;
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(900);
@@ -187,7 +187,12 @@ fn data_etc_and_images_survive_a_clean_reboot_of_the_disk() -> Result<()> {
         &out,
     )?;
     // A fresh disk: the first boot must start from an empty data partition.
-    let disk = build_disk_image(&components.bom, &image, &DiskOptions::default(), &out)?;
+    // The checks read containerd's lines on the console.
+    let options = DiskOptions {
+        console: ConsoleVerbosity::All,
+        ..DiskOptions::default()
+    };
+    let disk = build_disk_image(&components.bom, &image, &options, &out)?;
     let config = firmware_vm_config(&disk, true);
     let options = || RunOptions {
         timeout: BOOT_TIMEOUT,

@@ -73,12 +73,13 @@ fn timespec(duration: Timespec) -> rustix::time::Timespec {
     }
 }
 
-fn level(level: Level) -> kmsg::Level {
+pub(super) fn level(level: Level) -> kmsg::Level {
     match level {
         Level::Err => kmsg::Level::Err,
         Level::Warning => kmsg::Level::Warning,
         Level::Notice => kmsg::Level::Notice,
         Level::Info => kmsg::Level::Info,
+        Level::Debug => kmsg::Level::Debug,
     }
 }
 

@@ -83,7 +83,7 @@ impl Output {
     /// Logs the open line, if it has anything in it.
     fn flush(&mut self) {
         if !self.line.is_empty() {
-            let mut line = Line::with_ident(kmsg::Level::Info, self.name);
+            let mut line = Line::with_ident(super::level(child_output::LEVEL), self.name);
             line.push_bytes(&self.line);
             line.emit();
             self.log.append(self.name, &self.line);

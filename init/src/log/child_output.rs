@@ -3,8 +3,15 @@
 //! open forever. The lines go to kmsg (as `<service>: line`) and to the
 //! service's log file (`service_file`).
 
+use super::Level;
+
 /// The longest line logged; longer output is cut into lines this long.
 pub const LINE_MAX: usize = 480;
+
+/// The level each child line is logged at: below what a quiet console
+/// prints (`kios_abi::console`), so containerd's and the kubelet's lines
+/// reach kmsg and their log files but not the serial console.
+pub const LEVEL: Level = Level::Debug;
 
 /// Where the line open so far (`buffered` bytes, at most `limit`) ends in
 /// the next `chunk` of output: `Some(n)` when the line is complete with
@@ -28,6 +35,15 @@ pub fn line_end(buffered: usize, chunk: &[u8], limit: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn child_lines_are_logged_below_a_quiet_console() {
+        use kios_abi::console::{ALL_LOGLEVEL, CHILD_OUTPUT_LEVEL, QUIET_LOGLEVEL};
+        // The Linux side writes Level::Debug as the kernel's debug level, 7.
+        assert_eq!(LEVEL, Level::Debug);
+        assert_eq!(CHILD_OUTPUT_LEVEL, 7);
+        assert!(QUIET_LOGLEVEL <= CHILD_OUTPUT_LEVEL && CHILD_OUTPUT_LEVEL < ALL_LOGLEVEL);
+    }
 
     /// Cuts `chunks` into lines as the init does, empty lines skipped.
     fn lines(chunks: &[&[u8]], limit: usize) -> (Vec<Vec<u8>>, Vec<u8>) {

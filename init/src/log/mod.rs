@@ -16,6 +16,8 @@ pub enum Level {
     Notice,
     /// Detail: each mount, each module.
     Info,
+    /// Child output (containerd, the kubelet): kept off a quiet console.
+    Debug,
 }
 
 /// The longest message; longer text is cut, never an error.

@@ -15,7 +15,7 @@ use crate::components::node::NodeComponents;
 use crate::host::workspace::Workspace;
 use crate::image::node_image::{build_node_image, vm_config, ImageOptions, InitChoice, NodeImage};
 use crate::testing::probe_pod::probe_pod_file;
-use crate::vm::qemu::{run_vm, Accel, LineVerdict, RunOptions, VmConfig, VmRun};
+use crate::vm::qemu::{run_vm, Accel, ConsoleVerbosity, LineVerdict, RunOptions, VmConfig, VmRun};
 use crate::vm::timeline::{Phase, Timeline};
 
 /// Which init a boot ran.
@@ -150,6 +150,8 @@ fn boot_once(
 ) -> Result<BTreeMap<String, u64>> {
     let config = VmConfig {
         accel: boots.accel,
+        // Timed as a node boots: child output off the serial console.
+        console: ConsoleVerbosity::Quiet,
         ..vm_config(image, true)
     };
     let options = RunOptions {

@@ -22,7 +22,7 @@ use crate::image::node_image::{
 use crate::kernel::KernelChoice;
 use crate::testing::probe_pod::probe_pod_file;
 use crate::vm::console::ConsoleLine;
-use crate::vm::qemu::{run_vm, Accel, LineVerdict, RunOptions, VmConfig, VmRun};
+use crate::vm::qemu::{run_vm, Accel, ConsoleVerbosity, LineVerdict, RunOptions, VmConfig, VmRun};
 use crate::vm::timeline::Timeline;
 
 /// `kios boot`'s own flags on top of what every node boot takes.
@@ -74,6 +74,11 @@ pub struct BootArgs {
     /// built in; built on first use, then cached).
     #[arg(long, value_enum, default_value_t = KernelChoice::Debian)]
     kernel: KernelChoice,
+    /// What the serial console shows: quiet (the init and the timeline, as
+    /// a node boots) or all (containerd's and the kubelet's lines too).
+    /// A built disk image's console was chosen by `kios build --console`.
+    #[arg(long, value_enum)]
+    console: Option<ConsoleVerbosity>,
 }
 
 #[derive(Serialize)]
@@ -120,6 +125,7 @@ pub fn boot_node(
     };
     let config = VmConfig {
         accel: args.accel,
+        console: args.console.unwrap_or_default(),
         ..config
     };
     let clock = config.clock();
@@ -177,7 +183,11 @@ fn new_image_config(args: &BootArgs) -> Result<VmConfig> {
         &out,
     )?;
     Ok(if args.disk {
-        let disk = build_disk_image(&components.bom, &image, &DiskOptions::default(), &out)?;
+        let options = DiskOptions {
+            console: args.console.unwrap_or_default(),
+            ..DiskOptions::default()
+        };
+        let disk = build_disk_image(&components.bom, &image, &options, &out)?;
         firmware_vm_config(&disk, !args.no_icount)
     } else {
         vm_config(&image, !args.no_icount)
@@ -202,6 +212,12 @@ fn built_image_config(args: &BootArgs, dir: &Path) -> Result<(VmConfig, KernelCh
             manifest.disk,
             "{} has no disk image: build one with `cargo kios build --disk --out {}`",
             dir.display(),
+            dir.display()
+        );
+        ensure!(
+            args.console.is_none(),
+            "the console of {}'s disk image was chosen when it was built \
+             (`cargo kios build --disk --console ...`)",
             dir.display()
         );
         VmConfig {

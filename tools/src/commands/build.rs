@@ -14,6 +14,7 @@ use crate::image::disk::{build_disk_image, DiskOptions, DEFAULT_DATA_BYTES};
 use crate::image::node_image::{build_node_image, ImageOptions, InitChoice, NodeImage};
 use crate::kernel::KernelChoice;
 use crate::testing::probe_pod::probe_pod_file;
+use crate::vm::qemu::ConsoleVerbosity;
 
 #[derive(Debug, clap::Args)]
 pub struct BuildArgs {
@@ -42,6 +43,11 @@ pub struct BuildArgs {
     /// The data partition's size with --disk.
     #[arg(long, value_name = "MIB", default_value_t = DEFAULT_DATA_BYTES >> 20, requires = "disk")]
     data_mib: u64,
+    /// What the disk's serial console shows: quiet (the init and the
+    /// timeline) or all (containerd's and the kubelet's lines too). A
+    /// kernel and initramfs boot gets it from `kios boot --console`.
+    #[arg(long, value_enum, default_value_t = ConsoleVerbosity::Quiet, requires = "disk")]
+    console: ConsoleVerbosity,
     /// Print the manifest as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -162,6 +168,7 @@ pub fn run(args: &BuildArgs) -> Result<()> {
                 .data_mib
                 .checked_mul(1 << 20)
                 .context("--data-mib is too large")?,
+            console: args.console,
         };
         let disk = build_disk_image(&components.bom, &image, &options, &args.out)?;
         eprintln!(

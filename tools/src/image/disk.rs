@@ -31,7 +31,7 @@ use crate::host::packages::{ensure_installed, DISK_IMAGE_PACKAGES};
 use crate::host::progress::with_step;
 use crate::image::node_image::{NodeImage, NODE_MEMORY_MIB};
 use crate::image::uki::{build_uki, default_boot_path, os_release, stub_path_in_package, UkiParts};
-use crate::vm::qemu::{kernel_command_line, VmConfig};
+use crate::vm::qemu::{kernel_command_line, ConsoleVerbosity, VmConfig};
 
 /// The EFI system partition's GPT type (UEFI spec 5.3.3).
 pub const ESP_TYPE_GUID: &str = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b";
@@ -58,12 +58,15 @@ const COPY_CHUNK: usize = 1 << 20;
 pub struct DiskOptions {
     /// The data partition's size (a multiple of 1 MiB).
     pub data_bytes: u64,
+    /// What the UKI's command line lets the console show.
+    pub console: ConsoleVerbosity,
 }
 
 impl Default for DiskOptions {
     fn default() -> DiskOptions {
         DiskOptions {
             data_bytes: DEFAULT_DATA_BYTES,
+            console: ConsoleVerbosity::Quiet,
         }
     }
 }
@@ -137,7 +140,7 @@ pub fn build_disk_image(
             &read(&stub_path)?,
             &UkiParts {
                 os_release: os_release(arch).as_bytes(),
-                cmdline: kernel_command_line(arch).as_bytes(),
+                cmdline: kernel_command_line(arch, options.console).as_bytes(),
                 initrd: &read(&image.initrd)?,
                 kernel: &read(&image.kernel)?,
             },

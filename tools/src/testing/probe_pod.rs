@@ -6,9 +6,9 @@
 pub const PROBE_POD_PATH: &str = "/etc/kubernetes/manifests/kios-probe.yaml";
 
 /// A privileged busybox pod sharing the host's PID namespace that reports,
-/// through /dev/kmsg, that it runs, what the host's /bin holds and which
-/// processes the host runs; then it asks the init for a clean shutdown
-/// with SIGTERM to PID 1.
+/// through /dev/kmsg at notice level (so a quiet console shows it too),
+/// that it runs, what the host's /bin holds and which processes the host
+/// runs; then it asks the init for a clean shutdown with SIGTERM to PID 1.
 const MANIFEST: &str = r#"# TEST FIXTURE: reports host facts on the console, then shuts the node down.
 apiVersion: v1
 kind: Pod
@@ -30,7 +30,7 @@ spec:
         - sh
         - -c
         - |
-          say() { echo "kios-probe: $*" > /dev/kmsg; }
+          say() { echo "<5>kios-probe: $*" > /dev/kmsg; }
           say "running in pod kios-probe"
           say "host-bin $(/bin/busybox ls /host/bin | /bin/busybox tr '\n' ' ')"
           procs=""

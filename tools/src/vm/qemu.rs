@@ -86,6 +86,11 @@ pub struct VmConfig {
     /// `-icount shift=0`: guest time follows executed instructions, so
     /// boot timelines repeat on a noisy host. See `icount_mode`. TCG only.
     pub icount: bool,
+    /// What the console of a `-kernel` boot shows: everything unless told
+    /// otherwise, because tests read the node's services on the console;
+    /// `kios boot` and the bench boot quiet, as a node does. A disk's
+    /// command line is in its UKI.
+    pub console: ConsoleVerbosity,
     /// Raw disk images attached as virtio-blk drives, in this order, after
     /// the boot disk if there is one.
     pub extra_disks: Vec<PathBuf>,
@@ -145,16 +150,41 @@ impl Firmware {
     }
 }
 
+/// What the node's serial console shows (`kios_abi::console`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsoleVerbosity {
+    /// The init's lines and the timeline; child output stays in kmsg and
+    /// the services' log files. What a node boots with.
+    #[default]
+    Quiet,
+    /// Every line of containerd, the kubelet and the pods' runtimes too,
+    /// for debugging (each printed synchronously, so the boot is slower).
+    All,
+}
+
+impl ConsoleVerbosity {
+    fn loglevel(self) -> u8 {
+        match self {
+            ConsoleVerbosity::Quiet => kios_abi::console::QUIET_LOGLEVEL,
+            ConsoleVerbosity::All => kios_abi::console::ALL_LOGLEVEL,
+        }
+    }
+}
+
 /// The kernel command line of every node boot: QEMU passes it with
 /// `-append`, and the disk image's unified kernel image carries it.
-pub fn kernel_command_line(arch: Arch) -> String {
-    let console = match arch {
+pub fn kernel_command_line(arch: Arch, console: ConsoleVerbosity) -> String {
+    let device = match arch {
         Arch::Amd64 => "ttyS0",
         Arch::Arm64 => "ttyAMA0",
     };
     // panic=-1 reboots at once on a panic and -no-reboot turns that into
     // QEMU exiting, so a broken boot ends the run instead of hanging.
-    format!("console={console} rdinit={INIT} printk.devkmsg=on panic=-1 loglevel=7")
+    format!(
+        "console={device} rdinit={INIT} printk.devkmsg=on panic=-1 loglevel={}",
+        console.loglevel()
+    )
 }
 
 impl VmConfig {
@@ -175,6 +205,7 @@ impl VmConfig {
             memory_mib: 1024,
             accel: Accel::Tcg,
             icount: true,
+            console: ConsoleVerbosity::All,
             extra_disks: Vec::new(),
             snapshot: false,
             extra_kernel_arguments: String::new(),
@@ -198,7 +229,7 @@ impl VmConfig {
     }
 
     pub fn kernel_command_line(&self) -> String {
-        let base = kernel_command_line(self.arch);
+        let base = kernel_command_line(self.arch, self.console);
         match self.extra_kernel_arguments.trim() {
             "" => base,
             extra => format!("{base} {extra}"),
@@ -575,7 +606,7 @@ mod tests {
         assert!(joined.contains("user,model=virtio-net-pci,restrict=on"));
         assert!(joined.ends_with("-icount shift=0,sleep=off"));
         assert!(args.contains(
-            &"console=ttyS0 rdinit=/bin/init printk.devkmsg=on panic=-1 loglevel=7".to_string()
+            &"console=ttyS0 rdinit=/bin/init printk.devkmsg=on panic=-1 loglevel=8".to_string()
         ));
 
         assert_eq!(config.clock(), "guest clock, -icount shift=0,sleep=off");
@@ -692,12 +723,20 @@ mod tests {
 
     #[test]
     fn the_command_line_is_the_same_for_every_boot() {
-        let config = VmConfig::new(Arch::Arm64, "/k".into(), "/i".into());
-        assert_eq!(
-            config.kernel_command_line(),
-            kernel_command_line(Arch::Arm64)
-        );
-        assert!(kernel_command_line(Arch::Arm64).starts_with("console=ttyAMA0 rdinit=/bin/init"));
+        let config = VmConfig {
+            console: ConsoleVerbosity::Quiet,
+            ..VmConfig::new(Arch::Arm64, "/k".into(), "/i".into())
+        };
+        let quiet = kernel_command_line(Arch::Arm64, ConsoleVerbosity::Quiet);
+        assert_eq!(config.kernel_command_line(), quiet);
+        assert!(quiet.starts_with("console=ttyAMA0 rdinit=/bin/init"));
+    }
+
+    #[test]
+    fn a_quiet_console_skips_child_output_and_all_shows_it() {
+        // Child output is logged at debug (7); the console prints levels below loglevel.
+        assert!(kernel_command_line(Arch::Amd64, ConsoleVerbosity::Quiet).ends_with(" loglevel=7"));
+        assert!(kernel_command_line(Arch::Amd64, ConsoleVerbosity::All).ends_with(" loglevel=8"));
     }
 
     #[test]

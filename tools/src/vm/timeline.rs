@@ -2,6 +2,11 @@
 //!
 //! The init prints `kios: timeline <phase> us=<µs since boot>` once per
 //! phase; the marker and the phases' names are `kios_abi::timeline`'s.
+//! After the kubelet's exec, the kernel's timestamps on the lines of the
+//! kubelet, containerd and the probe pod split the rest of the boot into
+//! sub-phases. Child output reaches the console only when it shows
+//! everything (`--console all`, see `kios_abi::console`), so on a quiet
+//! console the kubelet's sub-phases are simply absent.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,10 +25,61 @@ pub enum Phase {
     RuntimeExec,
     RuntimeReady,
     KubeletExec,
+    /// The kubelet's first log line: Go has started the 50+ MB binary and
+    /// parsed its flags.
+    KubeletFirstLog,
+    /// The kubelet's "Starting kubelet main sync loop.": its managers are
+    /// up and it begins to act on pods.
+    KubeletSyncLoop,
+    /// containerd's first "RunPodSandbox ... returns sandbox id": a pod's
+    /// sandbox (its pause container and namespaces) exists.
+    PodSandboxReady,
+    /// containerd's first "StartContainer ... returns successfully".
+    ContainerStarted,
     /// When a pod's container first ran: the kernel's timestamp on the
     /// probe pod's first console line (not a phase the init reports).
     FirstPodRunning,
 }
+
+/// Where a sub-phase after the kubelet's exec is read: the first console
+/// line from `source` (the kmsg identity the line starts with, after the
+/// kernel's timestamp) containing every one of `texts`. Each happens
+/// before the next, so the timeline stays in order.
+struct ChildMarker {
+    phase: Phase,
+    source: &'static str,
+    texts: &'static [&'static str],
+}
+
+const CHILD_MARKERS: [ChildMarker; 5] = [
+    ChildMarker {
+        phase: Phase::KubeletFirstLog,
+        source: "kubelet: ",
+        texts: &[],
+    },
+    ChildMarker {
+        // pkg/kubelet/kubelet.go, syncLoop.
+        phase: Phase::KubeletSyncLoop,
+        source: "kubelet: ",
+        texts: &["] Starting kubelet main sync loop."],
+    },
+    ChildMarker {
+        phase: Phase::PodSandboxReady,
+        source: "containerd: ",
+        texts: &["msg=\"RunPodSandbox for ", " returns sandbox id "],
+    },
+    ChildMarker {
+        phase: Phase::ContainerStarted,
+        source: "containerd: ",
+        texts: &["msg=\"StartContainer for ", " returns successfully"],
+    },
+    ChildMarker {
+        // The probe pod writes to /dev/kmsg itself (testing::probe_pod).
+        phase: Phase::FirstPodRunning,
+        source: FIRST_POD_MARKER,
+        texts: &[],
+    },
+];
 
 impl Phase {
     pub const ALL: [Phase; 5] = [
@@ -34,11 +90,15 @@ impl Phase {
         Phase::KubeletExec,
     ];
 
-    /// The name the init prints (the probe pod's phase is named here).
+    /// The name the init prints (the later phases are named here).
     pub fn name(self) -> &'static str {
-        match self.reported_by_init() {
-            Some(phase) => phase.name(),
-            None => "first_pod_running",
+        match self {
+            Phase::KubeletFirstLog => "kubelet_first_log",
+            Phase::KubeletSyncLoop => "kubelet_sync_loop",
+            Phase::PodSandboxReady => "pod_sandbox_ready",
+            Phase::ContainerStarted => "container_started",
+            Phase::FirstPodRunning => "first_pod_running",
+            init_phase => init_phase.reported_by_init().map_or("", abi::Phase::name),
         }
     }
 
@@ -50,7 +110,11 @@ impl Phase {
             Phase::RuntimeExec => Some(abi::Phase::RuntimeExec),
             Phase::RuntimeReady => Some(abi::Phase::RuntimeReady),
             Phase::KubeletExec => Some(abi::Phase::KubeletExec),
-            Phase::FirstPodRunning => None,
+            Phase::KubeletFirstLog
+            | Phase::KubeletSyncLoop
+            | Phase::PodSandboxReady
+            | Phase::ContainerStarted
+            | Phase::FirstPodRunning => None,
         }
     }
 
@@ -103,15 +167,17 @@ impl Timeline {
         Timeline { phases }
     }
 
-    /// The init's phases plus, when the probe pod reported, first_pod_running.
+    /// The init's phases plus the sub-phases whose lines the console shows.
     pub fn from_console(console: &Console) -> Timeline {
         let mut timeline = Timeline::from_lines(console.texts());
-        if let Some(micros) = console
-            .texts()
-            .find(|line| line.contains(FIRST_POD_MARKER))
-            .and_then(kmsg_micros)
-        {
-            timeline.phases.insert(Phase::FirstPodRunning, micros);
+        for marker in &CHILD_MARKERS {
+            if let Some(micros) = console
+                .texts()
+                .find(|line| marker.matches(line))
+                .and_then(kmsg_micros)
+            {
+                timeline.phases.insert(marker.phase, micros);
+            }
         }
         timeline
     }
@@ -135,7 +201,7 @@ impl Timeline {
 
     /// A table: phase, guest seconds since boot, and the step from the previous phase.
     pub fn table(&self) -> String {
-        let mut table = format!("{:<15} {:>12} {:>12}\n", "phase", "t (s)", "step (ms)");
+        let mut table = format!("{:<18} {:>12} {:>12}\n", "phase", "t (s)", "step (ms)");
         let mut previous: Option<u64> = None;
         for (phase, micros) in &self.phases {
             let step = previous.map_or_else(
@@ -143,7 +209,7 @@ impl Timeline {
                 |before| format!("{:.3}", micros.saturating_sub(before) as f64 / 1000.0),
             );
             table.push_str(&format!(
-                "{:<15} {:>12.6} {:>12}\n",
+                "{:<18} {:>12.6} {:>12}\n",
                 phase.name(),
                 *micros as f64 / 1e6,
                 step
@@ -152,13 +218,24 @@ impl Timeline {
         }
         for phase in self.missing() {
             table.push_str(&format!(
-                "{:<15} {:>12} {:>12}\n",
+                "{:<18} {:>12} {:>12}\n",
                 phase.name(),
                 "missing",
                 "-"
             ));
         }
         table
+    }
+}
+
+impl ChildMarker {
+    fn matches(&self, line: &str) -> bool {
+        let Some((_, after_stamp)) = line.split_once("] ") else {
+            return false;
+        };
+        after_stamp
+            .strip_prefix(self.source)
+            .is_some_and(|rest| self.texts.iter().all(|text| rest.contains(text)))
     }
 }
 
@@ -252,6 +329,53 @@ mod tests {
 #[cfg(test)]
 mod first_pod_tests {
     use super::*;
+
+    #[test]
+    fn the_kubelets_sub_phases_come_from_child_lines_on_the_console() {
+        let console = Console::from_text(concat!(
+            "[    0.900000] kios: timeline kubelet_exec us=900000\n",
+            "[    1.900000] kubelet: Flag --container-runtime has been deprecated\n",
+            "[    2.100000] kubelet: I1205 00:01:02.000000     99 kubelet.go:1802] Starting kubelet main sync loop.\n",
+            "[    2.200000] containerd: time=\"x\" level=info msg=\"RunPodSandbox for &PodSandboxMetadata{Name:kios-probe,}\"\n",
+            "[    2.400000] containerd: time=\"x\" level=info msg=\"RunPodSandbox for &PodSandboxMetadata{Name:kios-probe,} returns sandbox id \\\"ab\\\"\"\n",
+            "[    2.500000] containerd: time=\"x\" level=info msg=\"StartContainer for \\\"cd\\\"\"\n",
+            "[    2.700000] containerd: time=\"x\" level=info msg=\"StartContainer for \\\"cd\\\" returns successfully\"\n",
+            "[    2.800000] kios-probe: running in pod kios-probe\n",
+            "[    2.900000] kubelet: I1205 00:01:03.000000     99 kubelet.go:1802] Starting kubelet main sync loop.\n",
+        ));
+        let timeline = Timeline::from_console(&console);
+        let after_exec: Vec<(Phase, u64)> = timeline
+            .phases
+            .iter()
+            .filter(|(phase, _)| **phase > Phase::KubeletExec)
+            .map(|(phase, us)| (*phase, *us))
+            .collect();
+        assert_eq!(
+            after_exec,
+            [
+                (Phase::KubeletFirstLog, 1_900_000),
+                (Phase::KubeletSyncLoop, 2_100_000),
+                (Phase::PodSandboxReady, 2_400_000),
+                (Phase::ContainerStarted, 2_700_000),
+                (Phase::FirstPodRunning, 2_800_000),
+            ]
+        );
+        assert!(timeline.out_of_order().is_empty());
+        assert!(timeline.table().contains("pod_sandbox_ready"));
+    }
+
+    #[test]
+    fn a_quiet_console_has_no_kubelet_sub_phases() {
+        let console = Console::from_text(concat!(
+            "[    0.900000] kios: timeline kubelet_exec us=900000\n",
+            "[    2.800000] kios-probe: running in pod kios-probe\n",
+        ));
+        let phases: Vec<Phase> = Timeline::from_console(&console)
+            .phases
+            .into_keys()
+            .collect();
+        assert_eq!(phases, [Phase::KubeletExec, Phase::FirstPodRunning]);
+    }
 
     #[test]
     fn first_pod_running_comes_from_the_probe_lines_kernel_timestamp() {
