@@ -13,6 +13,8 @@
 
 pub mod baseline;
 pub mod chart;
+#[cfg(test)]
+mod fixtures;
 pub mod record;
 pub mod report;
 pub mod run;
@@ -23,13 +25,17 @@ pub use self::chart::write_chart;
 pub use self::record::{
     civil_date, compare, latest_result, record, result_paths, results_dir, today_utc,
 };
-pub use self::report::{init_cost_us, ArchResult, BenchReport, ScenarioResult, Spread};
+pub use self::report::{
+    init_cost_us, phases_in_boot_order, ArchResult, BenchReport, ScenarioResult, Spread,
+};
 pub use self::run::{check_run, Scenario};
 
 /// How the guest clock ran in every benchmark boot.
 pub const CLOCK: &str = "guest clock, -icount shift=0,sleep=off";
 
-/// Every phase the benchmark reports, in boot order.
+/// The phases every benchmark boot must reach, in boot order. A boot's
+/// other timeline phases are recorded, compared and charted too, in the
+/// order of their times ([`phases_in_boot_order`]).
 pub const PHASES: [Phase; 6] = [
     Phase::Pid1,
     Phase::MountsDone,

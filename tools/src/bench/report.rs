@@ -2,7 +2,7 @@
 //! the kiOS/baseline ratios and the targets they are held to, and the
 //! table `kios bench` prints.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -72,14 +72,17 @@ impl ScenarioResult {
         components: BTreeMap<String, u64>,
         runs: Vec<BTreeMap<String, u64>>,
     ) -> ScenarioResult {
-        let phases_us = PHASES
+        // Every phase any run reached, not a fixed list: phases the
+        // timeline gains are recorded, compared and charted as they come.
+        let names: BTreeSet<&String> = runs.iter().flat_map(|run| run.keys()).collect();
+        let phases_us = names
             .into_iter()
-            .filter_map(|phase| {
+            .filter_map(|name| {
                 let values: Vec<u64> = runs
                     .iter()
-                    .filter_map(|run| run.get(phase.name()).copied())
+                    .filter_map(|run| run.get(name).copied())
                     .collect();
-                Some((phase.name().to_string(), Spread::of(&values)?))
+                Some((name.clone(), Spread::of(&values)?))
             })
             .collect();
         let costs: Vec<u64> = runs.iter().filter_map(init_cost_us).collect();
@@ -96,6 +99,33 @@ impl ScenarioResult {
     pub(super) fn median(&self, phase: &str) -> Option<u64> {
         self.phases_us.get(phase).map(|spread| spread.median)
     }
+}
+
+/// The phases any of `scenarios` reached, in boot order: by median time
+/// since boot (from the first scenario that has the phase), ties in
+/// [`PHASES`]' order, then by name. Phases are times since boot, so this
+/// orders phases no list here knows of too.
+pub fn phases_in_boot_order<'a>(
+    scenarios: impl IntoIterator<Item = &'a ScenarioResult>,
+) -> Vec<String> {
+    let mut medians: BTreeMap<&str, u64> = BTreeMap::new();
+    for scenario in scenarios {
+        for (name, spread) in &scenario.phases_us {
+            medians.entry(name).or_insert(spread.median);
+        }
+    }
+    let known_position = |name: &str| {
+        PHASES
+            .iter()
+            .position(|phase| phase.name() == name)
+            .unwrap_or(PHASES.len())
+    };
+    let mut names: Vec<(&str, u64)> = medians.into_iter().collect();
+    names.sort_by_key(|&(name, median)| (median, known_position(name), name));
+    names
+        .into_iter()
+        .map(|(name, _)| name.to_string())
+        .collect()
 }
 
 /// kiOS / baseline, of the medians.
@@ -118,12 +148,12 @@ fn ratio(kios: Option<u64>, baseline: Option<u64>) -> Option<f64> {
 
 impl Ratios {
     pub fn of(kios: &ScenarioResult, baseline: &ScenarioResult) -> Ratios {
-        let phases = PHASES
-            .into_iter()
-            .filter_map(|phase| {
-                let name = phase.name();
+        let phases = kios
+            .phases_us
+            .keys()
+            .filter_map(|name| {
                 Some((
-                    name.to_string(),
+                    name.clone(),
                     ratio(kios.median(name), baseline.median(name))?,
                 ))
             })
@@ -285,8 +315,8 @@ impl BenchReport {
                 "\n{}: seconds since boot\n{:<20} {:>26} {:>26} {:>14}\n",
                 arch.arch, "phase", "kiOS init", "shell baseline", "kiOS/baseline"
             ));
-            for phase in PHASES {
-                let name = phase.name();
+            for name in phases_in_boot_order(arch.scenarios()) {
+                let name = name.as_str();
                 out.push_str(&format!(
                     "{:<20} {:>26} {:>26} {:>14}\n",
                     name,
@@ -348,5 +378,56 @@ impl BenchReport {
             ));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{phases, scenario, KIOS_AMD64};
+    use super::*;
+
+    #[test]
+    fn phases_are_ordered_by_their_times_whatever_their_names() {
+        let mut run = phases(&KIOS_AMD64);
+        run.insert("kubelet_sync_loop".to_string(), 8_900_000);
+        run.insert("kubelet_first_log".to_string(), 3_700_000);
+        let kios = scenario(Scenario::Kios, vec![run]);
+        assert_eq!(
+            phases_in_boot_order([&kios]),
+            [
+                "pid1",
+                "mounts_done",
+                "runtime_exec",
+                "runtime_ready",
+                "kubelet_exec",
+                "kubelet_first_log",
+                "kubelet_sync_loop",
+                "first_pod_running"
+            ]
+        );
+        // The baseline's 10 ms clock ties mounts_done and runtime_exec: the known order holds.
+        let tied = scenario(
+            Scenario::Baseline,
+            vec![phases(&[
+                ("runtime_exec", 1_020_000),
+                ("mounts_done", 1_020_000),
+            ])],
+        );
+        assert_eq!(
+            phases_in_boot_order([&tied]),
+            ["mounts_done", "runtime_exec"]
+        );
+    }
+
+    #[test]
+    fn every_phase_a_run_reached_gets_a_spread_and_a_ratio() {
+        let mut run = phases(&KIOS_AMD64);
+        run.insert("pod_sandbox_ready".to_string(), 9_800_000);
+        let kios = scenario(Scenario::Kios, vec![run.clone()]);
+        assert_eq!(kios.median("pod_sandbox_ready"), Some(9_800_000));
+        let baseline = scenario(Scenario::Baseline, vec![run]);
+        let ratios = Ratios::of(&kios, &baseline);
+        assert_eq!(ratios.phases.len(), 7);
+        assert_eq!(ratios.phases["pod_sandbox_ready"], 1.0);
     }
 }
