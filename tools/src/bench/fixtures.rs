@@ -1,5 +1,5 @@
-//! Reports for the bench modules' unit tests, made from phase times like a
-//! real run's.
+//! Reports for the bench modules' unit tests: made from phase times like a
+//! real run's, and a schema 1 record as `kios bench` wrote them in 2026-11.
 
 use std::collections::BTreeMap;
 
@@ -36,6 +36,14 @@ pub fn phases(times: &[(&str, u64)]) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// `times`, with `phase` moved by `by_us`.
+pub fn with_phase(times: &[(&str, u64)], phase: &str, by_us: i64) -> BTreeMap<String, u64> {
+    let mut moved = phases(times);
+    let at = moved.get_mut(phase).expect("a phase of the run");
+    *at = at.saturating_add_signed(by_us);
+    moved
+}
+
 pub fn scenario(scenario: Scenario, runs: Vec<BTreeMap<String, u64>>) -> ScenarioResult {
     ScenarioResult::new(
         scenario,
@@ -64,3 +72,46 @@ pub fn report(arches: Vec<ArchResult>) -> BenchReport {
         arches,
     }
 }
+
+/// The shape of benches/results/boot-2026-11-22-debian.json (schema 1:
+/// no `schema_version`, no `kernel`), cut down to one arch and run.
+pub const SCHEMA_1_RECORD: &str = r#"{
+  "date": "2026-11-22",
+  "clock": "guest clock, -icount shift=0,sleep=off",
+  "runs_per_scenario": 1,
+  "arches": [
+    {
+      "arch": "amd64",
+      "init_bytes": 52176,
+      "kios": {
+        "scenario": "kios",
+        "image_bytes": 188990956,
+        "components": { "buildroot-overlay": 5869, "cni-plugins": 10005536 },
+        "runs": [
+          {
+            "first_pod_running": 12150471,
+            "kubelet_exec": 2464033,
+            "mounts_done": 2214802,
+            "pid1": 2213861,
+            "runtime_exec": 2268562,
+            "runtime_ready": 2464021
+          }
+        ],
+        "phases_us": {
+          "first_pod_running": { "min": 12150471, "median": 12150471, "max": 12150471 },
+          "kubelet_exec": { "min": 2464033, "median": 2464033, "max": 2464033 },
+          "mounts_done": { "min": 2214802, "median": 2214802, "max": 2214802 },
+          "pid1": { "min": 2213861, "median": 2213861, "max": 2213861 },
+          "runtime_exec": { "min": 2268562, "median": 2268562, "max": 2268562 },
+          "runtime_ready": { "min": 2464021, "median": 2464021, "max": 2464021 }
+        },
+        "init_cost_us": { "min": 54713, "median": 54713, "max": 54713 }
+      },
+      "baseline": null,
+      "ratios": null,
+      "targets": [
+        { "name": "stripped init, bytes", "limit": 65536.0, "measured": 52176.0, "met": true }
+      ]
+    }
+  ]
+}"#;

@@ -7,14 +7,20 @@
 //! - [`run`]: a scenario's image built and booted N times, each boot checked
 //!   for the init it ran and the phases it reached;
 //! - [`report`]: per-phase statistics, kiOS/baseline ratios, targets, the table;
-//! - [`record`](mod@record): the recorded JSON in benches/results/ and the comparison
-//!   with the previous record;
+//! - [`provenance`]: what a run was measured with (git commit, QEMU,
+//!   component versions);
+//! - [`record`](mod@record): the recorded JSON in benches/results/, its name
+//!   and schema, finding the previous record;
+//! - [`compare`](mod@compare): per-phase deltas between two runs and the
+//!   `--max-regression` gate;
 //! - [`chart`]: the SVG chart.
 
 pub mod baseline;
 pub mod chart;
+pub mod compare;
 #[cfg(test)]
 mod fixtures;
+pub mod provenance;
 pub mod record;
 pub mod report;
 pub mod run;
@@ -22,8 +28,11 @@ pub mod run;
 use crate::vm::timeline::Phase;
 
 pub use self::chart::write_chart;
+pub use self::compare::{compare, ComparisonReport, Delta, RegressionGate};
+pub use self::provenance::{ArchEnvironment, GitRevision};
 pub use self::record::{
-    civil_date, compare, latest_result, record, result_paths, results_dir, today_utc,
+    civil_date, latest_result, load_record, record, record_paths, result_paths, results_dir,
+    RecordTime, RecordedRun, SCHEMA_VERSION,
 };
 pub use self::report::{
     init_cost_us, phases_in_boot_order, ArchResult, BenchReport, ScenarioResult, Spread,
