@@ -53,7 +53,7 @@ pub struct BenchArgs {
     #[arg(long)]
     json: bool,
     /// The kernel both scenarios boot.
-    #[arg(long, value_enum, default_value_t = KernelChoice::Debian)]
+    #[arg(long, value_enum, default_value_t = KernelChoice::Kios)]
     kernel: KernelChoice,
     /// Kill a VM that has not powered off after this many seconds.
     #[arg(long, default_value_t = 900, value_name = "SECONDS")]

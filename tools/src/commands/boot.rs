@@ -56,9 +56,9 @@ pub struct BootArgs {
     /// host's CPU through /dev/kvm (`-cpu host`), fast but never instruction-counted.
     #[arg(long, value_enum, default_value_t = Accel::Tcg)]
     accel: Accel,
-    /// How the initramfs is stored (none: fastest boot; gzip: smallest image).
-    #[arg(long, value_enum, default_value_t = crate::image::node_image::Compression::None)]
-    compression: crate::image::node_image::Compression,
+    /// How the initramfs is stored (zstd: the smallest, see docs/measurements.md).
+    #[arg(long, value_enum, default_value_t = crate::image::initramfs::Compression::Zstd)]
+    compression: crate::image::initramfs::Compression,
     /// The OCI runtime containerd runs containers with.
     #[arg(long, value_enum, default_value_t = OciRuntime::Runc)]
     oci_runtime: OciRuntime,
@@ -70,9 +70,9 @@ pub struct BootArgs {
     /// arm64) instead of handing QEMU the kernel and initramfs.
     #[arg(long)]
     disk: bool,
-    /// Debian's cloud kernel with modules, or the kiOS kernel (everything
-    /// built in; built on first use, then cached).
-    #[arg(long, value_enum, default_value_t = KernelChoice::Debian)]
+    /// The kiOS kernel (everything built in; built on first use, then
+    /// cached), or Debian's cloud kernel with modules.
+    #[arg(long, value_enum, default_value_t = KernelChoice::Kios)]
     kernel: KernelChoice,
     /// What the serial console shows: quiet (the init and the timeline, as
     /// a node boots) or all (containerd's and the kubelet's lines too).

@@ -26,9 +26,9 @@ pub struct BuildArgs {
     /// Add the probe pod (a test fixture) to the static pods.
     #[arg(long)]
     probe_pod: bool,
-    /// How the initramfs is stored (none: fastest boot; gzip: smallest image).
-    #[arg(long, value_enum, default_value_t = crate::image::node_image::Compression::None)]
-    compression: crate::image::node_image::Compression,
+    /// How the initramfs is stored (zstd: the smallest, see docs/measurements.md).
+    #[arg(long, value_enum, default_value_t = crate::image::initramfs::Compression::Zstd)]
+    compression: crate::image::initramfs::Compression,
     /// The OCI runtime containerd runs containers with.
     #[arg(long, value_enum, default_value_t = crate::components::OciRuntime::Runc)]
     oci_runtime: crate::components::OciRuntime,
@@ -36,9 +36,9 @@ pub struct BuildArgs {
     /// kernel image, and an empty ext4 data partition.
     #[arg(long)]
     disk: bool,
-    /// Debian's cloud kernel with modules, or the kiOS kernel (everything
-    /// built in; built on first use, then cached).
-    #[arg(long, value_enum, default_value_t = KernelChoice::Debian)]
+    /// The kiOS kernel (everything built in; built on first use, then
+    /// cached), or Debian's cloud kernel with modules.
+    #[arg(long, value_enum, default_value_t = KernelChoice::Kios)]
     kernel: KernelChoice,
     /// The data partition's size with --disk.
     #[arg(long, value_name = "MIB", default_value_t = DEFAULT_DATA_BYTES >> 20, requires = "disk")]

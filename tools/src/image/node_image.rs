@@ -22,7 +22,7 @@ use crate::components::{build_images, stage_components, OciRuntime};
 use crate::host::arch::Arch;
 use crate::host::fs::{file_size, tree_bytes};
 use crate::host::workspace::Workspace;
-use crate::image::initramfs::Initramfs;
+use crate::image::initramfs::{Compression, Initramfs};
 use crate::image::modules::ModuleTree;
 use crate::vm::qemu::VmConfig;
 
@@ -67,20 +67,12 @@ pub enum InitChoice {
     Replacement { part: String, files: Initramfs },
 }
 
-/// The initramfs as shipped: smaller compressed, faster to unpack raw.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    None,
-    Gzip,
-}
-
 impl Default for ImageOptions {
     fn default() -> ImageOptions {
         ImageOptions {
             init: InitChoice::Kios,
             extra_files: Vec::new(),
-            compression: Compression::None,
+            compression: Compression::default(),
         }
     }
 }
@@ -223,18 +215,8 @@ pub fn build_node_image(
         image.file(path, 0o644, contents.clone());
     }
 
-    let initrd = match options.compression {
-        Compression::None => {
-            let path = out_dir.join(format!("kios-{arch}.cpio"));
-            image.write_cpio(&path)?;
-            path
-        }
-        Compression::Gzip => {
-            let path = out_dir.join(format!("kios-{arch}.cpio.gz"));
-            image.write_cpio_gz(&path)?;
-            path
-        }
-    };
+    let initrd = out_dir.join(format!("kios-{arch}.{}", options.compression.suffix()));
+    image.write_stored(&initrd, options.compression)?;
     Ok(NodeImage {
         arch,
         kernel,
