@@ -20,7 +20,7 @@ use crate::components::kubelet_build::{self, KubernetesSource};
 use crate::host::arch::Arch;
 use crate::host::cache::cache_subdir;
 use crate::host::fs::{persist_dir, persist_file, scratch_dir_for, scratch_file_for, sha256_file};
-use crate::host::packages::{announce_host_change, run_apt};
+use crate::host::packages::{announce_host_change, lock_apt_lists, run_apt, AptLists};
 use crate::host::progress::with_step;
 use crate::host::workspace::Workspace;
 
@@ -301,6 +301,7 @@ fn ensure_architecture(arch: Arch) -> Result<()> {
         "adding the {arch} architecture to dpkg because the {arch} image takes Debian's {arch} packages"
     ));
     with_step(format!("adding the {arch} architecture to dpkg"), || {
+        let _lists = lock_apt_lists(AptLists::Change)?;
         run_apt(Command::new("dpkg").args(["--add-architecture", arch.debian_name()]))?;
         run_apt(Command::new("apt-get").arg("update"))
     })

@@ -13,7 +13,7 @@ use crate::host::arch::Arch;
 use crate::host::cache::cache_subdir;
 use crate::host::command::output_of;
 use crate::host::fs::{persist_dir, scratch_dir_for, sha256_file};
-use crate::host::packages::run_apt;
+use crate::host::packages::{lock_apt_lists, run_apt, AptLists};
 use crate::host::progress::with_step;
 
 /// One version of one binary package for one architecture.
@@ -54,7 +54,10 @@ pub fn candidate(name: &str, arch: Arch) -> Result<DebianPackage> {
     let version = match candidate_version(&spec)? {
         Some(version) => version,
         None if rustix::process::geteuid().is_root() => {
-            run_apt(Command::new("apt-get").arg("update"))?;
+            {
+                let _lists = lock_apt_lists(AptLists::Change)?;
+                run_apt(Command::new("apt-get").arg("update"))?;
+            }
             candidate_version(&spec)?
                 .with_context(|| format!("apt knows no installable version of {spec}"))?
         }
@@ -196,6 +199,7 @@ fn only_file_in(dir: &Path) -> Result<PathBuf> {
 }
 
 fn apt_cache(args: &[&str]) -> Result<String> {
+    let _lists = lock_apt_lists(AptLists::Read)?;
     output_of(Command::new("apt-cache").args(args))
 }
 

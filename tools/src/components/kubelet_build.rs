@@ -21,7 +21,9 @@ use crate::host::arch::Arch;
 use crate::host::cache::cache_subdir;
 use crate::host::command::{output_of, run_logged};
 use crate::host::fs::{copy_into_place, remove_dir_if_present};
-use crate::host::packages::{announce_host_change, ensure_installed, run_apt};
+use crate::host::packages::{
+    announce_host_change, ensure_installed, lock_apt_lists, run_apt, AptLists,
+};
 use crate::host::progress::with_step;
 
 /// Host packages the build runs: Go, the Makefile and its rsync, and
@@ -271,6 +273,7 @@ fn ensure_source_listed(source: &KubernetesSource) -> Result<()> {
     with_step(
         format!("adding the {SOURCE_SUITE} deb-src entry to apt"),
         || {
+            let _lists = lock_apt_lists(AptLists::Change)?;
             std::fs::write(SOURCE_LIST_FILE, &entry)
                 .with_context(|| format!("writing the apt source {SOURCE_LIST_FILE}"))?;
             run_apt(Command::new("apt-get").arg("update"))

@@ -4,6 +4,7 @@
 //! running as root, otherwise names the exact command to run. Every
 //! change to the host is announced on stderr before it is made.
 
+use std::fs::File;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -79,7 +80,10 @@ pub fn ensure_installed(packages: &[&str]) -> Result<()> {
     ));
     with_step(format!("installing {}", missing.join(" ")), || {
         // A fresh machine may have empty package lists.
-        run_apt(Command::new("apt-get").arg("update"))?;
+        {
+            let _lists = lock_apt_lists(AptLists::Change)?;
+            run_apt(Command::new("apt-get").arg("update"))?;
+        }
         let mut install = Command::new("apt-get");
         install.args(["install", "-y"]);
         if from_backports {
@@ -142,6 +146,32 @@ fn ensure_backports_source() -> Result<()> {
 /// on stderr, which a spinner would hide.
 pub fn announce_host_change(change_and_reason: &str) {
     eprintln!("kios: {change_and_reason}");
+}
+
+/// How a caller uses apt's view of the archive (its architectures and
+/// package lists).
+pub enum AptLists {
+    /// Queries them (`apt-cache`).
+    Read,
+    /// Changes them (`dpkg --add-architecture`, `apt-get update`).
+    Change,
+}
+
+/// A lock, in the cache, that orders the tools' own apt queries after a
+/// change of the lists: between `dpkg --add-architecture` and the
+/// `apt-get update` that follows it, every `apt-cache` query fails ("the
+/// package cache was built for different architectures"), which a test
+/// step fetching packages beside one adding arm64 ran into. Readers share
+/// it; a change holds it alone. Released when the file is dropped.
+pub fn lock_apt_lists(use_: AptLists) -> Result<File> {
+    let path = crate::host::cache::cache_dir()?.join("apt-lists.lock");
+    let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    match use_ {
+        AptLists::Read => file.lock_shared(),
+        AptLists::Change => file.lock(),
+    }
+    .with_context(|| format!("locking {}", path.display()))?;
+    Ok(file)
 }
 
 /// Runs apt non-interactively; its output is shown only when it fails.
