@@ -49,7 +49,10 @@ impl OciRuntime {
 
 /// Where the CNI plugins go: outside `/bin`, which holds only the node's own processes.
 pub const CNI_BIN_DIR: &str = "/opt/cni/bin";
-pub const CNI_PLUGINS: &[&str] = &["bridge", "host-local", "loopback", "portmap"];
+/// The plugins the node's own network (etc/cni/net.d) runs. No portmap: it
+/// programs iptables, which the node does not have (2.6 MB saved); a
+/// cluster's CNI add-on installs the plugins it needs itself.
+pub const CNI_PLUGINS: &[&str] = &["bridge", "host-local", "loopback"];
 
 /// One regular file written under the staging directory.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
