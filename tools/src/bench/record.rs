@@ -5,7 +5,8 @@
 //!
 //! Names: `boot-<date>T<HHMMSS>Z-<key>-<arches>.json` beside its `.svg`,
 //! e.g. `boot-2026-12-06T013012Z-kios-amd64+arm64.json`, where the key is
-//! the kernel, plus `-kvm` for KVM runs. Records from before schema 2 are
+//! the kernel, plus `-kvm` for KVM runs and `-console-all` for runs whose
+//! console showed every child line. Records from before schema 2 are
 //! named `boot-<date>-<key>.json` and are still found and read.
 
 use std::collections::BTreeMap;

@@ -89,6 +89,7 @@ pub struct Boots {
     /// A VM that has not powered off by then is killed.
     pub timeout: Duration,
     pub accel: Accel,
+    pub console: ConsoleVerbosity,
 }
 
 /// Builds one scenario's image (probe pod on) and boots it `boots.runs`
@@ -150,8 +151,7 @@ fn boot_once(
 ) -> Result<BTreeMap<String, u64>> {
     let config = VmConfig {
         accel: boots.accel,
-        // Timed as a node boots: child output off the serial console.
-        console: ConsoleVerbosity::Quiet,
+        console: boots.console,
         ..vm_config(image, true)
     };
     let options = RunOptions {

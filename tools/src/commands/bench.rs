@@ -25,10 +25,18 @@ use crate::components::OciRuntime;
 use crate::host::packages::{ensure_installed, qemu_packages};
 use crate::host::workspace::Workspace;
 use crate::kernel::KernelChoice;
-use crate::vm::qemu::{Accel, KVM_CLOCK};
+use crate::vm::qemu::{Accel, ConsoleVerbosity, KVM_CLOCK};
 
 /// The options `--against` leaves no use for: nothing is booted.
-const BOOT_OPTIONS: [&str; 6] = ["arch", "runs", "no_baseline", "kernel", "timeout", "accel"];
+const BOOT_OPTIONS: [&str; 7] = [
+    "arch",
+    "runs",
+    "no_baseline",
+    "kernel",
+    "timeout",
+    "accel",
+    "console",
+];
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -62,6 +70,12 @@ pub struct BenchArgs {
     /// kvm: the host's CPU, host arch only, timings not instruction-counted.
     #[arg(long, value_enum, default_value_t = Accel::Tcg)]
     accel: Accel,
+    /// quiet: timed as a node boots; all: containerd's and the kubelet's
+    /// lines on the console too, which adds the kubelet's sub-phases
+    /// (first log line, sync loop, first sandbox, first container) to the
+    /// report, at the console's cost. Recorded and compared apart.
+    #[arg(long, value_enum, default_value_t = ConsoleVerbosity::Quiet)]
+    console: ConsoleVerbosity,
     /// Compare the run with this recorded run (a JSON file of
     /// benches/results/, any schema) instead of the newest earlier record of
     /// the same kernel and accel.
@@ -169,11 +183,15 @@ fn bench(args: &BenchArgs, chosen: Option<(PathBuf, BenchReport)>) -> Result<()>
     }
     let workspace = Workspace::locate()?;
     let results = results_dir(&workspace.root);
-    // KVM timings follow the host's speed: recorded and compared apart.
-    let (clock, record_key) = match args.accel {
+    // KVM timings follow the host's speed, and a console showing everything
+    // costs boot time: each is recorded and compared apart.
+    let (clock, mut record_key) = match args.accel {
         Accel::Tcg => (CLOCK, args.kernel.name().to_string()),
         Accel::Kvm => (KVM_CLOCK, format!("{}-kvm", args.kernel.name())),
     };
+    if args.console == ConsoleVerbosity::All {
+        record_key.push_str("-console-all");
+    }
     let previous = match chosen {
         Some(chosen) => Some(chosen),
         None => latest_result(&results, &record_key)?,
@@ -198,6 +216,7 @@ fn bench(args: &BenchArgs, chosen: Option<(PathBuf, BenchReport)>) -> Result<()>
         runs: args.runs,
         timeout: Duration::from_secs(args.timeout),
         accel: args.accel,
+        console: args.console,
     };
     let mut arches = Vec::new();
     let mut environment = BTreeMap::new();
