@@ -13,6 +13,7 @@ use super::report::ScenarioResult;
 use super::PHASES;
 use crate::components::node::NodeComponents;
 use crate::host::workspace::Workspace;
+use crate::image::initramfs::Compression;
 use crate::image::node_image::{build_node_image, vm_config, ImageOptions, InitChoice, NodeImage};
 use crate::testing::probe_pod::probe_pod_file;
 use crate::vm::qemu::{run_vm, Accel, ConsoleVerbosity, LineVerdict, RunOptions, VmConfig, VmRun};
@@ -90,6 +91,8 @@ pub struct Boots {
     pub timeout: Duration,
     pub accel: Accel,
     pub console: ConsoleVerbosity,
+    /// How both scenarios' initramfs is stored.
+    pub compression: Compression,
 }
 
 /// Builds one scenario's image (probe pod on) and boots it `boots.runs`
@@ -114,7 +117,7 @@ pub fn bench_scenario(
         &ImageOptions {
             init,
             extra_files: vec![probe_pod_file()],
-            ..ImageOptions::default()
+            compression: boots.compression,
         },
         &out,
     )?;

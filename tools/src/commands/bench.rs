@@ -24,11 +24,12 @@ use crate::components::node::NodeComponents;
 use crate::components::OciRuntime;
 use crate::host::packages::{ensure_installed, qemu_packages};
 use crate::host::workspace::Workspace;
+use crate::image::initramfs::Compression;
 use crate::kernel::KernelChoice;
 use crate::vm::qemu::{Accel, ConsoleVerbosity, KVM_CLOCK};
 
 /// The options `--against` leaves no use for: nothing is booted.
-const BOOT_OPTIONS: [&str; 7] = [
+const BOOT_OPTIONS: [&str; 8] = [
     "arch",
     "runs",
     "no_baseline",
@@ -36,6 +37,7 @@ const BOOT_OPTIONS: [&str; 7] = [
     "timeout",
     "accel",
     "console",
+    "compression",
 ];
 
 #[derive(Debug, clap::Args)]
@@ -76,6 +78,11 @@ pub struct BenchArgs {
     /// report, at the console's cost. Recorded and compared apart.
     #[arg(long, value_enum, default_value_t = ConsoleVerbosity::Quiet)]
     console: ConsoleVerbosity,
+    /// How the initramfs is stored: zstd (what `kios build` ships) or none,
+    /// lz4, gzip, to time the unpacking's share. Other than zstd, recorded
+    /// and compared apart.
+    #[arg(long, value_enum, default_value_t = Compression::Zstd)]
+    compression: Compression,
     /// Compare the run with this recorded run (a JSON file of
     /// benches/results/, any schema) instead of the newest earlier record of
     /// the same kernel and accel.
@@ -192,6 +199,9 @@ fn bench(args: &BenchArgs, chosen: Option<(PathBuf, BenchReport)>) -> Result<()>
     if args.console == ConsoleVerbosity::All {
         record_key.push_str("-console-all");
     }
+    if args.compression != Compression::default() {
+        record_key.push_str(&format!("-{}", args.compression.name()));
+    }
     let previous = match chosen {
         Some(chosen) => Some(chosen),
         None => latest_result(&results, &record_key)?,
@@ -217,6 +227,7 @@ fn bench(args: &BenchArgs, chosen: Option<(PathBuf, BenchReport)>) -> Result<()>
         timeout: Duration::from_secs(args.timeout),
         accel: args.accel,
         console: args.console,
+        compression: args.compression,
     };
     let mut arches = Vec::new();
     let mut environment = BTreeMap::new();

@@ -31,6 +31,16 @@ pub enum Compression {
 }
 
 impl Compression {
+    /// The name the command line takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+            Compression::Lz4 => "lz4",
+        }
+    }
+
     /// The archive's file name suffix.
     pub fn suffix(self) -> &'static str {
         match self {
