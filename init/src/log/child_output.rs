@@ -42,7 +42,7 @@ mod tests {
         // The Linux side writes Level::Debug as the kernel's debug level, 7.
         assert_eq!(LEVEL, Level::Debug);
         assert_eq!(CHILD_OUTPUT_LEVEL, 7);
-        assert!(QUIET_LOGLEVEL <= CHILD_OUTPUT_LEVEL && CHILD_OUTPUT_LEVEL < ALL_LOGLEVEL);
+        const { assert!(QUIET_LOGLEVEL <= CHILD_OUTPUT_LEVEL && CHILD_OUTPUT_LEVEL < ALL_LOGLEVEL) };
     }
 
     /// Cuts `chunks` into lines as the init does, empty lines skipped.
