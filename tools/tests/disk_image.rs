@@ -23,7 +23,7 @@ use kios_tools::host::workspace::Workspace;
 use kios_tools::image::disk::{
     build_disk_image, parse_guid, DiskImage, DiskOptions, ESP_NAME, ESP_TYPE_GUID,
 };
-use kios_tools::image::initramfs::Initramfs;
+use kios_tools::image::initramfs::{Compression, Initramfs};
 use kios_tools::image::node_image::NodeImage;
 use kios_tools::image::uki::default_boot_path;
 use kios_tools::vm::qemu::{kernel_command_line, ConsoleVerbosity};
@@ -46,7 +46,7 @@ fn small_node_image(workspace: &Workspace, arch: Arch, dir: &Path) -> Result<Nod
     let initrd = dir.join("small.cpio");
     let mut image = Initramfs::new();
     image.file("/init-stand-in", 0o755, b"not booted in this test".to_vec());
-    image.write_cpio(&initrd)?;
+    image.write_stored(&initrd, Compression::None)?;
     Ok(NodeImage {
         arch,
         kernel,

@@ -20,6 +20,7 @@ use kios_tools::host::workspace::Workspace;
 use kios_tools::image::disk::{
     make_ext4, parse_guid, write_gpt_disk, PartitionContents, PartitionSpec,
 };
+use kios_tools::image::initramfs::Compression;
 use kios_tools::image::node_image::add_modules;
 use kios_tools::testing::standin_checks::{check_standin_run, require_line};
 use kios_tools::testing::standin_image::standin_initramfs;
@@ -54,7 +55,7 @@ fn standin_with_modules(
     // Replaces the late list: the early one must stay intact for the disks.
     image.file("/etc/kios/modules-late", 0o644, BAD_MODULES);
     let initrd = dir.join(format!("standin-modules-{arch}.cpio.gz"));
-    image.write_cpio_gz(&initrd)?;
+    image.write_stored(&initrd, Compression::Gzip)?;
     Ok((kernel, initrd))
 }
 

@@ -9,7 +9,7 @@ use kios_tools::components::bom::Bom;
 use kios_tools::components::node::pinned_kernel;
 use kios_tools::host::arch::Arch;
 use kios_tools::host::workspace::Workspace;
-use kios_tools::image::initramfs::Initramfs;
+use kios_tools::image::initramfs::{Compression, Initramfs};
 use kios_tools::testing::standin_checks::{check_standin_run, standin_args};
 use kios_tools::testing::standin_image::boot_standin_image;
 use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions, VmConfig};
@@ -68,7 +68,7 @@ fn kernel_without_init_panics_and_qemu_exits() -> anyhow::Result<()> {
     image
         .directory("/dev", 0o755)
         .char_device("/dev/console", 0o600, 5, 1);
-    image.write_cpio_gz(&initrd)?;
+    image.write_stored(&initrd, Compression::Gzip)?;
     let (kernel, _) = pinned_kernel(&Bom::of(&workspace)?, Arch::Amd64)?;
 
     let config = VmConfig::new(Arch::Amd64, kernel, initrd);

@@ -81,7 +81,7 @@ pub struct BenchArgs {
     /// How the initramfs is stored: zstd (what `kios build` ships) or none,
     /// lz4, gzip, to time the unpacking's share. Other than zstd, recorded
     /// and compared apart.
-    #[arg(long, value_enum, default_value_t = Compression::Zstd)]
+    #[arg(long, value_enum, default_value_t = Compression::default())]
     compression: Compression,
     /// Compare the run with this recorded run (a JSON file of
     /// benches/results/, any schema) instead of the newest earlier record of

@@ -57,7 +57,7 @@ pub struct BootArgs {
     #[arg(long, value_enum, default_value_t = Accel::Tcg)]
     accel: Accel,
     /// How the initramfs is stored (zstd: the smallest, see docs/measurements.md).
-    #[arg(long, value_enum, default_value_t = crate::image::initramfs::Compression::Zstd)]
+    #[arg(long, value_enum, default_value_t = crate::image::initramfs::Compression::default())]
     compression: crate::image::initramfs::Compression,
     /// The OCI runtime containerd runs containers with.
     #[arg(long, value_enum, default_value_t = OciRuntime::Runc)]

@@ -66,7 +66,7 @@ impl Default for DiskOptions {
     fn default() -> DiskOptions {
         DiskOptions {
             data_bytes: DEFAULT_DATA_BYTES,
-            console: ConsoleVerbosity::Quiet,
+            console: ConsoleVerbosity::default(),
         }
     }
 }

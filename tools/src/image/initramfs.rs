@@ -217,12 +217,8 @@ impl Initramfs {
         Ok(archive)
     }
 
-    /// The gzip-compressed archive (gzip header mtime 0, no file name).
-    pub fn to_cpio_gz(&self) -> Result<Vec<u8>> {
-        self.stored(Compression::Gzip)
-    }
-
-    /// The archive as `compression` stores it.
+    /// The archive as `compression` stores it (gzip: header mtime 0, no
+    /// file name).
     pub fn stored(&self, compression: Compression) -> Result<Vec<u8>> {
         let cpio = self.to_cpio()?;
         match compression {
@@ -247,16 +243,6 @@ impl Initramfs {
     /// via a temporary file).
     pub fn write_stored(&self, path: &Path, compression: Compression) -> Result<()> {
         write_atomically(path, &self.stored(compression)?)
-    }
-
-    /// Writes the gzip-compressed archive to `path`.
-    pub fn write_cpio_gz(&self, path: &Path) -> Result<()> {
-        self.write_stored(path, Compression::Gzip)
-    }
-
-    /// Writes the uncompressed archive to `path`.
-    pub fn write_cpio(&self, path: &Path) -> Result<()> {
-        self.write_stored(path, Compression::None)
     }
 
     fn check_parents_exist(&self) -> Result<()> {
@@ -394,8 +380,8 @@ pub(crate) mod tests {
             .char_device("/dev/console", 0o600, 5, 1)
             .file("/bin/init", 0o755, b"\x7fELF".to_vec());
         assert_eq!(
-            sample().to_cpio_gz().unwrap(),
-            reordered.to_cpio_gz().unwrap()
+            sample().stored(Compression::Gzip).unwrap(),
+            reordered.stored(Compression::Gzip).unwrap()
         );
     }
 

@@ -16,7 +16,7 @@ use crate::components::node::pinned_kernel;
 use crate::host::arch::Arch;
 use crate::host::progress::with_step;
 use crate::host::workspace::Workspace;
-use crate::image::initramfs::Initramfs;
+use crate::image::initramfs::{Compression, Initramfs};
 use crate::vm::qemu::{run_vm, LineVerdict, RunOptions, VmConfig, VmRun};
 
 pub const INIT_PACKAGE: &str = "kios-init";
@@ -108,7 +108,7 @@ pub fn build_standin_image(workspace: &Workspace, arch: Arch) -> Result<PathBuf>
         .join(format!("standin-{arch}.cpio.gz"));
     with_step(
         format!("writing the stand-in test image {}", path.display()),
-        || standin_initramfs(&init, &standin)?.write_cpio_gz(&path),
+        || standin_initramfs(&init, &standin)?.write_stored(&path, Compression::Gzip),
     )?;
     Ok(path)
 }
