@@ -21,6 +21,9 @@ macro_rules! containerd_seed {
 
 /// The init, as the kernel starts it (`rdinit=`).
 pub const INIT: &str = "/bin/init";
+/// The root as a compressed read-only erofs image inside the initramfs
+/// (`--compression erofs`): the init mounts it as the root when present.
+pub const ROOT_IMAGE: &str = "/root.erofs";
 /// The container runtime the init starts first.
 pub const RUNTIME: &str = "/bin/containerd";
 /// The kubelet.

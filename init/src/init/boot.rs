@@ -16,10 +16,13 @@ use crate::storage::mounts::{self, FsMount};
 use crate::supervisor::Service;
 use crate::sys::{MountOp, Sys};
 
-use kios_abi::image::{HOSTNAME_FILE, LATE_MODULE_LIST, MODULE_LIST, RUNTIME_SOCKET};
+use kios_abi::image::{
+    HOSTNAME_FILE, LATE_MODULE_LIST, MODULE_LIST, ROOT_IMAGE, RUNTIME_SOCKET,
+};
 use kios_abi::system_bus::{self, VAR_RUN};
 use kios_abi::system_socket;
 use kios_abi::timeline::{self, Phase};
+use linux_raw_sys::general::MS_RDONLY;
 
 /// The hostname when none is configured: the kernel's "(none)" is no node name.
 const DEFAULT_HOSTNAME: &str = "kios";
@@ -30,6 +33,7 @@ const ROOT_STAGING: &str = "/run";
 /// A boot step that failed, with the errno the kernel gave.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum BootError {
+    RootImage(Errno),
     SwitchRoot(Errno),
     ReadOnlyRoot(Errno),
     OpenKmsg(Errno),
@@ -54,6 +58,12 @@ impl ufmt::uDisplay for BootError {
         f: &mut ufmt::Formatter<'_, W>,
     ) -> Result<(), W::Error> {
         match *self {
+            BootError::RootImage(e) => ufmt::uwrite!(
+                f,
+                "mounting {} failed: {}, booting the initramfs as the root",
+                ROOT_IMAGE,
+                e
+            ),
             BootError::SwitchRoot(e) => {
                 ufmt::uwrite!(f, "switching to a pivot_root-able root failed: {}", e)
             }
@@ -156,18 +166,33 @@ impl<S: Sys> Init<S> {
     }
 
     /// The initramfs cannot be pivot_root'ed (runc needs that), so the init
-    /// bind-mounts it onto itself and moves the bind onto `/`: the same
-    /// files, now a real mount with a parent, read-only, at no copy cost.
+    /// stages a real mount and moves it onto `/`: the erofs root image when
+    /// the initramfs carries one (read on demand), else a bind of the
+    /// initramfs onto itself (the same files, at no copy cost); read-only.
     fn switch_root(&mut self) -> Result<(), BootError> {
         for dir in mounts::ROOT_MOUNT_POINTS {
             self.mkdir(dir, 0o755);
         }
         let sys = &mut self.sys;
-        sys.mount(&MountOp::Bind {
-            source: "/",
+        let mut root_image = None;
+        sys.mount(&MountOp::Fs {
+            source: ROOT_IMAGE,
             target: ROOT_STAGING,
+            fstype: "erofs",
+            flags: MS_RDONLY,
+            data: "",
         })
-        .and_then(|()| sys.chdir(ROOT_STAGING))
+            .or_else(|errno| {
+                // ENOENT: a cpio root; ENODEV: a kernel without erofs.
+                if errno != Errno::NOENT && errno != Errno::NODEV {
+                    root_image = Some(BootError::RootImage(errno));
+                }
+                sys.mount(&MountOp::Bind {
+                    source: "/",
+                    target: ROOT_STAGING,
+                })
+            })
+            .and_then(|()| sys.chdir(ROOT_STAGING))
         .and_then(|()| {
             sys.mount(&MountOp::Move {
                 source: ".",
@@ -178,7 +203,8 @@ impl<S: Sys> Init<S> {
         .and_then(|()| sys.chdir("/"))
         .map_err(BootError::SwitchRoot)?;
         sys.mount(&MountOp::ReadOnly { target: "/" })
-            .map_err(BootError::ReadOnlyRoot)
+            .map_err(BootError::ReadOnlyRoot)?;
+        root_image.map_or(Ok(()), Err)
     }
 
     fn mkdir(&mut self, path: &str, mode: u32) {

@@ -4,12 +4,9 @@ use super::*;
 use crate::init::testing::{booted, position};
 use crate::sys::recording::RecordingSys;
 
-#[test]
-fn root_becomes_a_read_only_mount_before_anything_is_mounted() {
-    let init = booted(RecordingSys::new());
-    let sys = init.sys();
+fn assert_root_sequence(sys: &RecordingSys, staged_by: &str) {
     let sequence = [
-        "bind / /run",
+        staged_by,
         "chdir /run",
         "move . /",
         "chroot .",
@@ -26,6 +23,32 @@ fn root_becomes_a_read_only_mount_before_anything_is_mounted() {
 }
 
 #[test]
+fn the_erofs_root_image_becomes_the_read_only_root_before_anything_is_mounted() {
+    let init = booted(RecordingSys::new());
+    assert_root_sequence(init.sys(), "mount erofs /run flags=1 ");
+    assert!(init.sys().calls_starting("bind").is_empty());
+    assert!(!init.sys().logs.iter().any(|l| l.starts_with("Err:")));
+}
+
+#[test]
+fn without_a_root_image_the_initramfs_is_bound_as_the_read_only_root() {
+    for errno in [Errno::NOENT, Errno::NODEV] {
+        let init = booted(RecordingSys::new().failing("mount erofs", errno));
+        assert_root_sequence(init.sys(), "bind / /run");
+        assert!(!init.sys().logs.iter().any(|l| l.starts_with("Err:")));
+    }
+}
+
+#[test]
+fn a_root_image_that_will_not_mount_is_reported_and_the_initramfs_boots() {
+    let init = booted(RecordingSys::new().failing("mount erofs", Errno::INVAL));
+    assert_root_sequence(init.sys(), "bind / /run");
+    assert!(init.sys().logged(
+        "Err: mounting /root.erofs failed: EINVAL (22), booting the initramfs as the root"
+    ));
+}
+
+#[test]
 fn mounts_have_tight_flags_and_root_is_shared_last() {
     let init = booted(RecordingSys::new());
     let sys = init.sys();
@@ -33,6 +56,7 @@ fn mounts_have_tight_flags_and_root_is_shared_last() {
     assert_eq!(
         mounts,
         [
+            "mount erofs /run flags=1 ",
             "mount devtmpfs /dev flags=10 mode=0755",
             "mount proc /proc flags=14 ",
             "mount sysfs /sys flags=14 ",
@@ -104,6 +128,7 @@ fn a_runtime_that_never_gets_ready_still_leads_to_a_kubelet() {
 #[test]
 fn each_failed_step_logs_one_line_and_the_boot_goes_on() {
     let sys = RecordingSys::new()
+        .failing("mount erofs", Errno::NOENT)
         .failing("bind / /run", Errno::INVAL)
         .failing("mount securityfs", Errno::NODEV)
         .failing("netlink", Errno::PERM)

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::bench::compare::DEFAULT_REGRESSION_FLOOR_US;
 use crate::bench::run::{bench_scenario, Boots};
@@ -187,6 +187,12 @@ fn bench(args: &BenchArgs, chosen: Option<(PathBuf, BenchReport)>) -> Result<()>
     for arch in args.arch.arches() {
         ensure_installed(qemu_packages(arch))?;
         args.accel.check(arch)?;
+    }
+    if args.compression == Compression::Erofs && !args.no_baseline {
+        bail!(
+            "the shell baseline cannot boot an erofs root: busybox's mount sets up a \
+             loop device for an image file, and the kiOS kernel has none; add --no-baseline"
+        );
     }
     let workspace = Workspace::locate()?;
     let results = results_dir(&workspace.root);

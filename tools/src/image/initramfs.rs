@@ -1,5 +1,6 @@
 //! Reproducible initramfs images: newc cpio, raw or compressed in one of
-//! the formats both kernels unpack (gzip, zstd, lz4).
+//! the formats both kernels unpack (gzip, zstd, lz4), or a small cpio
+//! carrying the root as an erofs image that the init mounts.
 //!
 //! Entries are kept sorted by path (so parents come before children and
 //! the bytes only depend on the contents), with mtime 0 and uid/gid 0.
@@ -12,7 +13,10 @@ use anyhow::{bail, Context, Result};
 use cpio::newc::{self, ModeFileType};
 use cpio::NewcBuilder;
 use flate2::GzBuilder;
+use kios_abi::image::ROOT_IMAGE;
 use serde::Serialize;
+
+use super::erofs;
 
 /// How the initramfs is stored. Measured on the amd64 node image (140.5 MB
 /// raw): gzip -9 48.0 MB, zstd -9 41.1 MB, lz4 68.1 MB; the boot-time
@@ -28,6 +32,12 @@ pub enum Compression {
     Zstd,
     /// The kernel's legacy lz4 frame: the fastest to unpack, the largest.
     Lz4,
+    /// A raw cpio of the boot entries (the init) and the whole tree as a
+    /// read-only erofs image (lz4hc) at `ROOT_IMAGE`, which the init
+    /// mounts as the root: the kernel copies it instead of unpacking
+    /// every file, and pages are decompressed when read. Needs a kernel
+    /// that mounts erofs from a file (the kiOS kernel; Debian's 6.1 cannot).
+    Erofs,
 }
 
 impl Compression {
@@ -38,6 +48,7 @@ impl Compression {
             Compression::Gzip => "gzip",
             Compression::Zstd => "zstd",
             Compression::Lz4 => "lz4",
+            Compression::Erofs => "erofs",
         }
     }
 
@@ -48,6 +59,7 @@ impl Compression {
             Compression::Gzip => "cpio.gz",
             Compression::Zstd => "cpio.zst",
             Compression::Lz4 => "cpio.lz4",
+            Compression::Erofs => "erofs.cpio",
         }
     }
 }
@@ -75,6 +87,8 @@ enum Node {
 struct Entry {
     permissions: u32,
     node: Node,
+    /// Also in the boot archive when the rest is an erofs image.
+    boot: bool,
 }
 
 /// The contents of an initramfs, keyed by absolute path.
@@ -141,6 +155,23 @@ impl Initramfs {
         self
     }
 
+    /// Marks `path` as needed before the root is mounted (the init and
+    /// what it runs from): with [`Compression::Erofs`] it stays in the
+    /// cpio beside the root image.
+    pub fn keep_for_boot(&mut self, path: &str) -> Result<&mut Self> {
+        let name = path.trim_start_matches('/');
+        self.entries
+            .get_mut(name)
+            .with_context(|| format!("{path} is not in the image"))?
+            .boot = true;
+        Ok(self)
+    }
+
+    /// Every path in the image.
+    pub fn paths(&self) -> impl Iterator<Item = String> + '_ {
+        self.entries.keys().map(|name| format!("/{name}"))
+    }
+
     /// Adds every entry of `other`, replacing any of the same path.
     pub fn merge(&mut self, other: &Initramfs) -> &mut Self {
         self.entries.extend(
@@ -166,7 +197,14 @@ impl Initramfs {
     fn insert(&mut self, path: &str, permissions: u32, node: Node) -> &mut Self {
         // The archive names entries without the leading slash, as gen_init_cpio does.
         let name = path.trim_start_matches('/').to_string();
-        self.entries.insert(name, Entry { permissions, node });
+        self.entries.insert(
+            name,
+            Entry {
+                permissions,
+                node,
+                boot: false,
+            },
+        );
         self
     }
 
@@ -236,7 +274,47 @@ impl Initramfs {
                 zstd::encode_all(cpio.as_slice(), ZSTD_LEVEL).context("compressing the archive")
             }
             Compression::Lz4 => lz4_legacy(&cpio),
+            Compression::Erofs => self.with_erofs_root()?.to_cpio(),
         }
+    }
+
+    /// The boot entries, their parents and the rest as an erofs image.
+    fn with_erofs_root(&self) -> Result<Initramfs> {
+        let mut boot = Initramfs::new();
+        for (name, entry) in self.entries.iter().filter(|(_, entry)| entry.boot) {
+            boot.parents(&format!("/{name}"));
+            boot.entries.insert(name.clone(), entry.clone());
+        }
+        let tree = tempfile::tempdir().context("creating a directory for the erofs root")?;
+        self.write_tree(tree.path())?;
+        boot.file(ROOT_IMAGE, 0o444, erofs::pack(tree.path())?);
+        Ok(boot)
+    }
+
+    /// Writes the entries as files under `root` for mkfs.erofs, which
+    /// takes ownership (root) and times (0) from its own options. Device
+    /// nodes are left out: /dev is a devtmpfs on the node.
+    fn write_tree(&self, root: &Path) -> Result<()> {
+        use std::os::unix::fs::{symlink, PermissionsExt};
+        for (name, entry) in &self.entries {
+            let path = root.join(name);
+            match &entry.node {
+                Node::Directory => std::fs::create_dir(&path),
+                Node::File(contents) => std::fs::write(&path, contents),
+                Node::Symlink(target) => symlink(target, &path),
+                Node::CharDevice { .. } => continue,
+            }
+            .with_context(|| format!("writing {}", path.display()))?;
+        }
+        // Modes last, so a read-only directory does not stop its children.
+        for (name, entry) in &self.entries {
+            if matches!(entry.node, Node::Directory | Node::File(_)) {
+                let path = root.join(name);
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(entry.permissions))
+                    .with_context(|| format!("setting the mode of {}", path.display()))?;
+            }
+        }
+        Ok(())
     }
 
     /// Writes the archive as `compression` stores it to `path` (atomically,
@@ -383,6 +461,50 @@ pub(crate) mod tests {
             sample().stored(Compression::Gzip).unwrap(),
             reordered.stored(Compression::Gzip).unwrap()
         );
+    }
+
+    #[test]
+    fn an_erofs_root_holds_the_tree_and_the_cpio_only_what_boots() {
+        let mut image = sample();
+        image
+            .keep_for_boot("/bin/init")
+            .unwrap()
+            .keep_for_boot("/dev/console")
+            .unwrap()
+            .directory("/etc", 0o755)
+            .file("/etc/hostname", 0o600, "node\n")
+            .symlink("/etc/localtime", "/usr/share/zoneinfo/UTC");
+        let stored = image.stored(Compression::Erofs).unwrap();
+        let listed = list(&stored);
+        let names: Vec<&str> = listed.iter().map(|entry| entry.0.as_str()).collect();
+        assert_eq!(
+            names,
+            ["bin", "bin/init", "dev", "dev/console", "root.erofs"]
+        );
+        assert_eq!(stored, image.stored(Compression::Erofs).unwrap());
+
+        // fsck.erofs checks every file and extracts the tree as the kernel sees it.
+        let dir = tempfile::tempdir().unwrap();
+        let root_image = dir.path().join("root.erofs");
+        std::fs::write(&root_image, &listed[4].6).unwrap();
+        let extracted = dir.path().join("tree");
+        crate::host::command::output_of(
+            std::process::Command::new("fsck.erofs")
+                .arg(format!("--extract={}", extracted.display()))
+                .arg(&root_image),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let hostname = extracted.join("etc/hostname");
+        assert_eq!(std::fs::read(&hostname).unwrap(), b"node\n");
+        let mode = std::fs::metadata(&hostname).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o600);
+        assert_eq!(std::fs::read(extracted.join("bin/init")).unwrap(), b"\x7fELF");
+        assert_eq!(
+            std::fs::read_link(extracted.join("etc/localtime")).unwrap(),
+            Path::new("/usr/share/zoneinfo/UTC")
+        );
+        assert!(!extracted.join("dev/console").exists());
     }
 
     #[test]

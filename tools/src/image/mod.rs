@@ -1,7 +1,9 @@
-//! Assembling what boots: the node image (an initramfs), the kernel
-//! modules it loads, the GPT disk image and the unified kernel image.
+//! Assembling what boots: the node image (an initramfs, optionally with
+//! an erofs root), the kernel modules it loads, the GPT disk image and the
+//! unified kernel image.
 
 pub mod disk;
+pub mod erofs;
 pub mod initramfs;
 pub mod modules;
 pub mod node_image;

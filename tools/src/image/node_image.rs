@@ -120,6 +120,15 @@ pub fn build_node_image(
     out_dir: &Path,
 ) -> Result<NodeImage> {
     let arch = components.arch;
+    if options.compression == Compression::Erofs {
+        if let NodeKernel::Debian { .. } = components.kernel {
+            bail!(
+                "an erofs root needs a kernel that mounts erofs from a file: the kiOS \
+                 kernel has it built in; Debian's 6.1 kernel has neither that nor \
+                 erofs before its modules load (use --kernel kios or another --compression)"
+            );
+        }
+    }
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let mut image = Initramfs::new();
     let mut parts = Vec::new();
@@ -129,16 +138,24 @@ pub fn build_node_image(
     ] {
         image.directory(dir, 0o755);
     }
-    image.char_device("/dev/console", 0o600, 5, 1);
+    // The kernel opens the console for the init before any mount.
+    image
+        .char_device("/dev/console", 0o600, 5, 1)
+        .keep_for_boot("/dev/console")?;
 
     let init_bytes = match &options.init {
         InitChoice::Kios => {
             let init = workspace.build_musl_binary("kios-init", arch)?;
-            image.file_from_host(INIT, 0o755, &init)?;
+            image
+                .file_from_host(INIT, 0o755, &init)?
+                .keep_for_boot(INIT)?;
             file_size(&init)?
         }
         InitChoice::Replacement { files, .. } => {
             image.merge(files);
+            for path in files.paths() {
+                image.keep_for_boot(&path)?;
+            }
             files.content_bytes()
         }
     };
