@@ -35,13 +35,27 @@ pub const DISK_IMAGE_PACKAGES: &[&str] = &["e2fsprogs"];
 
 const BACKPORTS_SUITE: &str = "bookworm-backports";
 const BACKPORTS_SOURCES_FILE: &str = "/etc/apt/sources.list.d/kios-backports.sources";
-const BACKPORTS_SOURCES: &str = "\
-Types: deb deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm-backports
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-";
+
+/// The backports entry, on the archive apt already uses for bookworm.
+fn backports_sources(archive_uri: &str) -> String {
+    format!(
+        "Types: deb deb-src\nURIs: {archive_uri}\nSuites: {BACKPORTS_SUITE}\nComponents: main\n\
+         Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+    )
+}
+
+/// The archive address apt uses for `suite/component` binary packages, from
+/// `apt-cache policy` lines like ` 500 <uri> bookworm/main amd64 Packages`.
+pub fn archive_uri(policy: &str, suite: &str, component: &str) -> Option<String> {
+    let wanted = format!("{suite}/{component}");
+    policy.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            [_priority, uri, dist, _arch, "Packages"] if *dist == wanted => Some(uri.to_string()),
+            _ => None,
+        }
+    })
+}
 
 /// Makes sure every package in `packages` is installed.
 pub fn ensure_installed(packages: &[&str]) -> Result<()> {
@@ -129,15 +143,20 @@ fn install_command_line(packages: &[&str], from_backports: bool) -> String {
 
 fn ensure_backports_source() -> Result<()> {
     let path = Path::new(BACKPORTS_SOURCES_FILE);
-    if std::fs::read_to_string(path).is_ok_and(|existing| existing == BACKPORTS_SOURCES) {
+    if path.exists() {
         return Ok(());
     }
+    let policy = crate::host::command::output_of(Command::new("apt-cache").arg("policy"))?;
+    let uri = archive_uri(&policy, "bookworm", "main").context(
+        "apt lists no bookworm main packages to take the archive address from; \
+         add Debian's bookworm archive to apt's sources and run `sudo apt-get update`",
+    )?;
     announce_host_change(&format!(
         "adding apt source {} ({BACKPORTS_SUITE}) because the installed qemu-utils \
          comes from {BACKPORTS_SUITE}, whose version Breaks bookworm's qemu-system",
         path.display()
     ));
-    std::fs::write(path, BACKPORTS_SOURCES)
+    std::fs::write(path, backports_sources(&uri))
         .with_context(|| format!("writing the apt source {}", path.display()))
 }
 
