@@ -1,7 +1,8 @@
 //! The binary part of a kiOS root filesystem, staged from the bill of
 //! materials: the container runtime and its shim, one OCI runtime, the
 //! kubelet, the CNI plugins, and exactly the shared libraries they need
-//! (from their ELF headers). No shell, no busybox, no other tools.
+//! (from their ELF headers), and the `mount` and `umount` the kubelet
+//! runs (`tools/mount`). No shell, no busybox, no other tools.
 //!
 //! Also builds the OCI images the first boot needs without a registry.
 //! [`node::NodeComponents`] resolves the components of one image once;
@@ -74,6 +75,10 @@ pub struct ImageArchive {
     pub bytes: u64,
 }
 
+/// Links in the image to a placed binary, which chooses what it does by
+/// the name it was run as: the kubelet runs `umount` through its PATH.
+const BIN_LINKS: &[(&str, &str)] = &[("/bin/umount", "/bin/mount")];
+
 /// A binary to take from a component and where it goes in the image.
 struct Placement {
     component: &'static str,
@@ -92,6 +97,7 @@ fn placements(runtime: OciRuntime) -> Vec<Placement> {
         bin("containerd", "containerd-shim-runc-v2"),
         bin(runtime.name(), runtime.name()),
         bin("kubelet", "kubelet"),
+        bin(node::MOUNT_COMPONENT, "mount"),
     ];
     placements.extend(CNI_PLUGINS.iter().map(|plugin| Placement {
         component: "cni-plugins",
@@ -124,6 +130,9 @@ pub fn stage_components(components: &NodeComponents, dir: &Path) -> Result<Vec<S
         let file = copy_into(dir, &image_path, &host_file, placement.component)?;
         binaries.push(dir.join(relative(&image_path)));
         staged.insert(image_path, file);
+    }
+    for (link, target) in BIN_LINKS {
+        link_into(dir, Path::new(link), Path::new(target))?;
     }
 
     let (sysroot, trees) = library_sysroot(components)?;
@@ -313,7 +322,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_runtime_its_shim_one_oci_runtime_and_the_kubelet_go_in_bin() {
+    fn only_the_runtime_its_shim_one_oci_runtime_the_kubelet_and_mount_go_in_bin() {
         for runtime in [OciRuntime::Runc, OciRuntime::Crun] {
             let in_bin: Vec<&str> = placements(runtime)
                 .iter()
@@ -326,10 +335,13 @@ mod tests {
                     "containerd",
                     "containerd-shim-runc-v2",
                     runtime.name(),
-                    "kubelet"
+                    "kubelet",
+                    "mount"
                 ]
             );
         }
+        // umount is mount under another name.
+        assert_eq!(BIN_LINKS, [("/bin/umount", "/bin/mount")]);
         let cni: Vec<&str> = placements(OciRuntime::Runc)
             .iter()
             .filter(|p| p.image_dir == CNI_BIN_DIR)

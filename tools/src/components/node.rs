@@ -20,6 +20,9 @@ use crate::kernel::KernelChoice;
 pub const BUSYBOX_COMPONENT: &str = "busybox";
 /// The BOM component holding Debian's cloud kernel and its modules.
 pub const KERNEL_COMPONENT: &str = "kernel";
+/// The node's `mount` and `umount` (`tools/mount`), which the kubelet runs
+/// for tmpfs and bind mounts: built from this workspace, not in the BOM.
+pub const MOUNT_COMPONENT: &str = "kios-mount";
 
 /// Everything a node image for one arch is built from.
 #[derive(Clone, Debug)]
@@ -72,7 +75,12 @@ impl NodeComponents {
         let mut fetched = BTreeMap::new();
         for name in names {
             if !fetched.contains_key(name) {
-                fetched.insert(name.to_string(), fetch_component(&bom, name, arch)?);
+                let path = if name == MOUNT_COMPONENT {
+                    workspace.build_musl_binary(MOUNT_COMPONENT, arch)?
+                } else {
+                    fetch_component(&bom, name, arch)?
+                };
+                fetched.insert(name.to_string(), path);
             }
         }
         let kernel = match kernel {

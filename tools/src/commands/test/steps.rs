@@ -201,6 +201,17 @@ pub(super) const STEPS: &[Step] = &[
         resources: &[],
     },
     Step {
+        name: "e2e_host_commands",
+        description: "QEMU test of the host commands the kubelet runs: tmpfs, downwardAPI, projected and read-only subPath volumes mounted and torn down with the node's mount and umount",
+        action: Action::TestBinary {
+            test: "e2e_host_commands",
+            args: &["--ignored", "--test-threads=1", "--nocapture"],
+        },
+        needs_qemu: true,
+        after: NODE_IMAGE,
+        resources: &[],
+    },
+    Step {
         name: "bench_report",
         description: "QEMU boot of the benchmark's shell-script baseline",
         action: Action::TestBinary {
