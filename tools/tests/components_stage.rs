@@ -83,7 +83,15 @@ fn amd64_components_stage_and_run_from_the_staged_root() -> anyhow::Result<()> {
     assert_eq!(
         in_bin,
         BTreeSet::from(
-            ["containerd", "containerd-shim-runc-v2", "kubelet", "runc"].map(String::from)
+            [
+                "containerd",
+                "containerd-shim-runc-v2",
+                "kubelet",
+                "mount",
+                "runc",
+                "umount"
+            ]
+            .map(String::from)
         )
     );
     // Only what the node's own network runs: no portmap, which needs iptables.

@@ -20,12 +20,14 @@ use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions};
 use kios_tools::vm::timeline::Timeline;
 
 /// The node's own long-running processes; pods add shims, pause and their containers.
-const HOST_BINARIES: [&str; 5] = [
+const HOST_BINARIES: [&str; 7] = [
     "containerd",
     "containerd-shim-runc-v2",
     "init",
     "kubelet",
+    "mount",
     "runc",
+    "umount",
 ];
 
 fn probe_line<'a>(console: &'a Console, what: &str) -> Result<&'a str, String> {
