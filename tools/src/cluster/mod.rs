@@ -1,5 +1,7 @@
 //! A real Kubernetes control plane on host loopback for the cluster
-//! tests, and the credentials it and its nodes use.
+//! tests, the credentials it and its nodes use, and a registry the nodes
+//! pull from.
 
 pub mod control_plane;
 pub mod pki;
+pub mod registry;

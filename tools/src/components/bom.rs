@@ -462,6 +462,9 @@ arm64 = {{ source = "path", path = "sysroot.tar.gz", sha256 = "{ZEROS}" }}
             "kubelet",
             "busybox",
             "libc6",
+            "kube-proxy",
+            "iptables",
+            "docker-registry",
         ] {
             for arch in Arch::ALL {
                 bom.source(name, arch).unwrap();

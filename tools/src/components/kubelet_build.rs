@@ -1,5 +1,6 @@
 //! Builds Kubernetes commands (the node's kubelet, the test control
-//! plane's kube-apiserver and kube-controller-manager) from Debian's
+//! plane's kube-apiserver and kube-controller-manager, the kube-proxy of
+//! the kube-proxy image) from Debian's
 //! `kubernetes` source package: the full Kubernetes source with every Go
 //! dependency vendored, so the build needs nothing beyond Debian's Go.
 //!

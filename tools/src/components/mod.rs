@@ -12,6 +12,7 @@ pub mod bom;
 pub mod debian;
 pub mod elf_deps;
 pub mod image_seed;
+pub mod kube_proxy;
 pub mod kubelet_build;
 pub mod node;
 pub mod oci;
@@ -169,7 +170,7 @@ fn library_sysroot(components: &NodeComponents) -> Result<(Sysroot, Vec<(PathBuf
 /// for a single-file component, else the one executable regular file with
 /// that name anywhere in the tree (Debian puts runc in usr/sbin, CNI plugins in
 /// usr/lib/cni, upstream archives in bin/ or at the top).
-fn find_executable(fetched: &Path, name: &str) -> Result<PathBuf> {
+pub(crate) fn find_executable(fetched: &Path, name: &str) -> Result<PathBuf> {
     if fetched.is_file() {
         return Ok(fetched.to_path_buf());
     }
@@ -260,7 +261,7 @@ fn link_into(dir: &Path, image_path: &Path, real_image_path: &Path) -> Result<()
 }
 
 /// The path from `link`'s directory to `target` (both absolute image paths).
-fn relative_target(link: &Path, target: &Path) -> PathBuf {
+pub(crate) fn relative_target(link: &Path, target: &Path) -> PathBuf {
     let link_dir: Vec<_> = link
         .parent()
         .unwrap_or(Path::new("/"))

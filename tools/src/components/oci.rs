@@ -34,6 +34,10 @@ pub const KIOSCTL_IMAGE: &str = "kios.local/kiosctl:1";
 const CONTAINERD_IMAGE_NAME: &str = "io.containerd.image.name";
 const IMAGE_LAYOUT_VERSION: &str = "1.0.0";
 const PATH_ENV: &str = "PATH=/bin";
+/// Debian's default `PATH`, for images laid out as Debian lays out its
+/// packages (commands in `/usr/sbin`, `/usr/local/bin`, ...).
+pub const DEBIAN_PATH_ENV: &str =
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Node {
@@ -71,6 +75,22 @@ impl Layer {
 
     pub fn symlink(&mut self, path: &str, target: &str) -> &mut Self {
         self.insert(path, 0o777, Node::Symlink(target.to_string()))
+    }
+
+    /// An empty directory (or the mode of one that files will go in).
+    pub fn directory(&mut self, path: &str, mode: u32) -> &mut Self {
+        self.insert(path, mode, Node::Directory)
+    }
+
+    /// The digest of the uncompressed layer tar, `sha256:...`: the image
+    /// config's diff_id, which the gzip-compressed blob follows from.
+    pub fn diff_id(&self) -> Result<String> {
+        Ok(sha256_digest(&self.to_tar()?)?.to_string())
+    }
+
+    /// Whether the layer has an entry at `path`.
+    pub fn contains(&self, path: &str) -> bool {
+        self.entries.contains_key(path.trim_matches('/'))
     }
 
     fn insert(&mut self, path: &str, mode: u32, node: Node) -> &mut Self {
@@ -200,6 +220,12 @@ fn oci_arch(arch: Arch) -> oci_spec::image::Arch {
 impl Image {
     /// The OCI image-layout tar archive.
     pub fn to_archive(&self) -> Result<Vec<u8>> {
+        self.to_archive_with_env(&[PATH_ENV.to_string()])
+    }
+
+    /// The same with `env` as the image config's environment instead of
+    /// `PATH=/bin`, e.g. [`DEBIAN_PATH_ENV`].
+    pub fn to_archive_with_env(&self, env: &[String]) -> Result<Vec<u8>> {
         if self.name.is_empty() || self.name.contains(char::is_whitespace) {
             bail!("`{}` is not an image reference", self.name);
         }
@@ -212,7 +238,7 @@ impl Image {
             .os(Os::Linux)
             .config(
                 ConfigBuilder::default()
-                    .env(vec![PATH_ENV.to_string()])
+                    .env(env.to_vec())
                     .entrypoint(self.entrypoint.clone())
                     .cmd(self.cmd.clone())
                     .build()
