@@ -296,17 +296,22 @@ impl Initramfs {
     /// nodes are left out: /dev is a devtmpfs on the node.
     fn write_tree(&self, root: &Path) -> Result<()> {
         use std::os::unix::fs::{symlink, PermissionsExt};
-        for (name, entry) in &self.entries {
+        // "" is the root itself, which `root` already is.
+        for (name, entry) in self.entries.iter().filter(|(name, _)| !name.is_empty()) {
             let path = root.join(name);
             match &entry.node {
-                Node::Directory => std::fs::create_dir(&path),
+                // create_dir_all: a tree added at "/etc" also names "etc/".
+                Node::Directory => std::fs::create_dir_all(&path),
                 Node::File(contents) => std::fs::write(&path, contents),
                 Node::Symlink(target) => symlink(target, &path),
                 Node::CharDevice { .. } => continue,
             }
             .with_context(|| format!("writing {}", path.display()))?;
         }
-        // Modes last, so a read-only directory does not stop its children.
+        // Modes last, so a read-only directory does not stop its children;
+        // the root is a temporary directory (0700) until then.
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("setting the mode of {}", root.display()))?;
         for (name, entry) in &self.entries {
             if matches!(entry.node, Node::Directory | Node::File(_)) {
                 let path = root.join(name);
@@ -467,6 +472,7 @@ pub(crate) mod tests {
     fn an_erofs_root_holds_the_tree_and_the_cpio_only_what_boots() {
         let mut image = sample();
         image
+            .directory("/", 0o755)
             .keep_for_boot("/bin/init")
             .unwrap()
             .keep_for_boot("/dev/console")
@@ -505,6 +511,8 @@ pub(crate) mod tests {
             Path::new("/usr/share/zoneinfo/UTC")
         );
         assert!(!extracted.join("dev/console").exists());
+        let root_mode = std::fs::metadata(&extracted).unwrap().permissions().mode();
+        assert_eq!(root_mode & 0o7777, 0o755);
     }
 
     #[test]
