@@ -49,3 +49,37 @@ pub const CONTAINERD_SNAPSHOTS: &str = "/var/lib/containerd-snapshots";
 pub const VAR: &str = "/var";
 /// The services' captured output, `<service>.log`, rotated once.
 pub const SERVICE_LOG_DIR: &str = "/var/log/kios";
+
+/// The first-boot step (`tools/firstboot`): the init runs it once per
+/// boot, with no arguments, after /etc's writable layer is mounted and
+/// before the runtime starts; it creates `/etc/machine-id` when missing,
+/// takes the EFI system partition's configuration on the first boot and
+/// writes a node name when none is configured.
+pub const FIRSTBOOT: &str = "/bin/kios-firstboot";
+/// Written once the first boot's configuration was taken (or there was
+/// none): later boots leave the EFI system partition alone.
+pub const FIRSTBOOT_DONE: &str = "/etc/kios/first-boot-done";
+/// The node's machine ID: 32 lowercase hex digits and a newline, made once.
+pub const MACHINE_ID: &str = "/etc/machine-id";
+/// The modules the first-boot step loads before it mounts the EFI system
+/// partition (vfat and its code pages), one path per line; absent when the
+/// kernel has them built in.
+pub const FIRSTBOOT_MODULE_LIST: &str = "/etc/kios/modules-firstboot";
+/// The GPT name of the EFI system partition the disk builder writes.
+pub const ESP_PARTITION_NAME: &str = "esp";
+/// The first-boot configuration's directory on the EFI system partition,
+/// laid out as /etc is (`hostname`, `kubernetes/...`).
+pub const ESP_CONFIG_DIR: &str = "kios/config";
+/// Where the first-boot step mounts the EFI system partition, read-only,
+/// for as long as it copies.
+pub const FIRSTBOOT_ESP_MOUNT: &str = "/run/kios-firstboot";
+/// Exit codes of [`FIRSTBOOT`].
+pub mod firstboot_exit {
+    /// Done: every file taken or refused with a line, the identity in place.
+    pub const DONE: i32 = 0;
+    /// Something could not be written (`/etc/machine-id`, the hostname,
+    /// the marker); each failure was logged. The boot goes on.
+    pub const INCOMPLETE: i32 = 1;
+    /// Called with arguments it does not take.
+    pub const USAGE: i32 = 2;
+}

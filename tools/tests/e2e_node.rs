@@ -20,10 +20,12 @@ use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions};
 use kios_tools::vm::timeline::Timeline;
 
 /// The node's own long-running processes; pods add shims, pause and their containers.
-const HOST_BINARIES: [&str; 7] = [
+const HOST_BINARIES: [&str; 8] = [
     "containerd",
     "containerd-shim-runc-v2",
     "init",
+    // Runs once per boot before containerd (tools/firstboot).
+    "kios-firstboot",
     "kubelet",
     "mount",
     "runc",

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Result};
 use serde::Serialize;
 
-use crate::commands::build::{Manifest, DISK, INITRAMFS, KERNEL};
+use crate::commands::build::{config_overlay, read_config_dir, Manifest, DISK, INITRAMFS, KERNEL};
 use crate::components::node::NodeComponents;
 use crate::components::OciRuntime;
 use crate::host::arch::Arch;
@@ -79,6 +79,14 @@ pub struct BootArgs {
     /// A built disk image's console was chosen by `kios build --console`.
     #[arg(long, value_enum)]
     console: Option<ConsoleVerbosity>,
+    /// Lay the files of DIR over the image's /etc, as `kios build --config` does.
+    #[arg(long, value_name = "DIR", conflicts_with = "image")]
+    config: Option<PathBuf>,
+    /// With --disk: the first-boot configuration on the EFI system
+    /// partition, as `kios build --esp-config` writes it (each `kios boot
+    /// --disk` builds a fresh disk: every boot is a first boot).
+    #[arg(long, value_name = "DIR", requires = "disk", conflicts_with = "image")]
+    esp_config: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -177,7 +185,14 @@ fn new_image_config(args: &BootArgs) -> Result<VmConfig> {
         &components,
         &ImageOptions {
             init: InitChoice::Kios,
-            extra_files: vec![probe_pod_file()],
+            extra_files: {
+                let mut files = match &args.config {
+                    Some(dir) => config_overlay(dir, &read_config_dir(dir)?)?,
+                    None => Vec::new(),
+                };
+                files.push(probe_pod_file());
+                files
+            },
             compression: args.compression,
         },
         &out,
@@ -185,6 +200,10 @@ fn new_image_config(args: &BootArgs) -> Result<VmConfig> {
     Ok(if args.disk {
         let options = DiskOptions {
             console: args.console.unwrap_or_default(),
+            esp_config: match &args.esp_config {
+                Some(dir) => read_config_dir(dir)?,
+                None => Vec::new(),
+            },
             ..DiskOptions::default()
         };
         let disk = build_disk_image(&components.bom, &image, &options, &out)?;

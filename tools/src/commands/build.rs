@@ -48,9 +48,100 @@ pub struct BuildArgs {
     /// kernel and initramfs boot gets it from `kios boot --console`.
     #[arg(long, value_enum, default_value_t = ConsoleVerbosity::Quiet, requires = "disk")]
     console: ConsoleVerbosity,
+    /// Lay the files of DIR over the image's /etc: DIR is laid out as /etc
+    /// is (`hostname`, `kubernetes/`, `containerd/`, `cni/`); kubeadm's
+    /// names are taken as kiOS's ([docs/configuration.md]).
+    #[arg(long, value_name = "DIR")]
+    config: Option<PathBuf>,
+    /// With --disk: put the files of DIR on the EFI system partition under
+    /// /kios/config/, for the node to take into /etc on its first boot.
+    #[arg(long, value_name = "DIR", requires = "disk")]
+    esp_config: Option<PathBuf>,
     /// Print the manifest as JSON instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+/// The regular files under `dir`, by `/`-separated path relative to it,
+/// sorted. Symlinks and other special files are refused.
+pub fn read_config_dir(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    ensure!(
+        dir.is_dir(),
+        "{} is not a directory (a configuration is laid out as /etc is)",
+        dir.display()
+    );
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name().min_depth(1) {
+        let entry = entry.with_context(|| format!("walking {}", dir.display()))?;
+        if entry.file_type().is_dir() {
+            continue;
+        }
+        ensure!(
+            entry.file_type().is_file(),
+            "{}: not a regular file (a configuration holds files and directories only)",
+            entry.path().display()
+        );
+        let relative = entry
+            .path()
+            .strip_prefix(dir)
+            .context("walkdir left its root")?
+            .to_str()
+            .with_context(|| format!("{}: not a UTF-8 path", entry.path().display()))?
+            .to_string();
+        let contents = std::fs::read(entry.path())
+            .with_context(|| format!("reading {}", entry.path().display()))?;
+        files.push((relative, contents));
+    }
+    Ok(files)
+}
+
+/// The image files `cargo kios build --config DIR` adds, from the files
+/// `read_config_dir` found in `dir`: each at its place in /etc (kubeadm's
+/// names at kiOS's), the files the node reads checked as the first boot
+/// checks them. Refuses unknown top-level names, naming what it accepts.
+pub fn config_overlay(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<Vec<(String, Vec<u8>)>> {
+    use kios_firstboot::policy::{self, Refusal, TOP_LEVEL};
+    let mut overlay: Vec<(String, Vec<u8>)> = Vec::new();
+    for (relative, contents) in files {
+        let top = relative.split('/').next().unwrap_or_default();
+        ensure!(
+            TOP_LEVEL.contains(&top),
+            "{}: `{top}` is not configuration kiOS takes; a --config directory holds only {} \
+             (laid out as /etc is: docs/configuration.md)",
+            dir.join(relative).display(),
+            TOP_LEVEL.join(", ")
+        );
+        let target = match policy::place(relative) {
+            Ok(placement) => {
+                if let Err(refusal) = policy::validate(placement.check, contents) {
+                    let reason = match refusal {
+                        Refusal::TooLarge => {
+                            format!("larger than {} bytes", policy::MAX_FILE_BYTES)
+                        }
+                        Refusal::Invalid(reason) => reason.to_string(),
+                        Refusal::Unknown => "not a file kiOS takes".to_string(),
+                    };
+                    bail!("{}: {reason}", dir.join(relative).display());
+                }
+                let mut target = kios_firstboot::text::Text::<512>::new();
+                placement.target(&mut target);
+                target.as_str().to_string()
+            }
+            // Anything else under an accepted name goes as it is: a file a
+            // kubeconfig or containerd's config names by path, say.
+            Err(_) => format!("/etc/{relative}"),
+        };
+        if let Some((earlier, _)) = overlay.iter().find(|(path, _)| *path == target) {
+            bail!(
+                "{}: {target} already comes from another file of {} ({earlier}): kiOS's and \
+                 kubeadm's names for one file, give one",
+                dir.join(relative).display(),
+                dir.display()
+            );
+        }
+        overlay.push((target, contents.clone()));
+    }
+    Ok(overlay)
 }
 
 /// The artifacts' names in the manifest.
@@ -146,10 +237,15 @@ pub fn run(args: &BuildArgs) -> Result<()> {
         &components,
         &ImageOptions {
             init: InitChoice::Kios,
-            extra_files: if args.probe_pod {
-                vec![probe_pod_file()]
-            } else {
-                Vec::new()
+            extra_files: {
+                let mut files = match &args.config {
+                    Some(dir) => config_overlay(dir, &read_config_dir(dir)?)?,
+                    None => Vec::new(),
+                };
+                if args.probe_pod {
+                    files.push(probe_pod_file());
+                }
+                files
             },
             compression: args.compression,
         },
@@ -169,6 +265,10 @@ pub fn run(args: &BuildArgs) -> Result<()> {
                 .checked_mul(1 << 20)
                 .context("--data-mib is too large")?,
             console: args.console,
+            esp_config: match &args.esp_config {
+                Some(dir) => read_config_dir(dir)?,
+                None => Vec::new(),
+            },
         };
         let disk = build_disk_image(&components.bom, &image, &options, &args.out)?;
         eprintln!(
@@ -242,6 +342,99 @@ mod tests {
         assert!(json.contains(r#""path": "vmlinuz-arm64""#), "{json}");
         std::fs::write(dir.path().join(Manifest::FILE), json).unwrap();
         assert_eq!(Manifest::load(dir.path()).unwrap(), manifest);
+    }
+
+    fn config_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, contents) in files {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, contents).unwrap();
+        }
+        dir
+    }
+
+    const KUBECONFIG: &str = "apiVersion: v1\nkind: Config\nclusters: []\n";
+
+    #[test]
+    fn a_config_dir_lands_in_etc_with_kubeadms_names_mapped() {
+        let dir = config_dir(&[
+            ("hostname", "edge-1\n"),
+            ("kubernetes/bootstrap-kubelet.conf", KUBECONFIG),
+            (
+                "kubernetes/pki/ca.crt",
+                "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n",
+            ),
+            ("kubernetes/manifests/web.yaml", "kind: Pod\n"),
+            (
+                "containerd/certs.d/registry.local/hosts.toml",
+                "server = \"x\"\n",
+            ),
+            ("cni/net.d/10-bridge.conflist", "{}"),
+            ("kubernetes/client/extra.pem", "anything"),
+        ]);
+        let files = read_config_dir(dir.path()).unwrap();
+        let overlay = config_overlay(dir.path(), &files).unwrap();
+        let paths: Vec<&str> = overlay.iter().map(|(path, _)| path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/etc/cni/net.d/10-bridge.conflist",
+                "/etc/containerd/certs.d/registry.local/hosts.toml",
+                "/etc/hostname",
+                "/etc/kubernetes/bootstrap-kubeconfig",
+                "/etc/kubernetes/client/extra.pem",
+                "/etc/kubernetes/manifests/web.yaml",
+                "/etc/kubernetes/pki/ca.crt",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_config_dir_with_unknown_names_or_bad_files_is_refused() {
+        let dir = config_dir(&[
+            ("kubernetes/node-ip", "10.0.2.15\n"),
+            ("passwd", "root::0:0"),
+        ]);
+        let error = config_overlay(dir.path(), &read_config_dir(dir.path()).unwrap()).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("`passwd` is not configuration kiOS takes"),
+            "{message}"
+        );
+        assert!(
+            message.contains("hostname, kubernetes, containerd, cni"),
+            "{message}"
+        );
+
+        for (path, contents, reason) in [
+            ("hostname", "not_a_name\n", "DNS-1123"),
+            ("kubernetes/kubelet.conf", "kind: Config\n", "no apiVersion"),
+            ("kubernetes/pki/ca.crt", "MIIB", "not a PEM certificate"),
+        ] {
+            let dir = config_dir(&[(path, contents)]);
+            let error = config_overlay(dir.path(), &read_config_dir(dir.path()).unwrap())
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(reason), "{path}: {error}");
+        }
+
+        let both = config_dir(&[
+            ("kubernetes/kubeconfig", KUBECONFIG),
+            ("kubernetes/kubelet.conf", KUBECONFIG),
+        ]);
+        let error = config_overlay(both.path(), &read_config_dir(both.path()).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("give one"), "{error}");
+    }
+
+    #[test]
+    fn the_disk_names_its_esp_as_the_first_boot_looks_for_it() {
+        assert_eq!(
+            crate::image::disk::ESP_NAME,
+            kios_abi::image::ESP_PARTITION_NAME
+        );
     }
 
     #[test]

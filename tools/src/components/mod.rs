@@ -155,6 +155,26 @@ pub fn stage_components(components: &NodeComponents, dir: &Path) -> Result<Vec<S
     Ok(staged.into_values().collect())
 }
 
+/// The node's own tools built from this workspace, by package, and where
+/// each goes in the image: the first-boot step (`tools/firstboot`).
+pub const WORKSPACE_BINARIES: &[(&str, &str)] = &[("kios-firstboot", kios_abi::image::FIRSTBOOT)];
+
+/// Builds [`WORKSPACE_BINARIES`] for `arch` and lays them out under `dir`
+/// (static executables: no libraries to follow).
+pub fn stage_workspace_binaries(
+    workspace: &Workspace,
+    arch: Arch,
+    dir: &Path,
+) -> Result<Vec<StagedFile>> {
+    WORKSPACE_BINARIES
+        .iter()
+        .map(|(package, image_path)| {
+            let built = workspace.build_musl_binary(package, arch)?;
+            copy_into(dir, Path::new(image_path), &built, package)
+        })
+        .collect()
+}
+
 /// The merged view of every `library = true` component, and which tree is which component.
 fn library_sysroot(components: &NodeComponents) -> Result<(Sysroot, Vec<(PathBuf, String)>)> {
     let trees = components

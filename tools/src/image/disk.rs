@@ -60,6 +60,11 @@ pub struct DiskOptions {
     pub data_bytes: u64,
     /// What the UKI's command line lets the console show.
     pub console: ConsoleVerbosity,
+    /// The first-boot configuration: files written under the EFI system
+    /// partition's `/kios/config/` (`kios_abi::image::ESP_CONFIG_DIR`), by
+    /// path relative to it (`hostname`, `kubernetes/kubelet.conf`, ...),
+    /// which the node takes into /etc on its first boot.
+    pub esp_config: Vec<(String, Vec<u8>)>,
 }
 
 impl Default for DiskOptions {
@@ -67,6 +72,7 @@ impl Default for DiskOptions {
         DiskOptions {
             data_bytes: DEFAULT_DATA_BYTES,
             console: ConsoleVerbosity::default(),
+            esp_config: Vec::new(),
         }
     }
 }
@@ -152,17 +158,24 @@ pub fn build_disk_image(
 
     let esp = out_dir.join(format!(".esp-{arch}.fat"));
     let esp_bytes = esp_size(uki.len() as u64);
+    let boot_path = default_boot_path(arch);
+    let config_paths: Vec<String> = options
+        .esp_config
+        .iter()
+        .map(|(path, _)| format!("{}/{path}", kios_abi::image::ESP_CONFIG_DIR))
+        .collect();
+    let mut esp_files: Vec<(&str, &[u8])> = vec![(boot_path.as_str(), &uki)];
+    esp_files.extend(
+        config_paths
+            .iter()
+            .zip(&options.esp_config)
+            .map(|(path, (_, contents))| (path.as_str(), contents.as_slice())),
+    );
     with_step(
         format!("writing the EFI system partition ({esp_bytes} bytes, FAT32)"),
-        || {
-            make_esp(
-                &esp,
-                esp_bytes,
-                &[(default_boot_path(arch).as_str(), &uki)],
-                volume_id(&seed),
-            )
-        },
+        || make_esp(&esp, esp_bytes, &esp_files, volume_id(&seed)),
     )?;
+    drop(esp_files);
     drop(uki);
     let data = out_dir.join(format!(".data-{arch}.ext4"));
     with_step(

@@ -12,13 +12,16 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use kios_abi::image::{CONTAINERD_SEED, CONTAINERD_SNAPSHOTS, INIT, LATE_MODULE_LIST, MODULE_LIST};
+use kios_abi::image::{
+    CONTAINERD_SEED, CONTAINERD_SNAPSHOTS, FIRSTBOOT_MODULE_LIST, INIT, LATE_MODULE_LIST,
+    MODULE_LIST,
+};
 use serde::Serialize;
 use walkdir::WalkDir;
 
 use crate::components::image_seed::seed_containerd_store;
 use crate::components::node::{NodeComponents, NodeKernel, BUSYBOX_COMPONENT};
-use crate::components::{build_images, stage_components, OciRuntime};
+use crate::components::{build_images, stage_components, stage_workspace_binaries, OciRuntime};
 use crate::host::arch::Arch;
 use crate::host::fs::{file_size, tree_bytes};
 use crate::host::workspace::Workspace;
@@ -41,6 +44,19 @@ pub const NETWORK_MODULES: &[&str] = &["bridge", "br_netfilter", "veth", "virtio
 /// init reads the button (built into the arm64 cloud kernel and into the
 /// kiOS kernel).
 pub const INPUT_MODULES: &[&str] = &["evdev", "button"];
+/// Loaded by the first-boot step only, before it mounts the EFI system
+/// partition: FAT and the code page and character set it mounts with by
+/// default (Debian's `FAT_DEFAULT_CODEPAGE` 437, `_IOCHARSET` ascii).
+pub const FIRSTBOOT_MODULES: &[&str] = &["vfat", "nls_cp437", "nls_ascii"];
+/// kubeadm's names for the kubeconfigs (link, target), which the init
+/// reads under kiOS's names: dangling until a kubeconfig is configured.
+pub const KUBEADM_LINKS: &[(&str, &str)] = &[
+    (kios_firstboot::policy::KUBEADM_KUBECONFIG, "kubeconfig"),
+    (
+        kios_firstboot::policy::KUBEADM_BOOTSTRAP_KUBECONFIG,
+        "bootstrap-kubeconfig",
+    ),
+];
 
 /// What goes into an image besides the node itself.
 #[derive(Clone, Debug)]
@@ -173,7 +189,8 @@ pub fn build_node_image(
         std::fs::remove_dir_all(&staging)
             .with_context(|| format!("clearing {}", staging.display()))?;
     }
-    let staged = stage_components(components, &staging)?;
+    let mut staged = stage_components(components, &staging)?;
+    staged.extend(stage_workspace_binaries(workspace, arch, &staging)?);
     add_tree(&mut image, &staging, "/")?;
     for file in &staged {
         add_part(&mut parts, &file.component, file.bytes);
@@ -186,6 +203,9 @@ pub fn build_node_image(
         "buildroot-overlay",
         tree_bytes(&overlay.join("etc"))?,
     );
+    for (link, target) in KUBEADM_LINKS {
+        image.symlink(link, target);
+    }
     if components.oci_runtime != OciRuntime::Runc {
         point_containerd_at(&mut image, &overlay, components.oci_runtime)?;
     }
@@ -328,8 +348,17 @@ pub fn add_modules(image: &mut Initramfs, kernel_tree: &Path) -> Result<u64> {
         .into_iter()
         .filter(|module| !early.contains(module))
         .collect();
+    let firstboot: Vec<PathBuf> = tree
+        .load_order(FIRSTBOOT_MODULES)?
+        .into_iter()
+        .filter(|module| !early.contains(module))
+        .collect();
     let mut bytes = 0;
-    for (list_path, modules) in [(MODULE_LIST, &early), (LATE_MODULE_LIST, &late)] {
+    for (list_path, modules) in [
+        (MODULE_LIST, &early),
+        (LATE_MODULE_LIST, &late),
+        (FIRSTBOOT_MODULE_LIST, &firstboot),
+    ] {
         let mut list = String::from(
             "# Load order, computed at image build time from each module's depends=.\n",
         );

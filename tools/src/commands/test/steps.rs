@@ -170,6 +170,17 @@ pub(super) const STEPS: &[Step] = &[
         resources: &[],
     },
     Step {
+        name: "e2e_first_boot",
+        description: "QEMU first-boot test: a disk with a configuration on its EFI system partition booted twice (taken once, identity kept)",
+        action: Action::TestBinary {
+            test: "e2e_first_boot",
+            args: &["--ignored", "--test-threads=1"],
+        },
+        needs_qemu: true,
+        after: NODE_IMAGE,
+        resources: &[],
+    },
+    Step {
         name: "e2e_power_button",
         description: "QEMU power button tests: ACPI on amd64 (Debian's and the kiOS kernel), the GPIO key on arm64 (kiOS kernel)",
         action: Action::TestBinary {
