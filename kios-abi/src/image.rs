@@ -73,6 +73,12 @@ pub const ESP_CONFIG_DIR: &str = "kios/config";
 /// Where the first-boot step mounts the EFI system partition, read-only,
 /// for as long as it copies.
 pub const FIRSTBOOT_ESP_MOUNT: &str = "/run/kios-firstboot";
+/// Written by [`FIRSTBOOT`] as its last act on every boot: the init waits
+/// for it (or the step's exit, or a deadline) before it reads the hostname.
+pub const FIRSTBOOT_RAN: &str = "/run/kios-firstboot.ran";
+/// How long the init waits for [`FIRSTBOOT`] before it kills it and boots on:
+/// the first boot copies at most 64 small files and syncs twice.
+pub const FIRSTBOOT_TIMEOUT_MS: u64 = 30_000;
 /// Exit codes of [`FIRSTBOOT`].
 pub mod firstboot_exit {
     /// Done: every file taken or refused with a line, the identity in place.

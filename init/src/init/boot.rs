@@ -14,10 +14,11 @@ use crate::power_button;
 use crate::storage::data_partition::{self, DataError, DevicePath};
 use crate::storage::mounts::{self, FsMount};
 use crate::supervisor::Service;
-use crate::sys::{MountOp, Sys};
+use crate::sys::{CommandArgv, MountOp, Signal, Sys};
 
 use kios_abi::image::{
-    HOSTNAME_FILE, LATE_MODULE_LIST, MODULE_LIST, ROOT_IMAGE, RUNTIME_SOCKET,
+    FIRSTBOOT, FIRSTBOOT_RAN, FIRSTBOOT_TIMEOUT_MS, HOSTNAME_FILE, LATE_MODULE_LIST, MODULE_LIST,
+    ROOT_IMAGE, RUNTIME_SOCKET,
 };
 use kios_abi::system_bus::{self, VAR_RUN};
 use kios_abi::system_socket;
@@ -50,6 +51,7 @@ pub enum BootError {
     RuntimeSocket(Errno),
     DataPartition(DataError),
     DataMount(DevicePath, Errno),
+    FirstBoot(Errno),
 }
 
 impl ufmt::uDisplay for BootError {
@@ -91,6 +93,9 @@ impl ufmt::uDisplay for BootError {
                 ufmt::uwrite!(f, "waiting for {} failed: {}", RUNTIME_SOCKET, e)
             }
             BootError::DataPartition(ref error) => ufmt::uwrite!(f, "{}", error),
+            BootError::FirstBoot(e) => {
+                ufmt::uwrite!(f, "{} did not finish: {}, booting on", FIRSTBOOT, e)
+            }
             BootError::DataMount(ref device, e) => ufmt::uwrite!(
                 f,
                 "mounting data partition {} failed: {}, not formatting it",
@@ -152,6 +157,8 @@ impl<S: Sys> Init<S> {
         let now = self.sys.now_us();
         self.timeline(Phase::MountsDone, now);
 
+        // Before the hostname: it may write the node's name.
+        self.run_first_boot();
         self.set_hostname();
         self.bring_up_loopback();
         self.set_sysctls();
@@ -205,6 +212,24 @@ impl<S: Sys> Init<S> {
         sys.mount(&MountOp::ReadOnly { target: "/" })
             .map_err(BootError::ReadOnlyRoot)?;
         root_image.map_or(Ok(()), Err)
+    }
+
+    /// The machine ID, the first boot's configuration and a node name
+    /// (tools/firstboot), in a process of its own: bounded, and nothing it
+    /// parses can take PID 1 down.
+    fn run_first_boot(&mut self) {
+        let mut argv = CommandArgv::new();
+        let _ = argv.push(&[FIRSTBOOT]);
+        let result = self.sys.spawn("kios-firstboot", &argv).and_then(|pid| {
+            self.sys
+                .wait_for_path(FIRSTBOOT_RAN, Some(pid), FIRSTBOOT_TIMEOUT_MS)
+                .inspect_err(|_| {
+                    let _ = self.sys.kill(Some(pid), Signal::Kill);
+                })
+        });
+        if let Err(errno) = result {
+            self.fail(BootError::FirstBoot(errno));
+        }
     }
 
     fn mkdir(&mut self, path: &str, mode: u32) {

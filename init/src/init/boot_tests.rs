@@ -98,13 +98,42 @@ fn timeline_phases_are_logged_in_order() {
 }
 
 #[test]
+fn the_first_boot_step_runs_on_the_mounted_etc_before_the_hostname_and_the_runtime() {
+    let init = booted(RecordingSys::new());
+    let sys = init.sys();
+    let step = position(sys, "spawn kios-firstboot /bin/kios-firstboot");
+    assert!(position(sys, "mount overlay /etc") < step);
+    let waited = position(
+        sys,
+        "wait_for_path /run/kios-firstboot.ran owner=101 timeout=30000",
+    );
+    assert!(step < waited && waited < position(sys, "spawn containerd"));
+    assert!(waited < position(sys, "hostname"));
+}
+
+#[test]
+fn a_first_boot_step_that_does_not_finish_is_killed_and_the_boot_goes_on() {
+    let init = booted(
+        RecordingSys::new()
+            .failing_exactly(
+                "wait_for_path /run/kios-firstboot.ran owner=101 timeout=30000",
+                Errno::TIMEDOUT,
+            ),
+    );
+    let sys = init.sys();
+    assert!(sys.logged("Err: /bin/kios-firstboot did not finish: ETIMEDOUT (110), booting on"));
+    assert!(position(sys, "kill 101 Kill") < position(sys, "spawn containerd"));
+    assert!(sys.spawned().iter().any(|argv| argv[0] == "/bin/kubelet"));
+}
+
+#[test]
 fn runtime_starts_first_and_the_kubelet_after_its_socket() {
     let init = booted(RecordingSys::new());
     let sys = init.sys();
     let runtime = position(sys, "spawn containerd /bin/containerd");
     let socket = position(
         sys,
-        "wait_for_path /run/containerd/containerd.sock owner=101 timeout=30000",
+        "wait_for_path /run/containerd/containerd.sock owner=102 timeout=30000",
     );
     let kubelet = position(sys, "spawn kubelet /bin/kubelet");
     assert!(runtime < socket && socket < kubelet);
@@ -149,7 +178,8 @@ fn each_failed_step_logs_one_line_and_the_boot_goes_on() {
             "Err: bringing up lo failed: EPERM (1)",
         ]
     );
-    assert_eq!(init.sys().spawned().len(), 2);
+    // The first-boot step, the runtime and the kubelet.
+    assert_eq!(init.sys().spawned().len(), 3);
 }
 
 #[test]

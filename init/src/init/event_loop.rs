@@ -185,7 +185,7 @@ mod tests {
                 },
                 Event::Timeout,
                 Event::ChildExited {
-                    pid: Pid(103),
+                    pid: Pid(104),
                     status: ExitStatus::Signaled(9),
                 },
                 Event::Timeout,
@@ -194,7 +194,7 @@ mod tests {
                     byte: 0x01,
                 },
                 Event::ChildExited {
-                    pid: Pid(104),
+                    pid: Pid(105),
                     status: ExitStatus::Exited(0),
                 },
                 Event::ChildExited {
@@ -294,7 +294,8 @@ mod tests {
             sys.calls_starting("drop_client"),
             ["drop_client 4", "drop_client 5"]
         );
-        assert_eq!(sys.spawned().len(), 2);
+        // The first-boot step, the runtime and the kubelet.
+        assert_eq!(sys.spawned().len(), 3);
     }
 
     #[test]
@@ -321,11 +322,11 @@ mod tests {
                 },
                 Event::Signal(signo::SIGTERM),
                 Event::ChildExited {
-                    pid: Pid(103),
+                    pid: Pid(104),
                     status: ExitStatus::Exited(0),
                 },
                 Event::ChildExited {
-                    pid: Pid(104),
+                    pid: Pid(105),
                     status: ExitStatus::Exited(0),
                 },
             ],
@@ -333,7 +334,7 @@ mod tests {
         let sys = init.sys();
         assert_eq!(
             sys.calls_starting("kill 10"),
-            ["kill 102 Term", "kill 101 Term"]
+            ["kill 103 Term", "kill 102 Term"]
         );
         assert!(sys.logged("kubelet exited signal=15, restart in 0 ms"));
         assert!(sys.logged("containerd exited status=0, restart in 0 ms"));
@@ -341,6 +342,7 @@ mod tests {
         assert_eq!(
             names,
             [
+                "/bin/kios-firstboot",
                 "/bin/containerd",
                 "/bin/kubelet",
                 "/bin/kubelet",

@@ -28,6 +28,8 @@ impl Init<RecordingSys> {
 pub(crate) fn booted(sys: RecordingSys) -> Init<RecordingSys> {
     let mut init = Init::new(sys);
     init.boot();
+    // The first-boot step wrote its mark and exited during the boot.
+    init.sys.children -= 1;
     init
 }
 
@@ -45,8 +47,9 @@ pub(crate) fn run_with(mut init: Init<RecordingSys>, events: &[Event]) -> Init<R
     init
 }
 
-pub(crate) const RUNTIME: Pid = Pid(101);
-pub(crate) const KUBELET: Pid = Pid(102);
+/// The first spawn is the first-boot step (pid 101).
+pub(crate) const RUNTIME: Pid = Pid(102);
+pub(crate) const KUBELET: Pid = Pid(103);
 
 /// The kubelet, then the runtime, exit cleanly (after SIGTERM).
 pub(crate) fn both_services_exit() -> [Event; 2] {

@@ -4,7 +4,7 @@
 
 use kios_abi::image::{
     firstboot_exit, ESP_CONFIG_DIR, ESP_PARTITION_NAME, FIRSTBOOT_DONE, FIRSTBOOT_ESP_MOUNT,
-    FIRSTBOOT_MODULE_LIST, HOSTNAME_FILE, MACHINE_ID,
+    FIRSTBOOT_MODULE_LIST, FIRSTBOOT_RAN, HOSTNAME_FILE, MACHINE_ID,
 };
 
 use crate::identity::{self, MachineId, Source};
@@ -134,6 +134,17 @@ pub fn first_boot<N: Node>(node: &mut N) -> i32 {
         Err(_) => &[],
     };
     run.hostname(cmdline, id);
+    // Last: the init boots on once this exists.
+    if let Err(errno) = run.node.write(FIRSTBOOT_RAN, b"", 0o444) {
+        let mut line = Line::new();
+        line.push("writing ")
+            .push(FIRSTBOOT_RAN)
+            .push(" failed: ")
+            .push_errno(errno)
+            .push("; the init waits for this step's exit instead");
+        run.log(Level::Err, &line);
+        run.incomplete = true;
+    }
     if run.incomplete {
         firstboot_exit::INCOMPLETE
     } else {
