@@ -181,8 +181,10 @@ pub fn kernel_command_line(arch: Arch, console: ConsoleVerbosity) -> String {
     };
     // panic=-1 reboots at once on a panic and -no-reboot turns that into
     // QEMU exiting, so a broken boot ends the run instead of hanging.
+    // rootfstype=ramfs: an erofs root image is mounted from a file in the
+    // initramfs, which needs a page-cache file (ramfs) rather than tmpfs's.
     format!(
-        "console={device} rdinit={INIT} printk.devkmsg=on panic=-1 loglevel={}",
+        "console={device} rdinit={INIT} rootfstype=ramfs printk.devkmsg=on panic=-1 loglevel={}",
         console.loglevel()
     )
 }
@@ -606,7 +608,8 @@ mod tests {
         assert!(joined.contains("user,model=virtio-net-pci,restrict=on"));
         assert!(joined.ends_with("-icount shift=0,sleep=off"));
         assert!(args.contains(
-            &"console=ttyS0 rdinit=/bin/init printk.devkmsg=on panic=-1 loglevel=8".to_string()
+            &"console=ttyS0 rdinit=/bin/init rootfstype=ramfs printk.devkmsg=on panic=-1 loglevel=8"
+                .to_string()
         ));
 
         assert_eq!(config.clock(), "guest clock, -icount shift=0,sleep=off");
@@ -729,7 +732,7 @@ mod tests {
         };
         let quiet = kernel_command_line(Arch::Arm64, ConsoleVerbosity::Quiet);
         assert_eq!(config.kernel_command_line(), quiet);
-        assert!(quiet.starts_with("console=ttyAMA0 rdinit=/bin/init"));
+        assert!(quiet.starts_with("console=ttyAMA0 rdinit=/bin/init rootfstype=ramfs"));
     }
 
     #[test]
