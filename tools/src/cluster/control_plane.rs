@@ -4,11 +4,16 @@
 //! driven with Debian's kubectl. Every process listens on 127.0.0.1 only,
 //! on ports picked free at start.
 //!
-//! The controller-manager runs only what a joining node needs: the CSR
-//! approver and signer (the bootstrap-token flow), and the service-account
-//! and token controllers (so pods pass the ServiceAccount admission
-//! plugin). There is no scheduler (pods name their node) and no node
-//! lifecycle controller (a node's Ready condition comes from its kubelet).
+//! The API server issues service-account tokens as kubeadm configures it
+//! (issuer, signing key, audiences), so the kubelet can request a pod's
+//! projected token (TokenRequest). The controller-manager runs only what
+//! a joining node and its ordinary pods need: the CSR approver and signer
+//! (the bootstrap-token flow), the service-account and token controllers
+//! (so pods pass the ServiceAccount admission plugin and get their
+//! token), namespaces, Endpoints, EndpointSlices and DaemonSets (a
+//! Service's backends and kube-proxy). There is no scheduler (pods name
+//! their node, or a test binds them) and no node lifecycle controller (a
+//! node's Ready condition comes from its kubelet).
 //!
 //! A guest reaches the API server as [`GUEST_SERVER`], through the QEMU
 //! forward [`ControlPlane::guest_forward`].
@@ -45,7 +50,14 @@ pub const GUEST_FORWARD_PACKAGES: &[&str] = &["socat"];
 /// The Service network; it only has to stay clear of QEMU's 10.0.2.0/24.
 const SERVICE_CIDR: &str = "10.96.0.0/12";
 const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
-const CONTROLLERS: &str = "csrapproving,csrsigning,csrcleaner,serviceaccount,serviceaccount-token";
+/// The controllers a node's ordinary pods and the cluster's kube-proxy need:
+/// the CSR ones (bootstrap tokens, serving certificates), service accounts
+/// and their tokens, namespaces (deleting one empties it), Endpoints and
+/// EndpointSlices (a Service's backends; kube-proxy 1.20 reads the slices)
+/// and DaemonSets (kube-proxy). No Deployment or ReplicaSet: the tests
+/// create pods directly.
+const CONTROLLERS: &str = "csrapproving,csrsigning,csrcleaner,serviceaccount,serviceaccount-token,\
+                           namespace,endpoint,endpointslice,daemonset";
 /// etcd, the API server and the controllers together on 2 busy cores: a
 /// few seconds usually, much more when the CPU is shared.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -173,7 +185,11 @@ impl ControlPlane {
             .arg(format!(
                 "--service-account-key-file={}",
                 files.service_account_public
-            ));
+            ))
+            // What a token the kubelet requests for a pod (TokenRequest, a
+            // projected serviceAccountToken volume) is for when the pod
+            // names no audience: the API server itself, as under kubeadm.
+            .arg(format!("--api-audiences={SERVICE_ACCOUNT_ISSUER}"));
         control_plane.spawn("kube-apiserver", &mut apiserver)?;
         control_plane.wait_until("the API server is ready", |control_plane| {
             Ok(control_plane
