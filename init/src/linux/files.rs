@@ -244,9 +244,9 @@ pub fn wait_for_path(path: &str, owner: Option<Pid>, timeout_ms: u64) -> SysResu
             Ok(_) | Err(RawErrno::INTR) => {}
             Err(e) => return Err(errno(e)),
         }
-        if owner.is_some() && !fds[1].revents().is_empty() {
-            return Err(Errno::SRCH);
-        }
+        // The events first: an owner that creates the path and exits at
+        // once leaves both ready, and the path is what it was asked for.
+        let owner_exited = owner.is_some() && !fds[1].revents().is_empty();
         let mut reader = inotify::Reader::new(&watch, &mut events);
         while let Ok(event) = reader.next() {
             if event
@@ -255,6 +255,9 @@ pub fn wait_for_path(path: &str, owner: Option<Pid>, timeout_ms: u64) -> SysResu
             {
                 return Ok(());
             }
+        }
+        if owner_exited {
+            return Err(Errno::SRCH);
         }
     }
 }
