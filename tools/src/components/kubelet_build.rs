@@ -23,7 +23,7 @@ use crate::host::cache::cache_subdir;
 use crate::host::command::{output_of, run_logged};
 use crate::host::fs::{copy_into_place, remove_dir_if_present};
 use crate::host::packages::{
-    announce_host_change, ensure_installed, lock_apt_lists, run_apt, AptLists,
+    announce_host_change, archive_uri, ensure_installed, lock_apt_lists, run_apt, AptLists,
 };
 use crate::host::progress::with_step;
 
@@ -299,19 +299,6 @@ fn lists_version(showsrc: &str, version: &str) -> bool {
         .any(|listed| listed.trim() == version)
 }
 
-/// The archive address apt uses for `suite/component` binary packages, from
-/// `apt-cache policy` lines like ` 500 <uri> bookworm/main amd64 Packages`.
-fn archive_uri(policy: &str, suite: &str, component: &str) -> Option<String> {
-    let wanted = format!("{suite}/{component}");
-    policy.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        match fields.as_slice() {
-            [_priority, uri, dist, _arch, "Packages"] if *dist == wanted => Some(uri.to_string()),
-            _ => None,
-        }
-    })
-}
-
 fn deb_src_entry(uri: &str, signed_by_archive_keyring: bool) -> String {
     let signed_by = if signed_by_archive_keyring {
         format!("Signed-By: {ARCHIVE_KEYRING}\n")
@@ -326,18 +313,6 @@ fn deb_src_entry(uri: &str, signed_by_archive_keyring: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_the_archive_address_apt_uses_for_the_suite() {
-        let policy = "Package files:\n 100 /var/lib/dpkg/status\n     release a=now\n \
-            100 http://mirror.example/debian bookworm-backports/main amd64 Packages\n \
-            500 http://mirror.example/debian bookworm/main arm64 Packages\n     release n=bookworm\n";
-        assert_eq!(
-            archive_uri(policy, "bookworm", "main").as_deref(),
-            Some("http://mirror.example/debian")
-        );
-        assert_eq!(archive_uri(policy, "trixie", "main"), None);
-    }
 
     #[test]
     fn the_deb_src_entry_is_deb822() {

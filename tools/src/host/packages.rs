@@ -225,6 +225,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn finds_the_archive_address_apt_uses_for_the_suite() {
+        let policy = "Package files:\n 100 /var/lib/dpkg/status\n     release a=now\n \
+            100 http://mirror.example/debian bookworm-backports/main amd64 Packages\n \
+            500 http://mirror.example/debian bookworm/main arm64 Packages\n     release n=bookworm\n";
+        assert_eq!(
+            archive_uri(policy, "bookworm", "main").as_deref(),
+            Some("http://mirror.example/debian")
+        );
+        assert_eq!(archive_uri(policy, "trixie", "main"), None);
+    }
+
+    #[test]
     fn only_fully_installed_packages_have_a_version() {
         assert_eq!(
             parse_status_and_version("install ok installed\t1:7.2+dfsg-7"),
