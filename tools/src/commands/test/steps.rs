@@ -138,7 +138,7 @@ pub(super) const STEPS: &[Step] = &[
     },
     Step {
         name: "e2e_cluster",
-        description: "QEMU cluster tests: the node joins the loopback control plane (client certificate, bootstrap token), runs a pod and shuts down gracefully; an unreachable server, a foreign or expired certificate, a rejected token",
+        description: "QEMU cluster tests: the node joins the loopback control plane (client certificate, bootstrap token), runs a pod with token, Secret and ConfigMap volumes, pulls kube-proxy from the loopback registry and serves a ClusterIP Service, and shuts down gracefully; an unreachable server, a foreign or expired certificate, a rejected token",
         action: Action::TestBinary {
             test: "e2e_cluster",
             args: &["--ignored", "--test-threads=1", "--nocapture"],
@@ -204,7 +204,7 @@ pub(super) const STEPS: &[Step] = &[
     },
     Step {
         name: "kernel_boot",
-        description: "QEMU boots with the kiOS kernel, both arches (built once, then cached)",
+        description: "QEMU boots with the kiOS kernel, both arches (built once, then cached): amd64 from the erofs root, arm64 from the zstd archive",
         action: Action::TestBinary {
             test: "kernel_boot",
             args: &["--ignored", "--test-threads=1"],
