@@ -83,7 +83,9 @@ fn boot_with_the_kios_kernel(arch: Arch, compression: Compression) {
         name: "no module was loaded (everything is built in)",
         outcome: check_no_modules_loaded(console),
     });
-    let root_image_mounted = console.texts().any(|text| text.contains(EROFS_ROOT_MOUNTED));
+    let root_image_mounted = console
+        .texts()
+        .any(|text| text.contains(EROFS_ROOT_MOUNTED));
     report.checks.push(Check {
         name: "the root is the erofs image exactly when the image carries one",
         outcome: match (compression == Compression::Erofs, root_image_mounted) {

@@ -189,17 +189,17 @@ impl<S: Sys> Init<S> {
             flags: MS_RDONLY,
             data: "",
         })
-            .or_else(|errno| {
-                // ENOENT: a cpio root; ENODEV: a kernel without erofs.
-                if errno != Errno::NOENT && errno != Errno::NODEV {
-                    root_image = Some(BootError::RootImage(errno));
-                }
-                sys.mount(&MountOp::Bind {
-                    source: "/",
-                    target: ROOT_STAGING,
-                })
+        .or_else(|errno| {
+            // ENOENT: a cpio root; ENODEV: a kernel without erofs.
+            if errno != Errno::NOENT && errno != Errno::NODEV {
+                root_image = Some(BootError::RootImage(errno));
+            }
+            sys.mount(&MountOp::Bind {
+                source: "/",
+                target: ROOT_STAGING,
             })
-            .and_then(|()| sys.chdir(ROOT_STAGING))
+        })
+        .and_then(|()| sys.chdir(ROOT_STAGING))
         .and_then(|()| {
             sys.mount(&MountOp::Move {
                 source: ".",

@@ -113,13 +113,10 @@ fn the_first_boot_step_runs_on_the_mounted_etc_before_the_hostname_and_the_runti
 
 #[test]
 fn a_first_boot_step_that_does_not_finish_is_killed_and_the_boot_goes_on() {
-    let init = booted(
-        RecordingSys::new()
-            .failing_exactly(
-                "wait_for_path /run/kios-firstboot.ran owner=101 timeout=30000",
-                Errno::TIMEDOUT,
-            ),
-    );
+    let init = booted(RecordingSys::new().failing_exactly(
+        "wait_for_path /run/kios-firstboot.ran owner=101 timeout=30000",
+        Errno::TIMEDOUT,
+    ));
     let sys = init.sys();
     assert!(sys.logged("Err: /bin/kios-firstboot did not finish: ETIMEDOUT (110), booting on"));
     assert!(position(sys, "kill 101 Kill") < position(sys, "spawn containerd"));

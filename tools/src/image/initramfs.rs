@@ -505,7 +505,10 @@ pub(crate) mod tests {
         assert_eq!(std::fs::read(&hostname).unwrap(), b"node\n");
         let mode = std::fs::metadata(&hostname).unwrap().permissions().mode();
         assert_eq!(mode & 0o7777, 0o600);
-        assert_eq!(std::fs::read(extracted.join("bin/init")).unwrap(), b"\x7fELF");
+        assert_eq!(
+            std::fs::read(extracted.join("bin/init")).unwrap(),
+            b"\x7fELF"
+        );
         assert_eq!(
             std::fs::read_link(extracted.join("etc/localtime")).unwrap(),
             Path::new("/usr/share/zoneinfo/UTC")
