@@ -113,18 +113,8 @@ impl Line {
         }
     }
 
-    pub fn push_u64(&mut self, mut value: u64) {
-        let mut digits = [0u8; 20];
-        let mut start = digits.len();
-        loop {
-            start -= 1;
-            digits[start] = b'0' + (value % 10) as u8;
-            value /= 10;
-            if value == 0 {
-                break;
-            }
-        }
-        self.push_bytes(&digits[start..]);
+    pub fn push_u64(&mut self, value: u64) {
+        self.push_bytes(crate::decimal::digits(value, &mut [0; 20]));
     }
 
     pub fn as_bytes(&self) -> &[u8] {

@@ -33,6 +33,7 @@
 mod auxv;
 #[allow(unsafe_code)]
 pub mod cstr;
+pub mod decimal;
 #[allow(unsafe_code)]
 pub mod kmsg;
 #[cfg(all(target_env = "musl", not(test)))]

@@ -67,18 +67,8 @@ impl<const N: usize> Text<N> {
         self
     }
 
-    pub fn push_u64(&mut self, mut value: u64) -> &mut Self {
-        let mut digits = [0u8; 20];
-        let mut start = digits.len();
-        loop {
-            start -= 1;
-            digits[start] = b'0' + (value % 10) as u8;
-            value /= 10;
-            if value == 0 {
-                break;
-            }
-        }
-        self.push_shown(&digits[start..])
+    pub fn push_u64(&mut self, value: u64) -> &mut Self {
+        self.push_shown(mini_libc_free::decimal::digits(value, &mut [0; 20]))
     }
 
     /// `ENOENT (2)`.

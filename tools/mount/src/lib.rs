@@ -78,18 +78,8 @@ pub trait Sink {
         self.push(text.as_bytes());
     }
 
-    fn push_u32(&mut self, mut value: u32) {
-        let mut digits = [0u8; 10];
-        let mut start = digits.len();
-        loop {
-            start -= 1;
-            digits[start] = b'0' + (value % 10) as u8;
-            value /= 10;
-            if value == 0 {
-                break;
-            }
-        }
-        self.push(&digits[start..]);
+    fn push_u32(&mut self, value: u32) {
+        self.push(mini_libc_free::decimal::digits(value.into(), &mut [0; 20]));
     }
 }
 
