@@ -14,6 +14,10 @@ pub const BOOTSTRAPPED_KUBECONFIG: &str = "/var/lib/kubelet/kubeconfig";
 pub const NODE_LABELS: &str = "/etc/kubernetes/node-labels";
 /// `--node-ip`: one address, or IPv4,IPv6.
 pub const NODE_IP: &str = "/etc/kubernetes/node-ip";
+/// The cluster's CA where kubeadm puts it: on a joined node, the kubelet
+/// takes it as `--client-ca-file` to authenticate the API server's calls
+/// (logs, exec, port-forward).
+pub const CLUSTER_CA: &str = "/etc/kubernetes/pki/ca.crt";
 /// `--image-credential-provider-config`.
 pub const CREDENTIAL_PROVIDERS: &str = "/etc/kubernetes/credential-providers.yaml";
 /// `--image-credential-provider-bin-dir`.

@@ -10,7 +10,7 @@ use crate::sys::{CommandArgv, Sys};
 
 use kios_abi::image;
 use kios_abi::kubernetes::{
-    BOOTSTRAPPED_KUBECONFIG, BOOTSTRAP_KUBECONFIG, CONFIG, CREDENTIAL_PROVIDERS,
+    BOOTSTRAPPED_KUBECONFIG, BOOTSTRAP_KUBECONFIG, CLUSTER_CA, CONFIG, CREDENTIAL_PROVIDERS,
     CREDENTIAL_PROVIDER_BIN_DIR, KUBECONFIG, NODE_IP, NODE_LABELS, STATIC_PODS,
 };
 
@@ -71,11 +71,47 @@ fn read_small<'b, S: Sys>(
     }
 }
 
+/// The minor version (1.N) of the kubelet the image ships: bom.toml's
+/// `release` for it, through build.rs. Flags come and go between releases.
+const KUBELET_MINOR: u16 = minor_version(env!("KIOS_KUBELET_RELEASE"));
+
+/// N of "1.N" or "1.N.P"; anything else stops the init's build.
+const fn minor_version(release: &str) -> u16 {
+    let bytes = release.as_bytes();
+    assert!(
+        bytes.len() > 2 && bytes[0] == b'1' && bytes[1] == b'.',
+        "the kubelet's release in bom.toml is not 1.N.P"
+    );
+    let mut minor: u16 = 0;
+    let mut at = 2;
+    while at < bytes.len() && bytes[at] != b'.' {
+        assert!(
+            bytes[at].is_ascii_digit() && minor < 1000,
+            "the kubelet's release in bom.toml is not 1.N.P"
+        );
+        minor = minor * 10 + (bytes[at] - b'0') as u16;
+        at += 1;
+    }
+    minor
+}
+
+/// Before 1.24 the kubelet ran Docker unless told otherwise; 1.27 removed
+/// the flag. Credential provider plugins were alpha (behind a gate that
+/// 1.28 removed) until 1.24.
+const FIRST_CRI_ONLY_MINOR: u16 = 24;
+
 /// The kubelet's command line from what `/etc/kubernetes` holds.
 pub fn kubelet_argv<S: Sys>(sys: &mut S) -> CommandArgv {
+    kubelet_argv_for(sys, KUBELET_MINOR)
+}
+
+/// The command line for kubelet 1.`minor`.
+fn kubelet_argv_for<S: Sys>(sys: &mut S, minor: u16) -> CommandArgv {
     let mut argv = CommandArgv::new();
     push_flag(sys, &mut argv, &[image::KUBELET]);
-    push_flag(sys, &mut argv, &["--container-runtime=remote"]);
+    if minor < FIRST_CRI_ONLY_MINOR {
+        push_flag(sys, &mut argv, &["--container-runtime=remote"]);
+    }
     push_flag(
         sys,
         &mut argv,
@@ -117,8 +153,19 @@ pub fn kubelet_argv<S: Sys>(sys: &mut S) -> CommandArgv {
             BOOTSTRAP_KUBECONFIG
         ),
     }
+    if has_kubeconfig || has_bootstrap {
+        push_cluster_auth(sys, &mut argv);
+    }
 
     if usable(sys, CREDENTIAL_PROVIDERS, "no image credential providers") {
+        if minor < FIRST_CRI_ONLY_MINOR {
+            // Merged with the config file's gates by the kubelet.
+            push_flag(
+                sys,
+                &mut argv,
+                &["--feature-gates=KubeletCredentialProviders=true"],
+            );
+        }
         push_flag(
             sys,
             &mut argv,
@@ -205,6 +252,20 @@ fn go_duration_ms(text: &[u8]) -> Option<u64> {
         rest = after;
     }
     (!text.is_empty()).then_some(total)
+}
+
+/// A joined node's kubelet API (logs, exec, port-forward, metrics) as
+/// kubeadm sets it up: callers prove themselves with a certificate the
+/// cluster's CA signed (the API server) or a token the API server vouches
+/// for, and the API server authorizes each request. Standalone, or
+/// without the CA, the API stays closed (the config refuses anonymous
+/// callers and checks no one).
+fn push_cluster_auth<S: Sys>(sys: &mut S, argv: &mut CommandArgv) {
+    if usable(sys, CLUSTER_CA, "no logs, exec or port-forward") {
+        push_flag(sys, argv, &["--client-ca-file=", CLUSTER_CA]);
+        push_flag(sys, argv, &["--authentication-token-webhook"]);
+        push_flag(sys, argv, &["--authorization-mode=Webhook"]);
+    }
 }
 
 fn push_flag<S: Sys>(sys: &mut S, argv: &mut CommandArgv, parts: &[&str]) {
@@ -323,7 +384,8 @@ mod tests {
             .with_file(BOOTSTRAP_KUBECONFIG, b"apiVersion: v1\n")
             .with_file(NODE_IP, b"10.0.2.15,fd00::15\n")
             .with_file(NODE_LABELS, b"tier=node\nzone=a\n")
-            .with_file(CREDENTIAL_PROVIDERS, b"kind: CredentialProviderConfig\n");
+            .with_file(CREDENTIAL_PROVIDERS, b"kind: CredentialProviderConfig\n")
+            .with_file(CLUSTER_CA, b"-----BEGIN CERTIFICATE-----\n");
         assert_eq!(
             argv_of(&mut sys),
             [
@@ -333,6 +395,10 @@ mod tests {
                 "--config=/etc/kubernetes/kubelet-config.yaml",
                 "--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubeconfig",
                 "--kubeconfig=/etc/kubernetes/kubeconfig",
+                "--client-ca-file=/etc/kubernetes/pki/ca.crt",
+                "--authentication-token-webhook",
+                "--authorization-mode=Webhook",
+                "--feature-gates=KubeletCredentialProviders=true",
                 "--image-credential-provider-config=/etc/kubernetes/credential-providers.yaml",
                 "--image-credential-provider-bin-dir=/usr/libexec/kubernetes/credential-providers",
                 "--node-ip=10.0.2.15,fd00::15",
@@ -343,6 +409,82 @@ mod tests {
             .logs
             .iter()
             .any(|line| line.starts_with("Warning") || line.starts_with("Err")));
+    }
+
+    #[test]
+    fn the_shipped_release_is_read_from_the_bom() {
+        assert_eq!(KUBELET_MINOR, 20);
+        assert_eq!(minor_version("1.20.2"), 20);
+        assert_eq!(minor_version("1.33"), 33);
+        assert_eq!(minor_version("1.5.0"), 5);
+    }
+
+    /// Each release's flags, from 1.20 (the built kubelet) to the newest:
+    /// the Docker default and the credential provider gate end with 1.24.
+    #[test]
+    fn flags_follow_the_kubelets_release() {
+        for (minor, runtime_flag, gate) in [
+            (20, true, true),
+            (23, true, true),
+            (24, false, false),
+            (26, false, false),
+            (27, false, false),
+            (34, false, false),
+        ] {
+            let mut sys = RecordingSys::new()
+                .with_file(CONFIG, b"kind: KubeletConfiguration\n")
+                .with_file(KUBECONFIG, b"apiVersion: v1\n")
+                .with_file(CLUSTER_CA, b"-----BEGIN CERTIFICATE-----\n")
+                .with_file(CREDENTIAL_PROVIDERS, b"kind: CredentialProviderConfig\n");
+            let argv: Vec<String> = kubelet_argv_for(&mut sys, minor)
+                .iter()
+                .map(str::to_string)
+                .collect();
+            let has = |flag: &str| argv.iter().any(|arg| arg == flag);
+            assert_eq!(has("--container-runtime=remote"), runtime_flag, "1.{minor}");
+            assert_eq!(
+                has("--feature-gates=KubeletCredentialProviders=true"),
+                gate,
+                "1.{minor}"
+            );
+            for flag in [
+                "--container-runtime-endpoint=unix:///run/containerd/containerd.sock",
+                "--config=/etc/kubernetes/kubelet-config.yaml",
+                "--kubeconfig=/etc/kubernetes/kubeconfig",
+                "--client-ca-file=/etc/kubernetes/pki/ca.crt",
+                "--image-credential-provider-config=/etc/kubernetes/credential-providers.yaml",
+            ] {
+                assert!(has(flag), "1.{minor} lacks {flag}: {argv:?}");
+            }
+        }
+    }
+
+    /// The kubelet's API opens to the cluster only on a joined node with
+    /// the cluster's CA; without the CA it says what is missing.
+    #[test]
+    fn the_kubelets_api_opens_only_to_a_joined_nodes_cluster() {
+        let auth = |argv: &[String]| {
+            argv.iter()
+                .filter(|arg| {
+                    arg.starts_with("--client-ca-file")
+                        || arg.starts_with("--authentication-token-webhook")
+                        || arg.starts_with("--authorization-mode")
+                })
+                .count()
+        };
+        let mut standalone =
+            RecordingSys::new().with_file(CLUSTER_CA, b"-----BEGIN CERTIFICATE-----\n");
+        assert_eq!(auth(&argv_of(&mut standalone)), 0);
+
+        let mut joined_without_ca = RecordingSys::new().with_file(BOOTSTRAP_KUBECONFIG, b"x");
+        assert_eq!(auth(&argv_of(&mut joined_without_ca)), 0);
+        assert!(joined_without_ca
+            .logged("/etc/kubernetes/pki/ca.crt: not present, no logs, exec or port-forward"));
+
+        let mut joined = RecordingSys::new()
+            .with_file(BOOTSTRAP_KUBECONFIG, b"x")
+            .with_file(CLUSTER_CA, b"-----BEGIN CERTIFICATE-----\n");
+        assert_eq!(auth(&argv_of(&mut joined)), 3);
     }
 
     #[test]

@@ -152,7 +152,7 @@ impl<S: Sys> Init<S> {
             self.mkdir(dir, mode);
         }
         self.link_var_run();
-        self.mount_etc();
+        self.mount_writable_layers();
         self.mount_containerd_store();
         let now = self.sys.now_us();
         self.timeline(Phase::MountsDone, now);
@@ -393,13 +393,16 @@ impl<S: Sys> Init<S> {
         self.mount(&mounts::VAR_EPHEMERAL);
     }
 
-    /// Puts the writable layer over the image's /etc (on /var: persistent
-    /// with a data partition). On failure /etc stays the image's, read-only.
-    fn mount_etc(&mut self) {
-        for (dir, mode) in mounts::ETC_DIRS {
+    /// Puts the writable layers over the image's /etc and /opt/cni/bin (on
+    /// /var: persistent with a data partition). On failure the directory
+    /// stays the image's, read-only.
+    fn mount_writable_layers(&mut self) {
+        for (dir, mode) in mounts::WRITABLE_LAYER_DIRS {
             self.mkdir(dir, mode);
         }
-        self.mount(&mounts::ETC);
+        for layer in &mounts::WRITABLE_LAYERS {
+            self.mount(layer);
+        }
     }
 
     /// Overlays the image's seeded image store on /var/lib/containerd (after

@@ -68,6 +68,7 @@ fn mounts_have_tight_flags_and_root_is_shared_last() {
             "mount tmpfs /tmp flags=6 mode=1777",
             "mount tmpfs /var flags=0 mode=0755",
             "mount overlay /etc flags=6 lowerdir=/etc,upperdir=/var/lib/kios/etc/upper,workdir=/var/lib/kios/etc/work",
+            "mount overlay /opt/cni/bin flags=6 lowerdir=/opt/cni/bin,upperdir=/var/lib/kios/cni-bin/upper,workdir=/var/lib/kios/cni-bin/work",
         ]
     );
     // Mounts made later under a shared mount are shared too.

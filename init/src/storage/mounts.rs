@@ -85,21 +85,35 @@ pub const STATE_DIRS: [(&str, u32); 10] = [
     ("/run/containerd", 0o711),
 ];
 
-/// /etc: the image's defaults under a writable layer on /var, so a change
-/// to the node's configuration survives a reboot when /var is the data
-/// partition. A newer image's defaults show through wherever the node
-/// changed nothing.
-pub const ETC: FsMount = fs(
-    "/etc",
-    "overlay",
-    MS_NOSUID | MS_NODEV,
-    "lowerdir=/etc,upperdir=/var/lib/kios/etc/upper,workdir=/var/lib/kios/etc/work",
-);
+/// The image's files under a writable layer on /var, so what the node
+/// changes survives a reboot when /var is the data partition; a newer
+/// image's files show through wherever the node changed nothing.
+/// - /etc: the node's configuration (and /etc/cni/net.d, where a CNI
+///   add-on's DaemonSet writes its network config).
+/// - /opt/cni/bin: the CNI plugins, where such a DaemonSet installs its
+///   own beside the image's.
+pub const WRITABLE_LAYERS: [FsMount; 2] = [
+    fs(
+        "/etc",
+        "overlay",
+        MS_NOSUID | MS_NODEV,
+        "lowerdir=/etc,upperdir=/var/lib/kios/etc/upper,workdir=/var/lib/kios/etc/work",
+    ),
+    fs(
+        "/opt/cni/bin",
+        "overlay",
+        MS_NOSUID | MS_NODEV,
+        "lowerdir=/opt/cni/bin,upperdir=/var/lib/kios/cni-bin/upper,workdir=/var/lib/kios/cni-bin/work",
+    ),
+];
 
-/// The /etc overlay's writable layer and its work directory.
-pub const ETC_DIRS: [(&str, u32); 2] = [
+/// The writable layers and their work directories.
+pub const WRITABLE_LAYER_DIRS: [(&str, u32); 5] = [
     ("/var/lib/kios/etc/upper", 0o755),
     ("/var/lib/kios/etc/work", 0o700),
+    ("/var/lib/kios/cni-bin", 0o700),
+    ("/var/lib/kios/cni-bin/upper", 0o755),
+    ("/var/lib/kios/cni-bin/work", 0o700),
 ];
 
 /// The image's seeded containerd store: the images a first boot needs.

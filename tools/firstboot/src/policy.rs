@@ -183,8 +183,6 @@ const FIXED: &[Fixed] = &[
 pub const KUBEADM_KUBECONFIG: &str = "/etc/kubernetes/kubelet.conf";
 /// kubeadm's name for the bootstrap kubeconfig, linked to kiOS's.
 pub const KUBEADM_BOOTSTRAP_KUBECONFIG: &str = "/etc/kubernetes/bootstrap-kubelet.conf";
-/// The cluster's CA where kubeadm puts it.
-pub const CLUSTER_CA: &str = "/etc/kubernetes/pki/ca.crt";
 
 /// A directory whose files are taken by suffix.
 struct Files {

@@ -49,6 +49,9 @@ pub struct Component {
     /// Part of the sysroot that binaries' shared libraries are resolved in.
     #[serde(default)]
     pub library: bool,
+    /// The upstream release the entries are, where the node depends on it
+    /// (the kubelet's: the init's flags follow it; see init/build.rs).
+    pub release: Option<String>,
     amd64: Option<Source>,
     arm64: Option<Source>,
 }
@@ -471,6 +474,27 @@ arm64 = {{ source = "path", path = "sysroot.tar.gz", sha256 = "{ZEROS}" }}
             }
         }
         assert!(bom.library_names().any(|name| name == "libc6"));
+    }
+
+    /// The init's kubelet flags follow `release` (init/build.rs): it must
+    /// be the release the kubelet's entries build ("1.20.5+really1.20.2-1"
+    /// is Debian's version of upstream 1.20.2).
+    #[test]
+    fn the_kubelets_release_is_the_one_its_entries_build() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(BOM_FILE);
+        let bom = Bom::load(&path).unwrap();
+        let release = bom.component("kubelet").unwrap().release.clone().unwrap();
+        for arch in Arch::ALL {
+            if let Source::DebianSource { version, .. } = bom.source("kubelet", arch).unwrap() {
+                let upstream = version.rsplit("really").next().unwrap();
+                assert!(
+                    upstream.starts_with(&format!("{release}-")),
+                    "{version} is not {release}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -72,6 +72,7 @@ impl Workspace {
                     "--message-format=json-render-diagnostics",
                 ])
                 .args(["--package", package, "--target", target])
+                .args(registry_path_remaps(target))
                 .stdin(Stdio::null())
                 .output()
                 .with_context(|| format!("running cargo to build {package}"))?;
@@ -108,6 +109,40 @@ impl Workspace {
             output_of(rustup().args(["target", "add", target])).map(drop)
         })
     }
+}
+
+/// `--config` arguments that remap the directories cargo unpacks crates
+/// into (`$CARGO_HOME/registry/src/<registry>`) to `crates`, added to the
+/// target's rustflags in .cargo/config.toml (cargo joins the arrays).
+/// Panic locations in dependencies otherwise carry that absolute path:
+/// the binaries would differ between machines whose CARGO_HOME differs,
+/// and the init would carry about 500 bytes of it.
+fn registry_path_remaps(target: &str) -> Vec<String> {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::home_dir().map(|home| home.join(".cargo")));
+    let Some(registries) =
+        cargo_home.and_then(|home| std::fs::read_dir(home.join("registry").join("src")).ok())
+    else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = registries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .collect();
+    dirs.sort();
+    remap_config(target, &dirs)
+}
+
+fn remap_config(target: &str, dirs: &[PathBuf]) -> Vec<String> {
+    dirs.iter()
+        .flat_map(|dir| {
+            let flag = toml::Value::String(format!("--remap-path-prefix={}=crates", dir.display()));
+            [
+                "--config".to_string(),
+                format!("target.{target}.rustflags=[{flag}]"),
+            ]
+        })
+        .collect()
 }
 
 fn lists_target(installed_targets: &str, target: &str) -> bool {
@@ -160,6 +195,22 @@ mod tests {
             ))
         );
         assert_eq!(executable_from_messages(messages, "kios-standin"), None);
+    }
+
+    #[test]
+    fn registry_directories_are_remapped_in_the_targets_rustflags() {
+        assert_eq!(
+            remap_config(
+                "x86_64-unknown-linux-musl",
+                &[PathBuf::from(
+                    "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f"
+                )]
+            ),
+            [
+                "--config",
+                r#"target.x86_64-unknown-linux-musl.rustflags=["--remap-path-prefix=/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f=crates"]"#
+            ]
+        );
     }
 
     #[test]
