@@ -39,6 +39,8 @@ enum Command {
     Bench(commands::bench::BenchArgs),
     /// Build the kiOS kernel from kernel/*.config (--check: only verify the resolved config).
     Kernel(commands::kernel::KernelArgs),
+    /// Start the loopback control plane, boot N kiOS nodes that join it, show them; --json/--checks: measure the checks and exit.
+    Cluster(commands::cluster::ClusterArgs),
     /// Run every test: clippy, the unit tests, then the image and QEMU end-to-end tests, two steps at a time.
     Test(commands::test::TestArgs),
     /// Remove the tools' cache (downloads, unpacked packages, builds) and report the bytes freed.
@@ -73,6 +75,7 @@ impl Cli {
             Command::Build(args) => commands::build::run(&args),
             Command::Bench(args) => commands::bench::run(&args),
             Command::Kernel(args) => commands::kernel::run(&args),
+            Command::Cluster(args) => commands::cluster::run_command(&args),
             Command::Test(args) => commands::test::run(&args),
             Command::Clean(args) => commands::clean::run(&args),
         }
@@ -171,10 +174,13 @@ mod tests {
             "kios kernel --json",
             "kios clean --json --keep-builds",
             "kios demo --accel kvm",
+            "kios cluster --nodes 2 --json",
+            "kios cluster --checks",
         ] {
             assert!(parse(line).is_ok(), "{line}");
         }
         assert!(parse("kios boot --accel hvf").is_err());
+        assert!(parse("kios cluster --nodes 0").is_err());
     }
 
     #[test]

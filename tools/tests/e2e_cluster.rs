@@ -35,27 +35,30 @@
 //! Ignored by default (a control plane and a VM per test): `cargo kios
 //! test` runs them.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
+use kios_tools::cluster::api::{node_ready, ready_condition, Api};
 use kios_tools::cluster::control_plane::{ControlPlane, GUEST_ADDRESS, GUEST_PORT, GUEST_SERVER};
+use kios_tools::cluster::local::{deploy_kube_proxy, node_image, registry_hosts_file};
 use kios_tools::cluster::pki::{
     self, BootstrapToken, ClientIdentity, ClusterCa, Credential, NODES_GROUP,
 };
-use kios_tools::cluster::registry::{self, PushedImage, Registry, GUEST_REGISTRY};
+use kios_tools::cluster::registry::{PushedImage, Registry, GUEST_REGISTRY};
+use kios_tools::cluster::timing::{ready_timing, KUBELET_LINE};
+use kios_tools::cluster::workloads::{
+    client_pod, volume_sources, volumes_pod, web_objects, CLIENT_POD, KUBE_PROXY_LABEL,
+    KUBE_PROXY_TIMEOUT, TICK_LINE, TICK_POD, TICK_POD_PATH, VOLUMES_POD, WEB_POD,
+};
 use kios_tools::components::bom::{Bom, BOM_FILE};
-use kios_tools::components::kube_proxy;
-use kios_tools::components::node::NodeComponents;
-use kios_tools::components::OciRuntime;
-use kios_tools::host::arch::Arch;
 use kios_tools::host::workspace::Workspace;
-use kios_tools::image::node_image::{build_node_image, vm_config, ImageOptions};
+use kios_tools::image::node_image::vm_config;
 use kios_tools::kernel::KernelChoice;
 use kios_tools::vm::console::Console;
 use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions, VmConfig, VmRun};
-use kios_tools::vm::timeline::{kmsg_micros, Phase, Timeline};
+use kios_tools::vm::timeline::{kmsg_micros, Timeline};
 use serde_json::{json, Value};
 
 /// The node's labels, as its node-labels file lists them.
@@ -71,59 +74,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(300);
 const POD_TIMEOUT: Duration = Duration::from_secs(180);
 /// The whole boot, power-off included.
 const RUN_TIMEOUT: Duration = Duration::from_secs(900);
-const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The DHCP static pod's lease line: from then on the API server is reachable.
 const LEASE_LINE: &str = "kios-dhcp: bound eth0 10.0.2.15/24";
-/// How the init marks the kubelet's output on the console.
-const KUBELET_LINE: &str = "kubelet: ";
-const TICK_LINE: &str = "kios-tick: ";
-
-const TICK_POD_PATH: &str = "/etc/kubernetes/manifests/kios-tick.yaml";
-/// TEST FIXTURE: a static pod that writes a numbered line to the console
-/// every 5 s of guest time: static pods keep running whatever the API
-/// server says, and the console never goes quiet for long, so the host
-/// can stop the VM at the next line.
-const TICK_POD: &str = r#"# TEST FIXTURE: ticks on the console every 5 s.
-apiVersion: v1
-kind: Pod
-metadata:
-  name: kios-tick
-  namespace: kube-system
-spec:
-  hostNetwork: true
-  restartPolicy: Always
-  containers:
-    - name: tick
-      image: kios.local/busybox:1
-      imagePullPolicy: Never
-      # /dev/kmsg is outside an unprivileged container's device allowlist.
-      securityContext:
-        privileged: true
-      command:
-        - /bin/busybox
-        - sh
-        - -c
-        - |
-          # PID 1 of its container: without a trap SIGTERM would be ignored.
-          trap 'exit 0' TERM
-          tick=0
-          while true; do
-            tick=$((tick + 1))
-            echo "kios-tick: $tick" > /dev/kmsg
-            /bin/busybox sleep 5 &
-            wait $!
-          done
-      volumeMounts:
-        - name: kmsg
-          mountPath: /dev/kmsg
-  volumes:
-    - name: kmsg
-      hostPath:
-        path: /dev/kmsg
-        type: CharDevice
-"#;
-
 /// The pod the cluster gives the node, and the lines it writes: at start,
 /// when its SIGTERM comes, and when it has finished its 2 s of cleanup.
 const HELLO_POD: &str = "kios-hello";
@@ -202,322 +155,6 @@ fn shutdown_pod(node: &str) -> Value {
     })
 }
 
-/// The pod network of the node's CNI config (buildroot-overlay/etc/cni/net.d).
-const POD_CIDR: &str = "10.88.0.0/16";
-const KUBE_PROXY_LABEL: &str = "kube-proxy";
-const KUBE_PROXY_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// kube-proxy as kubeadm deploys it: a service account bound to
-/// `system:node-proxier`, a ConfigMap with its config and a kubeconfig
-/// that speaks as that service account (its token and the cluster CA from
-/// the token volume) to the API server's address, and a privileged
-/// host-network DaemonSet sharing the host's `/run/xtables.lock`. Not
-/// `system-node-critical` as under kubeadm: the kubelet's graceful shutdown
-/// then stops it with the regular pods, and the critical share of the
-/// shutdown grace period stays the static pods' alone.
-/// No `/lib/modules`: the kiOS kernel has netfilter built in.
-/// `masqueradeAll` lets a pod reach a Service whose backend sits on the
-/// same bridge without relying on bridge netfilter; conntrack limits are
-/// left as the kernel has them.
-fn kube_proxy_manifests(image: &str) -> Value {
-    // JSON, which both kube-proxy's config loader and client-go's kubeconfig loader read as YAML.
-    let config = json!({
-        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
-        "kind": "KubeProxyConfiguration",
-        "clientConnection": { "kubeconfig": "/var/lib/kube-proxy/kubeconfig.conf" },
-        "mode": "iptables",
-        "clusterCIDR": POD_CIDR,
-        "iptables": { "masqueradeAll": true },
-        "conntrack": {
-            "maxPerCore": 0,
-            "min": 0,
-            "tcpEstablishedTimeout": "0s",
-            "tcpCloseWaitTimeout": "0s",
-        },
-    })
-    .to_string();
-    let account = "/var/run/secrets/kubernetes.io/serviceaccount";
-    let kubeconfig = json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{
-            "name": "default",
-            "cluster": { "certificate-authority": format!("{account}/ca.crt"), "server": GUEST_SERVER },
-        }],
-        "contexts": [{
-            "name": "default",
-            "context": { "cluster": "default", "namespace": "default", "user": "default" },
-        }],
-        "current-context": "default",
-        "users": [{ "name": "default", "user": { "tokenFile": format!("{account}/token") } }],
-    })
-    .to_string();
-    json!({
-        "apiVersion": "v1",
-        "kind": "List",
-        "items": [
-            {
-                "apiVersion": "v1",
-                "kind": "ServiceAccount",
-                "metadata": { "name": "kube-proxy", "namespace": "kube-system" },
-            },
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "ClusterRoleBinding",
-                "metadata": { "name": "kios:node-proxier" },
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": "system:node-proxier",
-                },
-                "subjects": [{
-                    "kind": "ServiceAccount",
-                    "name": "kube-proxy",
-                    "namespace": "kube-system",
-                }],
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": { "name": "kube-proxy", "namespace": "kube-system" },
-                "data": { "config.conf": config, "kubeconfig.conf": kubeconfig },
-            },
-            {
-                "apiVersion": "apps/v1",
-                "kind": "DaemonSet",
-                "metadata": { "name": "kube-proxy", "namespace": "kube-system" },
-                "spec": {
-                    "selector": { "matchLabels": { "k8s-app": KUBE_PROXY_LABEL } },
-                    "template": {
-                        "metadata": { "labels": { "k8s-app": KUBE_PROXY_LABEL } },
-                        "spec": {
-                            "serviceAccountName": "kube-proxy",
-                            "hostNetwork": true,
-                            "nodeSelector": { "kubernetes.io/os": "linux" },
-                            "tolerations": [{ "operator": "Exists" }],
-                            "containers": [{
-                                "name": "kube-proxy",
-                                "image": image,
-                                "imagePullPolicy": "IfNotPresent",
-                                "command": [
-                                    kube_proxy::KUBE_PROXY_PATH,
-                                    "--config=/var/lib/kube-proxy/config.conf",
-                                    "--hostname-override=$(NODE_NAME)",
-                                ],
-                                "env": [{
-                                    "name": "NODE_NAME",
-                                    "valueFrom": { "fieldRef": { "fieldPath": "spec.nodeName" } },
-                                }],
-                                "securityContext": { "privileged": true },
-                                // Ready once it serves its health check (port 10256).
-                                "readinessProbe": {
-                                    "httpGet": { "path": "/healthz", "port": 10256 },
-                                    "periodSeconds": 2,
-                                },
-                                "volumeMounts": [
-                                    { "name": "kube-proxy", "mountPath": "/var/lib/kube-proxy" },
-                                    { "name": "xtables-lock", "mountPath": "/run/xtables.lock" },
-                                ],
-                            }],
-                            "volumes": [
-                                { "name": "kube-proxy", "configMap": { "name": "kube-proxy" } },
-                                {
-                                    "name": "xtables-lock",
-                                    "hostPath": { "path": "/run/xtables.lock", "type": "FileOrCreate" },
-                                },
-                            ],
-                        },
-                    },
-                },
-            },
-        ],
-    })
-}
-
-const VOLUMES_POD: &str = "kios-volumes";
-const SECRET_VALUE: &str = "kios-secret-7f3a";
-const CONFIG_VALUE: &str = "kios-config-91c2";
-/// The checks of [`volumes_pod`], in busybox sh: the default service
-/// account's token (a Secret volume on 1.20), a projected token the
-/// kubelet requested (TokenRequest), a Secret and a ConfigMap, each
-/// volume a tmpfs (the kubelet's `mount`) except the ConfigMap's. The
-/// verdict goes to the termination message, which the API shows.
-const VOLUMES_SCRIPT: &str = r#"bb=/bin/busybox
-report() { echo "$*" > /dev/termination-log; }
-fail() { report "FAIL: $*"; exit 1; }
-sa=/var/run/secrets/kubernetes.io/serviceaccount
-token=$($bb cat $sa/token) || fail "no $sa/token"
-[ -n "$token" ] || fail "empty $sa/token"
-[ -s $sa/ca.crt ] || fail "no $sa/ca.crt"
-[ "$($bb cat $sa/namespace)" = default ] || fail "$sa/namespace is not default"
-projected=$($bb cat /projected/token) || fail "no /projected/token"
-case "$projected" in *.*.*) ;; *) fail "/projected/token is not a JWT";; esac
-[ "$($bb cat /secret/greeting)" = SECRET ] || fail "/secret/greeting: $($bb cat /secret/greeting)"
-[ "$($bb cat /config/greeting)" = CONFIG ] || fail "/config/greeting: $($bb cat /config/greeting)"
-for dir in $sa /projected /secret; do
-  $bb grep -q " $dir tmpfs " /proc/mounts || fail "$dir is not a tmpfs: $($bb grep " $dir " /proc/mounts)"
-done
-report "ok: token ${#token} bytes, projected token ${#projected} bytes, secret and configmap read, token, projected and secret volumes on tmpfs"
-"#;
-
-/// A Secret, a ConfigMap and a pod that runs with the default service
-/// account (no opt-out: it gets the token volume every pod gets) and
-/// checks what its volumes hold, then exits.
-fn volumes_objects(node: &str) -> Value {
-    let script = VOLUMES_SCRIPT
-        .replace("SECRET", SECRET_VALUE)
-        .replace("CONFIG", CONFIG_VALUE);
-    json!({
-        "apiVersion": "v1",
-        "kind": "List",
-        "items": [
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": { "name": "kios-secret", "namespace": "default" },
-                "stringData": { "greeting": SECRET_VALUE },
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": { "name": "kios-config", "namespace": "default" },
-                "data": { "greeting": CONFIG_VALUE },
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": { "name": VOLUMES_POD, "namespace": "default" },
-                "spec": {
-                    "nodeName": node,
-                    "restartPolicy": "Never",
-                    "containers": [{
-                        "name": "check",
-                        "image": "kios.local/busybox:1",
-                        "imagePullPolicy": "Never",
-                        "command": ["/bin/busybox", "sh", "-c", script],
-                        "volumeMounts": [
-                            { "name": "projected-token", "mountPath": "/projected" },
-                            { "name": "secret", "mountPath": "/secret" },
-                            { "name": "config", "mountPath": "/config" },
-                        ],
-                    }],
-                    "volumes": [
-                        {
-                            "name": "projected-token",
-                            "projected": { "sources": [{ "serviceAccountToken": {
-                                "path": "token",
-                                "audience": "kios-test",
-                                "expirationSeconds": 3600,
-                            } }] },
-                        },
-                        { "name": "secret", "secret": { "secretName": "kios-secret" } },
-                        { "name": "config", "configMap": { "name": "kios-config" } },
-                    ],
-                },
-            },
-        ],
-    })
-}
-
-const WEB_POD: &str = "kios-web";
-const WEB_BODY: &str = "kios-service-answer";
-const CLIENT_POD: &str = "kios-client";
-
-/// A web server pod on the pod network (busybox httpd on 8080) and a
-/// ClusterIP Service in front of it on port 80.
-fn web_objects(node: &str) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "List",
-        "items": [
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": { "name": WEB_POD, "namespace": "default", "labels": { "app": WEB_POD } },
-                "spec": {
-                    "nodeName": node,
-                    "restartPolicy": "Never",
-                    "terminationGracePeriodSeconds": 2,
-                    "containers": [{
-                        "name": "web",
-                        "image": "kios.local/busybox:1",
-                        "imagePullPolicy": "Never",
-                        "command": [
-                            "/bin/busybox", "sh", "-c",
-                            format!(
-                                "trap 'exit 0' TERM; /bin/busybox mkdir -p /www; \
-                                 echo {WEB_BODY} > /www/index.html; \
-                                 /bin/busybox httpd -f -p 8080 -h /www & wait $!"
-                            ),
-                        ],
-                        "ports": [{ "containerPort": 8080 }],
-                    }],
-                },
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": { "name": WEB_POD, "namespace": "default" },
-                "spec": {
-                    "type": "ClusterIP",
-                    "selector": { "app": WEB_POD },
-                    "ports": [{ "port": 80, "targetPort": 8080, "protocol": "TCP" }],
-                },
-            },
-        ],
-    })
-}
-
-/// A pod on the pod network that asks the Service at `cluster_ip` for the
-/// web pod's page, retrying for up to about 3 minutes while kube-proxy
-/// writes its rules; the verdict goes to the termination message.
-fn client_pod(node: &str, cluster_ip: &str, web_ip: &str) -> Value {
-    let script = r#"bb=/bin/busybox
-# HTTP/1.0 by hand: the static busybox's wget crashes (glibc's resolver in a static binary).
-get() { printf 'GET / HTTP/1.0\r\n\r\n' | $bb nc -w 2 "$1" "$2" 2>&1; }
-i=0
-while [ $i -lt 60 ]; do
-  i=$((i + 1))
-  out=$(get IP 80)
-  case "$out" in
-    *BODY*)
-      echo "ok: http://IP/ answered BODY after $i tries" > /dev/termination-log
-      exit 0;;
-  esac
-  $bb sleep 1
-done
-# What failed: the backend without the Service, and kube-proxy's own log.
-direct=$(get WEB 8080)
-log=$($bb cat /var/log/pods/kube-system_kube-proxy-*/kube-proxy/*.log 2>&1 | $bb tail -c 2500)
-echo "FAIL: http://IP/ after $i tries: $out; http://WEB:8080/ directly: $direct; kube-proxy's warnings and errors: $log" > /dev/termination-log
-exit 1
-"#
-    .replace("IP", cluster_ip)
-    .replace("WEB", web_ip)
-    .replace("BODY", WEB_BODY);
-    json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": { "name": CLIENT_POD, "namespace": "default" },
-        "spec": {
-            "nodeName": node,
-            "restartPolicy": "Never",
-            "containers": [{
-                "name": "client",
-                "image": "kios.local/busybox:1",
-                "imagePullPolicy": "Never",
-                "command": ["/bin/busybox", "sh", "-c", script],
-                // Read only when the request fails, to say why.
-                "volumeMounts": [{ "name": "pod-logs", "mountPath": "/var/log/pods", "readOnly": true }],
-            }],
-            "volumes": [{
-                "name": "pod-logs",
-                "hostPath": { "path": "/var/log/pods", "type": "Directory" },
-            }],
-        },
-    })
-}
-
 /// A test's control plane, with its own work directory for images and manifests.
 struct Cluster {
     workspace: Workspace,
@@ -544,33 +181,15 @@ impl Cluster {
         })
     }
 
-    /// Starts the loopback registry, pushes the kube-proxy image (built
-    /// once, then cached) and creates kube-proxy's service account, RBAC,
-    /// ConfigMap and DaemonSet, as kubeadm does; nodes booted after this
-    /// reach the registry through QEMU's forward.
+    /// The loopback registry with the kube-proxy image, and kube-proxy's
+    /// objects ([`deploy_kube_proxy`]); nodes booted after this reach the
+    /// registry through QEMU's forward.
     fn add_kube_proxy(&mut self) -> Result<()> {
-        let registry = Registry::start(&self.bom, &self.out.join("registry"))?;
-        let archive = kube_proxy::archive(&self.bom, Arch::Amd64)?;
-        let tag = kube_proxy::tag(&self.bom)?;
-        let started = Instant::now();
-        let pushed = registry.push_archives(&[archive], kube_proxy::REPOSITORY, &tag)?;
-        println!(
-            "pushed {} ({}) to the registry on {} in {:.1} s",
-            pushed.guest_reference(),
-            pushed.digest,
-            registry.local_address(),
-            started.elapsed().as_secs_f64()
-        );
-        let path = self.out.join("kube-proxy.json");
-        std::fs::write(
-            &path,
-            kube_proxy_manifests(&pushed.guest_reference()).to_string(),
-        )
-        .with_context(|| format!("writing {}", path.display()))?;
-        self.control_plane
-            .kubectl(&["create", "-f", &path.display().to_string()])
-            .context("creating kube-proxy's objects")?;
-        self.registry = Some((registry, pushed));
+        self.registry = Some(deploy_kube_proxy(
+            &self.bom,
+            &self.control_plane,
+            &self.out,
+        )?);
         Ok(())
     }
 
@@ -608,26 +227,10 @@ impl Cluster {
         ];
         let mut guest_forwards = vec![self.control_plane.guest_forward()?];
         if let Some((registry, _)) = &self.registry {
-            files.push((
-                format!("/etc/containerd/certs.d/{GUEST_REGISTRY}/hosts.toml"),
-                registry::containerd_hosts_toml(GUEST_REGISTRY),
-            ));
+            files.push(registry_hosts_file());
             guest_forwards.push(registry.guest_forward()?);
         }
-        let components =
-            NodeComponents::resolve(&self.workspace, Arch::Amd64, OciRuntime::Runc, kernel)?;
-        let image = build_node_image(
-            &self.workspace,
-            &components,
-            &ImageOptions {
-                extra_files: files
-                    .into_iter()
-                    .map(|(path, text)| (path, text.into_bytes()))
-                    .collect(),
-                ..ImageOptions::default()
-            },
-            &self.out.join("image"),
-        )?;
+        let image = node_image(&self.workspace, kernel, files, &self.out.join("image"))?;
         Ok(VmConfig {
             guest_forwards,
             ..vm_config(&image, icount)
@@ -646,10 +249,12 @@ impl Cluster {
         let stop_vm = AtomicBool::new(false);
         let vm_exited = AtomicBool::new(false);
         let host = HostSide {
-            control_plane: &self.control_plane,
+            api: Api {
+                control_plane: &self.control_plane,
+                dir: &self.out,
+                vm_exited: &vm_exited,
+            },
             node,
-            dir: &self.out,
-            vm_exited: &vm_exited,
         };
         // References, for the host side's `move` closure to copy.
         let (host, stop_vm, vm_exited) = (&host, &stop_vm, &vm_exited);
@@ -700,11 +305,16 @@ struct Joined {
 
 /// The host's side of a boot: kubectl as the cluster admin.
 struct HostSide<'a> {
-    control_plane: &'a ControlPlane,
+    api: Api<'a>,
     node: &'a str,
-    /// Where manifests are written for kubectl.
-    dir: &'a Path,
-    vm_exited: &'a AtomicBool,
+}
+
+impl<'a> std::ops::Deref for HostSide<'a> {
+    type Target = Api<'a>;
+
+    fn deref(&self) -> &Api<'a> {
+        &self.api
+    }
 }
 
 impl HostSide<'_> {
@@ -714,9 +324,7 @@ impl HostSide<'_> {
         once_ready: impl FnOnce(&HostSide) -> Result<()>,
     ) -> Result<Joined> {
         let node = self.wait_for("the node is Ready", READY_TIMEOUT, || {
-            Ok(self.node_object()?.filter(|node| {
-                ready_condition(node).is_some_and(|ready| ready["status"] == "True")
-            }))
+            Ok(self.api.node(self.node)?.filter(node_ready))
         })?;
         let ready_seen_after = started.elapsed();
         println!(
@@ -737,181 +345,12 @@ impl HostSide<'_> {
         })
     }
 
-    /// Polls until `poll` gives a value; fails at `timeout` or when the VM is gone.
-    fn wait_for<T>(
-        &self,
-        what: &str,
-        timeout: Duration,
-        mut poll: impl FnMut() -> Result<Option<T>>,
-    ) -> Result<T> {
-        let started = Instant::now();
-        loop {
-            if let Some(value) = poll()? {
-                return Ok(value);
-            }
-            ensure!(
-                !self.vm_exited.load(Ordering::Relaxed),
-                "the VM exited before {what}"
-            );
-            ensure!(
-                started.elapsed() < timeout,
-                "gave up after {} s waiting until {what}",
-                timeout.as_secs()
-            );
-            std::thread::sleep(POLL_INTERVAL);
-        }
+    /// The node's kube-proxy pod, bound to it by the test (no scheduler).
+    fn bind_kube_proxy(&self) -> Result<String> {
+        let mut pods = self.bind_daemon_pods(KUBE_PROXY_LABEL, 1, POD_TIMEOUT)?;
+        pods.remove(self.node)
+            .with_context(|| format!("no kube-proxy pod for {}: {pods:?}", self.node))
     }
-
-    fn json(&self, args: &[&str]) -> Result<Value> {
-        let text = self.control_plane.kubectl(args)?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("reading the JSON of `kubectl {}`", args.join(" ")))
-    }
-
-    /// The node's object, or None while it is not registered.
-    fn node_object(&self) -> Result<Option<Value>> {
-        let text = self.control_plane.kubectl(&[
-            "get",
-            "node",
-            self.node,
-            "--ignore-not-found",
-            "--output=json",
-        ])?;
-        if text.trim().is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(
-            serde_json::from_str(&text).context("reading the node's JSON")?,
-        ))
-    }
-
-    /// Creates `manifest` through the API server (written to `<dir>/<name>.json`).
-    fn create(&self, name: &str, manifest: &Value) -> Result<()> {
-        let path = self.dir.join(format!("{name}.json"));
-        std::fs::write(&path, manifest.to_string())
-            .with_context(|| format!("writing {}", path.display()))?;
-        self.control_plane
-            .kubectl(&["create", "-f", &path.display().to_string()])
-            .with_context(|| format!("creating {name}"))?;
-        Ok(())
-    }
-}
-
-impl HostSide<'_> {
-    fn pod(&self, namespace: &str, name: &str) -> Result<Value> {
-        self.json(&[
-            "get",
-            "pod",
-            name,
-            &format!("--namespace={namespace}"),
-            "--output=json",
-        ])
-    }
-
-    /// Waits until the pod has ended; its termination message if it
-    /// succeeded, else an error with it.
-    fn wait_succeeded(&self, namespace: &str, name: &str, timeout: Duration) -> Result<String> {
-        let pod = self.wait_for(&format!("pod {name} has ended"), timeout, || {
-            let pod = self.pod(namespace, name)?;
-            let phase = pod["status"]["phase"].as_str().unwrap_or_default();
-            Ok(matches!(phase, "Succeeded" | "Failed").then_some(pod))
-        })?;
-        let terminated = &pod["status"]["containerStatuses"][0]["state"]["terminated"];
-        let message = terminated["message"].as_str().unwrap_or_default().trim();
-        ensure!(
-            pod["status"]["phase"] == "Succeeded" && terminated["exitCode"] == 0,
-            "pod {name} failed (exit code {}): {message}",
-            terminated["exitCode"]
-        );
-        Ok(message.to_string())
-    }
-
-    /// The DaemonSet pod labelled `k8s-app=<label>` in kube-system, bound
-    /// to the node by the test: the control plane has no scheduler, and
-    /// the DaemonSet controller leaves binding to one.
-    fn bind_daemon_pod(&self, label: &str) -> Result<String> {
-        let pod = self.wait_for(
-            &format!("the DaemonSet controller makes a {label} pod"),
-            POD_TIMEOUT,
-            || {
-                let pods = self.json(&[
-                    "get",
-                    "pods",
-                    "--namespace=kube-system",
-                    &format!("--selector=k8s-app={label}"),
-                    "--output=json",
-                ])?;
-                Ok(pods["items"]
-                    .as_array()
-                    .and_then(|items| items.first())
-                    .cloned())
-            },
-        )?;
-        let name = pod["metadata"]["name"]
-            .as_str()
-            .context("a pod without a name")?
-            .to_string();
-        if pod["spec"]["nodeName"]
-            .as_str()
-            .unwrap_or_default()
-            .is_empty()
-        {
-            let binding = json!({
-                "apiVersion": "v1",
-                "kind": "Binding",
-                "metadata": { "name": name, "namespace": "kube-system" },
-                "target": { "apiVersion": "v1", "kind": "Node", "name": self.node },
-            });
-            let path = self.dir.join(format!("binding-{name}.json"));
-            std::fs::write(&path, binding.to_string())
-                .with_context(|| format!("writing {}", path.display()))?;
-            self.control_plane
-                .kubectl(&[
-                    "create",
-                    &format!("--raw=/api/v1/namespaces/kube-system/pods/{name}/binding"),
-                    "-f",
-                    &path.display().to_string(),
-                ])
-                .with_context(|| format!("binding {name} to {}", self.node))?;
-        }
-        Ok(name)
-    }
-
-    /// The kubelet's image events of a pod: (reason, message, time).
-    fn image_events(&self, namespace: &str, pod: &str) -> Result<Vec<(String, String, String)>> {
-        let events = self.json(&[
-            "get",
-            "events",
-            &format!("--namespace={namespace}"),
-            &format!("--field-selector=involvedObject.name={pod}"),
-            "--output=json",
-        ])?;
-        Ok(events["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|event| matches!(event["reason"].as_str(), Some("Pulling" | "Pulled")))
-            .map(|event| {
-                let text = |key: &str| event[key].as_str().unwrap_or_default().to_string();
-                (text("reason"), text("message"), text("firstTimestamp"))
-            })
-            .collect())
-    }
-}
-
-fn pod_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|condition| condition["type"] == "Ready" && condition["status"] == "True")
-}
-
-fn ready_condition(node: &Value) -> Option<&Value> {
-    node["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|condition| condition["type"] == "Ready")
 }
 
 /// The labels of the node-labels file and the address of the node-ip file.
@@ -949,31 +388,9 @@ fn console_line<'a>(console: &'a Console, needle: &str) -> Result<&'a str> {
         })
 }
 
-/// The time of day, in seconds, of a kubelet line's klog header
-/// (`I1122 05:33:27.123456    412 file.go:74] ...`), on the node's clock.
-fn klog_time_of_day(line: &str) -> Option<f64> {
-    let header = &line[line.find(KUBELET_LINE)? + KUBELET_LINE.len()..];
-    time_of_day(header.split_whitespace().nth(1)?)
-}
-
-/// `HH:MM:SS[.fraction]` in seconds.
-fn time_of_day(text: &str) -> Option<f64> {
-    let mut parts = text.splitn(3, ':');
-    let hours: f64 = parts.next()?.parse().ok()?;
-    let minutes: f64 = parts.next()?.parse().ok()?;
-    let seconds: f64 = parts.next()?.parse().ok()?;
-    Some(hours * 3600.0 + minutes * 60.0 + seconds)
-}
-
 /// What a joined boot must show on the console, and the figures: PID 1 to
-/// registration and to Ready in guest time, and the wall times.
-///
-/// Registration is the kernel's timestamp on the kubelet's "Successfully
-/// registered node" line. The kubelet logs nothing when the node becomes
-/// Ready, so Ready is the condition's lastTransitionTime (the node's wall
-/// clock, whole seconds) placed on the kernel's clock through that same
-/// line, whose klog header carries the node's wall clock too. Nothing
-/// steps that clock in between: the time-sync pod reaches no server here.
+/// registration and to Ready in guest time ([`ready_timing`]), and the
+/// wall times.
 fn check_joined_run(run: &VmRun, joined: &Joined, node: &str) -> Result<()> {
     let console = &run.console;
     for needle in [
@@ -995,34 +412,8 @@ fn check_joined_run(run: &VmRun, joined: &Joined, node: &str) -> Result<()> {
         "an image was pulled from elsewhere than the test registry: {pulls:?}"
     );
 
-    let timeline = Timeline::from_console(console);
-    print!("{}", timeline.table());
-    let pid1 = *timeline
-        .phases
-        .get(&Phase::Pid1)
-        .context("no pid1 timeline line")?;
-    let registered_needle = format!("Successfully registered node {node}");
-    let registered_at = console
-        .lines
-        .iter()
-        .find(|line| line.text.contains(&registered_needle))
-        .with_context(|| format!("no `{registered_needle}` line"))?;
-    let registered = kmsg_micros(&registered_at.text).context("no kernel time on the line")?;
-    let registered_clock =
-        klog_time_of_day(&registered_at.text).context("no klog time on the line")?;
-    let ready_clock = joined
-        .ready_transition
-        .split_once('T')
-        .and_then(|(_, time)| time_of_day(time.trim_end_matches('Z')))
-        .with_context(|| format!("unreadable lastTransitionTime {}", joined.ready_transition))?;
-    let mut ready_after_registered = ready_clock - registered_clock;
-    // Across midnight on the node's clock.
-    if ready_after_registered < -43_200.0 {
-        ready_after_registered += 86_400.0;
-    }
-    // Whole seconds: Ready in the same second as the registration reads as before it.
-    let ready_after_registered = ready_after_registered.max(0.0);
-    let ready = registered as f64 / 1e6 + ready_after_registered;
+    print!("{}", Timeline::from_console(console).table());
+    let timing = ready_timing(console, node, &joined.ready_transition)?;
 
     let guest_seconds = |needle: &str| -> Result<f64> {
         let line = console_line(console, needle)?;
@@ -1043,14 +434,14 @@ fn check_joined_run(run: &VmRun, joined: &Joined, node: &str) -> Result<()> {
          10 s for critical ones)\n\
          wall time from QEMU's start: registered line read {:.1} s, Ready seen by kubectl {:.1} s, \
          powered off {:.1} s",
-        pid1 as f64 / 1e6,
-        (registered - pid1) as f64 / 1e6,
+        timing.pid1,
+        timing.pid1_to_registered(),
         joined.ready_transition,
-        ready_after_registered,
-        ready - pid1 as f64 / 1e6,
+        timing.ready_after_registered,
+        timing.pid1_to_ready(),
         released - requested,
         shutdown,
-        registered_at.at.as_secs_f64(),
+        timing.registered_line_read.as_secs_f64(),
         joined.ready_seen_after.as_secs_f64(),
         run.wall_time.as_secs_f64(),
     );
@@ -1105,9 +496,10 @@ fn a_node_with_a_client_certificate_joins_runs_a_pod_and_powers_off() -> Result<
     let (run, joined) = cluster.boot_and_join(&config, NODE, |host| {
         let started = Instant::now();
         host.create("hello-pod", &hello_pod(NODE))?;
-        host.create("volumes", &volumes_objects(NODE))?;
-        host.create("web", &web_objects(NODE))?;
-        let kube_proxy_pod = host.bind_daemon_pod(KUBE_PROXY_LABEL)?;
+        host.create("volume-sources", &volume_sources())?;
+        host.create("volumes", &volumes_pod(VOLUMES_POD, NODE))?;
+        host.create("web", &web_objects(WEB_POD, NODE))?;
+        let kube_proxy_pod = host.bind_kube_proxy()?;
         let pod = host.wait_for("the pod is Running", POD_TIMEOUT, || {
             let pod = host.json(&[
                 "get",
@@ -1131,10 +523,7 @@ fn a_node_with_a_client_certificate_joins_runs_a_pod_and_powers_off() -> Result<
             started.elapsed().as_secs_f64()
         );
 
-        let proxy = host.wait_for("kube-proxy is Ready", KUBE_PROXY_TIMEOUT, || {
-            let pod = host.pod("kube-system", &kube_proxy_pod)?;
-            Ok(pod_ready(&pod).then_some(pod))
-        })?;
+        let proxy = host.wait_ready("kube-system", &kube_proxy_pod, KUBE_PROXY_TIMEOUT)?;
         println!(
             "pod {kube_proxy_pod} (kube-proxy, pulled from {GUEST_REGISTRY}) Ready {:.1} s \
              after it was bound, image {}",
@@ -1146,17 +535,14 @@ fn a_node_with_a_client_certificate_joins_runs_a_pod_and_powers_off() -> Result<
             let events = host.image_events("kube-system", &kube_proxy_pod)?;
             Ok(events
                 .iter()
-                .any(|(reason, _, _)| reason == "Pulled")
+                .any(|event| event.reason == "Pulled")
                 .then_some(events))
         })?;
-        for (reason, message, time) in &events {
-            println!("  {time} {reason}: {message}");
+        for event in &events {
+            println!("  {} {}: {}", event.time, event.reason, event.message);
         }
 
-        let web = host.wait_for("the web pod is Ready", POD_TIMEOUT, || {
-            let pod = host.pod("default", WEB_POD)?;
-            Ok(pod_ready(&pod).then_some(pod))
-        })?;
+        let web = host.wait_ready("default", WEB_POD, POD_TIMEOUT)?;
         let web_ip = web["status"]["podIP"].as_str().unwrap_or_default();
         let cluster_ip = host.control_plane.kubectl(&[
             "get",
@@ -1167,7 +553,10 @@ fn a_node_with_a_client_certificate_joins_runs_a_pod_and_powers_off() -> Result<
         ])?;
         let cluster_ip = cluster_ip.trim();
         let asked = Instant::now();
-        host.create("client-pod", &client_pod(NODE, cluster_ip, web_ip))?;
+        host.create(
+            "client-pod",
+            &client_pod(CLIENT_POD, NODE, cluster_ip, web_ip),
+        )?;
         let verdict = host
             .wait_succeeded("default", CLIENT_POD, POD_TIMEOUT)
             .with_context(|| {
@@ -1445,17 +834,4 @@ fn a_rejected_bootstrap_token_leaves_the_node_running_its_static_pods() -> Resul
         NODE,
         &["cannot create certificate signing request", "Unauthorized"],
     )
-}
-
-#[test]
-fn klog_and_api_times_read_as_seconds_of_the_day() {
-    let line = "[   41.123456] kubelet: I1122 05:33:27.250000     412 kubelet_node_status.go:74] \
-                Successfully registered node kios-cert-node";
-    assert_eq!(
-        klog_time_of_day(line),
-        Some(5.0 * 3600.0 + 33.0 * 60.0 + 27.25)
-    );
-    assert_eq!(time_of_day("23:59:59"), Some(86_399.0));
-    assert_eq!(time_of_day("23:59"), None);
-    assert_eq!(klog_time_of_day("kios: timeline pid1 us=1"), None);
 }

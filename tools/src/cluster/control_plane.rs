@@ -17,6 +17,13 @@
 //!
 //! A guest reaches the API server as [`GUEST_SERVER`], through the QEMU
 //! forward [`ControlPlane::guest_forward`].
+//!
+//! The API server speaks to kubelets as kubeadm configures it: with a
+//! client certificate of the cluster CA for `kube-apiserver-kubelet-client`
+//! in `system:masters`. Started with [`ControlPlane::start_reaching_kubelets`],
+//! it also verifies each kubelet's serving certificate against the cluster
+//! CA and reaches the kubelets by their names through a hosts file of its
+//! own ([`crate::cluster::kubelet_hosts`]).
 
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -26,13 +33,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::cluster::kubelet_hosts::KubeletHosts;
 use crate::cluster::pki::{
     bootstrap_rbac_manifest, kubeconfig, BootstrapToken, ClientIdentity, ClusterCa, Credential,
     ServiceAccountKey, NODES_GROUP,
 };
 use crate::components::bom::{fetch_component, Bom};
 use crate::host::arch::Arch;
-use crate::host::child::killed_with_parent;
+use crate::host::child::{killed_with_parent, killed_with_parent_in_private_mounts};
 use crate::host::command::{output_of, render};
 use crate::host::fs::log_tail;
 use crate::host::packages::ensure_installed;
@@ -118,11 +126,32 @@ impl ControlPlane {
         let binaries = Binaries::fetch(bom)?;
         with_step(
             "starting the control plane (etcd, kube-apiserver, kube-controller-manager)",
-            || ControlPlane::start_with(&binaries, workdir),
+            || ControlPlane::start_with(&binaries, workdir, None),
         )
     }
 
-    fn start_with(binaries: &Binaries, workdir: &Path) -> Result<ControlPlane> {
+    /// As [`ControlPlane::start`], with an API server that reaches each
+    /// node's kubelet by the node's name, through `hosts` (bind-mounted over
+    /// its `/etc/hosts` in a mount namespace of its own: needs root), and
+    /// verifies the kubelet's serving certificate against the cluster CA.
+    pub fn start_reaching_kubelets(
+        bom: &Bom,
+        workdir: &Path,
+        hosts: &KubeletHosts,
+    ) -> Result<ControlPlane> {
+        let binaries = Binaries::fetch(bom)?;
+        with_step(
+            "starting the control plane (etcd, kube-apiserver reaching the kubelets, \
+             kube-controller-manager)",
+            || ControlPlane::start_with(&binaries, workdir, Some(hosts.path())),
+        )
+    }
+
+    fn start_with(
+        binaries: &Binaries,
+        workdir: &Path,
+        kubelet_hosts: Option<&Path>,
+    ) -> Result<ControlPlane> {
         if workdir.exists() {
             std::fs::remove_dir_all(workdir)
                 .with_context(|| format!("emptying {}", workdir.display()))?;
@@ -153,7 +182,7 @@ impl ControlPlane {
             .arg(format!("--initial-cluster=kios={etcd_peer_url}"))
             // etcd 3.4 refuses to start on arm64 without it; amd64 ignores it.
             .env("ETCD_UNSUPPORTED_ARCH", Arch::host()?.debian_name());
-        control_plane.spawn("etcd", &mut etcd)?;
+        control_plane.spawn("etcd", &mut etcd, Mounts::Host)?;
 
         let path = |name: &str| workdir.join(name).display().to_string();
         let mut apiserver = Command::new(&binaries.kube_apiserver);
@@ -189,8 +218,25 @@ impl ControlPlane {
             // What a token the kubelet requests for a pod (TokenRequest, a
             // projected serviceAccountToken volume) is for when the pod
             // names no audience: the API server itself, as under kubeadm.
-            .arg(format!("--api-audiences={SERVICE_ACCOUNT_ISSUER}"));
-        control_plane.spawn("kube-apiserver", &mut apiserver)?;
+            .arg(format!("--api-audiences={SERVICE_ACCOUNT_ISSUER}"))
+            // How it authenticates to kubelets (logs, exec, port-forward), as under kubeadm.
+            .arg(format!(
+                "--kubelet-client-certificate={}",
+                files.kubelet_client_cert
+            ))
+            .arg(format!("--kubelet-client-key={}", files.kubelet_client_key));
+        let mounts = match kubelet_hosts {
+            Some(hosts) => {
+                apiserver
+                    // The node's name, which its hosts file maps to the VM's forward.
+                    .arg("--kubelet-preferred-address-types=Hostname")
+                    // The serving certificate's DNS name is the node's name.
+                    .arg(format!("--kubelet-certificate-authority={}", files.ca_cert));
+                Mounts::PrivateHosts(hosts.to_path_buf())
+            }
+            None => Mounts::Host,
+        };
+        control_plane.spawn("kube-apiserver", &mut apiserver, mounts)?;
         control_plane.wait_until("the API server is ready", |control_plane| {
             Ok(control_plane
                 .kubectl(&["get", "--raw", "/readyz"])
@@ -219,7 +265,11 @@ impl ControlPlane {
                 "--service-account-private-key-file={}",
                 files.service_account_private
             ));
-        control_plane.spawn("kube-controller-manager", &mut controller_manager)?;
+        control_plane.spawn(
+            "kube-controller-manager",
+            &mut controller_manager,
+            Mounts::Host,
+        )?;
 
         let rbac = workdir.join("bootstrap-rbac.json");
         write_file(&rbac, &bootstrap_rbac_manifest().to_string())?;
@@ -264,6 +314,10 @@ impl ControlPlane {
             user: "system:kube-controller-manager",
             groups: &[],
         })?;
+        let kubelet_client = self.ca.issue_client(&ClientIdentity {
+            user: "kube-apiserver-kubelet-client",
+            groups: &["system:masters"],
+        })?;
         let local_kubeconfig = |user: &str, cert| {
             kubeconfig(
                 &self.local_server(),
@@ -283,6 +337,8 @@ impl ControlPlane {
             apiserver_key: file("apiserver.key", &apiserver.key_pem)?,
             service_account_private: file("sa.key", &service_account.private_pem)?,
             service_account_public: file("sa.pub", &service_account.public_pem)?,
+            kubelet_client_cert: file("apiserver-kubelet-client.crt", &kubelet_client.cert_pem)?,
+            kubelet_client_key: file("apiserver-kubelet-client.key", &kubelet_client.key_pem)?,
             controller_manager_kubeconfig: file(
                 "controller-manager.kubeconfig",
                 &local_kubeconfig("system:kube-controller-manager", &controller_manager),
@@ -291,18 +347,40 @@ impl ControlPlane {
     }
 
     /// Starts `command` with its output in `<workdir>/<name>.log`.
-    fn spawn(&mut self, name: &'static str, command: &mut Command) -> Result<()> {
+    fn spawn(&mut self, name: &'static str, command: &mut Command, mounts: Mounts) -> Result<()> {
         let log = self.workdir.join(format!("{name}.log"));
         let output =
             std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let errors = output
             .try_clone()
             .with_context(|| format!("opening {}", log.display()))?;
+        let mut wrapped;
+        let command = match mounts {
+            Mounts::Host => {
+                killed_with_parent(command);
+                command
+            }
+            Mounts::PrivateHosts(hosts) => {
+                // In its own mount namespace, the shell binds the hosts
+                // file over /etc/hosts, then execs the command (same PID).
+                wrapped = Command::new("/bin/sh");
+                wrapped
+                    .arg("-c")
+                    .arg("mount --bind \"$0\" /etc/hosts && exec \"$@\"")
+                    .arg(&hosts)
+                    .arg(command.get_program())
+                    .args(command.get_args());
+                killed_with_parent_in_private_mounts(&mut wrapped);
+                &mut wrapped
+            }
+        };
         command.stdin(Stdio::null()).stdout(output).stderr(errors);
-        killed_with_parent(command);
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting `{}`", render(command)))?;
+        let child = command.spawn().with_context(|| {
+            format!(
+                "starting `{}` (a private mount namespace needs root)",
+                render(command)
+            )
+        })?;
         self.processes.push(Process { name, child, log });
         Ok(())
     }
@@ -383,16 +461,31 @@ impl ControlPlane {
     /// Runs kubectl with `kubeconfig`'s server and credentials; returns its
     /// stdout, or an error carrying its stderr.
     pub fn kubectl_with(&self, kubeconfig: &Path, args: &[&str]) -> Result<String> {
-        output_of(
-            Command::new(&self.kubectl)
-                .arg(format!("--kubeconfig={}", kubeconfig.display()))
-                // Not ~/.kube/cache: every run has a new port.
-                .arg(format!(
-                    "--cache-dir={}",
-                    self.workdir.join("kubectl-cache").display()
-                ))
-                .args(args),
-        )
+        output_of(&mut self.kubectl_command_with(kubeconfig, args))
+    }
+
+    /// kubectl as the cluster admin, to spawn (a long-running
+    /// `port-forward`, say).
+    pub fn kubectl_command(&self, args: &[&str]) -> Command {
+        self.kubectl_command_with(&self.admin_kubeconfig, args)
+    }
+
+    fn kubectl_command_with(&self, kubeconfig: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.kubectl);
+        command
+            .arg(format!("--kubeconfig={}", kubeconfig.display()))
+            // Not ~/.kube/cache: every run has a new port.
+            .arg(format!(
+                "--cache-dir={}",
+                self.workdir.join("kubectl-cache").display()
+            ))
+            .args(args);
+        command
+    }
+
+    /// The kubectl binary the control plane is driven with (Debian's, unpacked).
+    pub fn kubectl_path(&self) -> &Path {
+        &self.kubectl
     }
 
     /// A kubeconfig for the node `node_name` with a client certificate for
@@ -479,6 +572,14 @@ impl Drop for ControlPlane {
     }
 }
 
+/// Where a process finds its files.
+enum Mounts {
+    /// The host's mounts.
+    Host,
+    /// A mount namespace of its own, with this file bound over `/etc/hosts`.
+    PrivateHosts(PathBuf),
+}
+
 /// Paths the process flags name.
 struct CredentialFiles {
     ca_cert: String,
@@ -487,6 +588,8 @@ struct CredentialFiles {
     apiserver_key: String,
     service_account_private: String,
     service_account_public: String,
+    kubelet_client_cert: String,
+    kubelet_client_key: String,
     controller_manager_kubeconfig: String,
 }
 

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod boot;
 pub mod build;
 pub mod clean;
+pub mod cluster;
 pub mod demo;
 pub mod kernel;
 pub mod size;

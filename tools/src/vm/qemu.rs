@@ -5,10 +5,12 @@
 //! measured on, and only TCG can count instructions (`-icount`); KVM is
 //! an option ([`Accel`]). The guest's network is user-mode with
 //! `restrict=on`, so it can reach nothing but the host's loopback
-//! forwards a test sets up in [`VmConfig::guest_forwards`].
+//! forwards a test sets up in [`VmConfig::guest_forwards`]; the host
+//! reaches a guest port only through a [`HostForward`] on a loopback address.
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -20,6 +22,7 @@ use kios_abi::image::INIT;
 use serde::Serialize;
 
 use crate::host::arch::Arch;
+use crate::host::child::killed_with_parent;
 use crate::vm::console::{Console, ConsoleLine};
 
 /// Where the VM's kernel comes from.
@@ -104,9 +107,49 @@ pub struct VmConfig {
     /// as `ControlPlane::guest_forward`'s: the only addresses the
     /// restricted guest can reach.
     pub guest_forwards: Vec<String>,
+    /// TCP ports of the guest the host reaches on its loopback
+    /// (`hostfwd=` options of the user-mode `-nic`).
+    pub host_forwards: Vec<HostForward>,
     /// QEMU's human monitor on a Unix socket here, for [`press_power_button`];
     /// None: no monitor.
     pub monitor_socket: Option<PathBuf>,
+}
+
+/// A guest TCP port reachable at `address:host_port` on the host: QEMU
+/// listens there and forwards each connection to the guest's `guest_port`.
+/// The address must be a loopback one (127.0.0.0/8), so nothing outside the
+/// host reaches the guest; every VM can have its own (127.0.0.2, 127.0.0.3, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostForward {
+    address: Ipv4Addr,
+    host_port: u16,
+    guest_port: u16,
+}
+
+impl HostForward {
+    /// Fails for an address outside loopback.
+    pub fn loopback(address: Ipv4Addr, host_port: u16, guest_port: u16) -> Result<HostForward> {
+        if !address.is_loopback() {
+            bail!("a host forward listens on loopback only, not {address}");
+        }
+        Ok(HostForward {
+            address,
+            host_port,
+            guest_port,
+        })
+    }
+
+    pub fn address(&self) -> Ipv4Addr {
+        self.address
+    }
+
+    /// The `hostfwd=` option of the user-mode `-nic`.
+    fn option(&self) -> String {
+        format!(
+            "hostfwd=tcp:{}:{}-:{}",
+            self.address, self.host_port, self.guest_port
+        )
+    }
 }
 
 /// Presses the VM's power button (ACPI on q35 and on virt with UEFI, the
@@ -212,6 +255,7 @@ impl VmConfig {
             snapshot: false,
             extra_kernel_arguments: String::new(),
             guest_forwards: Vec::new(),
+            host_forwards: Vec::new(),
             monitor_socket: None,
         }
     }
@@ -329,12 +373,16 @@ impl VmConfig {
         }
     }
 
-    /// The user-mode network: restricted, plus the guest forwards.
+    /// The user-mode network: restricted, plus the guest and host forwards.
     fn nic_option(&self) -> String {
         let mut option = String::from("user,model=virtio-net-pci,restrict=on");
         for forward in &self.guest_forwards {
             option.push(',');
             option.push_str(forward);
+        }
+        for forward in &self.host_forwards {
+            option.push(',');
+            option.push_str(&forward.option());
         }
         option
     }
@@ -463,8 +511,10 @@ pub fn run_vm(
     config.accel.check(config.arch)?;
     prepare_firmware(config)?;
     let started = Instant::now();
-    let mut child = config
-        .command()
+    let mut command = config.command();
+    // Killed with this thread too: a tool killed by a signal runs no destructor.
+    killed_with_parent(&mut command);
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -722,6 +772,21 @@ mod tests {
               guestfwd=tcp:10.0.2.101:80-tcp:127.0.0.1:8080"
                 .to_string()
         ));
+    }
+
+    #[test]
+    fn host_forwards_listen_on_loopback_only() {
+        let forward = HostForward::loopback(Ipv4Addr::new(127, 0, 0, 2), 10250, 10250).unwrap();
+        let config = VmConfig {
+            host_forwards: vec![forward],
+            ..VmConfig::new(Arch::Amd64, "/k".into(), "/i".into())
+        };
+        assert!(args_of(&config)
+            .contains("user,model=virtio-net-pci,restrict=on,hostfwd=tcp:127.0.0.2:10250-:10250"));
+        let error = HostForward::loopback(Ipv4Addr::new(10, 0, 0, 2), 10250, 10250)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("loopback only"), "{error}");
     }
 
     #[test]

@@ -148,6 +148,17 @@ pub(super) const STEPS: &[Step] = &[
         resources: &[],
     },
     Step {
+        name: "e2e_cluster_nodes",
+        description: "`kios cluster --nodes 2 --json`: two kiOS nodes with their own disks and names join at once, kube-proxy runs on both, and kubectl logs, exec and port-forward reach their kubelets; a Service, the image pull and a token volume checked on each",
+        action: Action::TestBinary {
+            test: "e2e_cluster_nodes",
+            args: &["--ignored", "--test-threads=1", "--nocapture"],
+        },
+        needs_qemu: true,
+        after: NODE_IMAGE_AND_CONTROL_PLANE,
+        resources: &[],
+    },
+    Step {
         name: "e2e_disk",
         description: "QEMU end-to-end test of the disk image booted by UEFI firmware, both arches",
         action: Action::TestBinary {
