@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kios_tools::components::bom::{fetch_component, Bom, BOM_FILE};
+use kios_tools::components::ca_bundle::{
+    ca_bundle, certificate_count, CA_BUNDLE_PATH, CA_CERTIFICATES_COMPONENT,
+};
 use kios_tools::components::elf_deps::{closure, Sysroot};
 use kios_tools::components::node::{NodeComponents, BUSYBOX_COMPONENT};
 use kios_tools::components::oci::{BUSYBOX_IMAGE, KIOSCTL_IMAGE, PAUSE_IMAGE};
@@ -137,10 +140,31 @@ fn amd64_components_stage_and_run_from_the_staged_root() -> anyhow::Result<()> {
     for binary in ["bin/containerd-shim-runc-v2", "opt/cni/bin/bridge"] {
         closure(&root.join(binary), &staged_root)?;
     }
-    // No shell or other tools slipped in with the libraries.
+    // No shell or other tools slipped in with the libraries and the CA bundle.
     assert!(staged.iter().all(|file| file.path.starts_with("/bin")
         || file.path.starts_with("/opt/cni/bin")
-        || file.path.to_string_lossy().contains(".so")));
+        || file.path.to_string_lossy().contains(".so")
+        || file.path == Path::new(CA_BUNDLE_PATH)));
+
+    // The CA bundle image pulls trust, where Go looks for it, made from
+    // the pinned package's certificates alone.
+    let bundle = staged
+        .iter()
+        .find(|file| file.path == Path::new(CA_BUNDLE_PATH))
+        .expect("the CA bundle is staged");
+    assert_eq!(bundle.component, CA_CERTIFICATES_COMPONENT);
+    let written = std::fs::read(root.join(CA_BUNDLE_PATH.trim_start_matches('/')))?;
+    assert_eq!(written.len() as u64, bundle.bytes);
+    assert_eq!(
+        written,
+        ca_bundle(components.fetched(CA_CERTIFICATES_COMPONENT)?)?
+    );
+    eprintln!(
+        "{CA_BUNDLE_PATH}: {} certificates, {} bytes",
+        certificate_count(&written),
+        written.len()
+    );
+    assert!(certificate_count(&written) > 100, "{}", written.len());
     Ok(())
 }
 
@@ -245,4 +269,108 @@ fn module_load_order_puts_dependencies_first_and_skips_builtins() {
         "duplicates: {order:?}"
     );
     assert!(tree.load_order(&["no_such_module"]).is_err());
+}
+
+/// Every module a node loads exists in both Debian cloud kernels (the
+/// image build would stop otherwise), the late list carries what
+/// kube-proxy, CNI add-ons and ip6tables need, each after its
+/// dependencies, and the bytes each list adds are printed per arch.
+#[test]
+#[ignore = "fetches Debian's cloud kernels: run by cargo kios test"]
+fn node_modules_resolve_in_both_debian_kernels() -> anyhow::Result<()> {
+    use kios_tools::image::node_image::{ModuleLists, NETWORK_MODULES};
+
+    let bom = bom()?;
+    for arch in Arch::ALL {
+        let kernel = fetch_component(&bom, "kernel", arch)?;
+        let lists = ModuleLists::resolve(&kernel)?;
+        let stems = |modules: &[PathBuf]| -> Vec<String> {
+            modules
+                .iter()
+                .map(|path| {
+                    path.file_stem()
+                        .unwrap()
+                        .to_string_lossy()
+                        .replace('-', "_")
+                })
+                .collect()
+        };
+        let late = stems(&lists.late);
+        for wanted in NETWORK_MODULES {
+            assert!(
+                late.iter().any(|name| name == wanted),
+                "{arch}: {wanted} is not in the late list {late:?}"
+            );
+        }
+        let at = |name: &str| late.iter().position(|m| m == name).unwrap();
+        for (dependency, module) in [
+            ("nf_conntrack", "nf_nat"),
+            ("x_tables", "ip_tables"),
+            ("ip_tables", "iptable_nat"),
+            ("nf_tables", "nft_compat"),
+            ("ip_set", "xt_set"),
+            ("nf_conntrack", "ip_vs"),
+            ("ip_vs", "ip_vs_rr"),
+        ] {
+            assert!(at(dependency) < at(module), "{arch}: {late:?}");
+        }
+        assert_eq!(
+            late.len(),
+            late.iter().collect::<BTreeSet<_>>().len(),
+            "{arch}: duplicates in {late:?}"
+        );
+        for (name, modules) in [
+            ("early", &lists.early),
+            ("late", &lists.late),
+            ("firstboot", &lists.firstboot),
+        ] {
+            eprintln!(
+                "{arch} {name}: {} module(s), {} bytes",
+                modules.len(),
+                lists.bytes(modules)?
+            );
+        }
+        for module in &lists.late {
+            eprintln!(
+                "{arch}   {:>8}  {}",
+                lists.bytes(std::slice::from_ref(module))?,
+                module.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The CA bundle from the pinned `ca-certificates` is the same bytes for
+/// both arches (one Architecture: all package), built twice; it is what
+/// `update-ca-certificates` makes: the package's certificates, sorted by
+/// path, concatenated.
+#[test]
+#[ignore = "fetches Debian's ca-certificates: run by cargo kios test"]
+fn the_ca_bundle_is_built_deterministically_from_the_pinned_package() -> anyhow::Result<()> {
+    let bom = bom()?;
+    let amd64 = fetch_component(&bom, CA_CERTIFICATES_COMPONENT, Arch::Amd64)?;
+    let arm64 = fetch_component(&bom, CA_CERTIFICATES_COMPONENT, Arch::Arm64)?;
+    let bundle = ca_bundle(&amd64)?;
+    assert_eq!(ca_bundle(&amd64)?, bundle);
+    assert_eq!(ca_bundle(&arm64)?, bundle);
+
+    let certificates = amd64.join("usr/share/ca-certificates");
+    let mut files: Vec<PathBuf> = Vec::new();
+    for entry in std::fs::read_dir(certificates.join("mozilla"))? {
+        files.push(entry?.path());
+    }
+    files.sort();
+    let mut expected = Vec::new();
+    for file in &files {
+        expected.extend(std::fs::read(file)?);
+    }
+    assert_eq!(bundle, expected, "the mozilla/*.crt files, in order");
+    assert_eq!(certificate_count(&bundle), files.len());
+    eprintln!(
+        "{CA_BUNDLE_PATH}: {} certificates, {} bytes",
+        files.len(),
+        bundle.len()
+    );
+    Ok(())
 }

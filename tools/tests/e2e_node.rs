@@ -6,11 +6,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use kios_tools::components::node::NodeComponents;
+use kios_tools::components::node::{NodeComponents, NodeKernel};
 use kios_tools::components::OciRuntime;
 use kios_tools::host::arch::Arch;
 use kios_tools::host::workspace::Workspace;
-use kios_tools::image::node_image::{build_node_image, vm_config, ImageOptions};
+use kios_tools::image::node_image::{build_node_image, vm_config, ImageOptions, ModuleLists};
 use kios_tools::kernel::KernelChoice;
 use kios_tools::testing::node_checks::check_probe_boot;
 use kios_tools::testing::probe_pod::probe_pod_file;
@@ -95,6 +95,26 @@ fn check_host_processes(console: &Console) -> Result<(), String> {
     }
 }
 
+/// Every module of the late list (the NIC, the CNI devices, netfilter,
+/// ipset, IPVS) loaded: the init counts the loads that succeeded, and
+/// nothing was loaded before (no modprobe on the node), so the count is
+/// the list's length; no load failed.
+fn check_late_modules(console: &Console, lists: &ModuleLists) -> Result<(), String> {
+    let failures: Vec<&str> = console
+        .texts()
+        .filter(|line| line.contains("kios: loading module"))
+        .collect();
+    if !failures.is_empty() {
+        return Err(format!("module loads failed: {failures:?}"));
+    }
+    let expected = format!(
+        "{}: loaded {} module(s)",
+        kios_abi::image::LATE_MODULE_LIST,
+        lists.late.len()
+    );
+    require_line(console, &expected)
+}
+
 fn node_runs_a_static_pod_offline_and_shuts_down_cleanly(arch: Arch) {
     let workspace = Workspace::locate().expect("workspace");
     let out = workspace
@@ -114,6 +134,10 @@ fn node_runs_a_static_pod_offline_and_shuts_down_cleanly(arch: Arch) {
         &out,
     )
     .expect("building the node image");
+    let NodeKernel::Debian { tree, .. } = &components.kernel else {
+        panic!("the node test boots Debian's kernel");
+    };
+    let lists = ModuleLists::resolve(tree).expect("the image's module lists");
     let config = vm_config(&image, true);
     let options = RunOptions {
         timeout: Duration::from_secs(900),
@@ -132,6 +156,10 @@ fn node_runs_a_static_pod_offline_and_shuts_down_cleanly(arch: Arch) {
         Check {
             name: "only init, runtime, kubelet and pod processes run",
             outcome: check_host_processes(console),
+        },
+        Check {
+            name: "every late module (netfilter, ipset, IPVS, VXLAN, ...) loaded",
+            outcome: check_late_modules(console, &lists),
         },
         Check {
             name: "the probe's SIGTERM shut the node down",

@@ -74,6 +74,10 @@ pub enum Source {
         package: String,
         version: String,
         sha256: String,
+        /// `arch = "all"` for an `Architecture: all` package (data, such
+        /// as CA certificates): one .deb serves every architecture.
+        #[serde(default)]
+        arch: Option<PackageArch>,
     },
     /// A binary built from a Debian source package; `sha256` is the .dsc's
     /// (the .dsc pins the checksums of the tarballs it lists).
@@ -88,6 +92,14 @@ pub enum Source {
     Url { url: String, sha256: String },
     /// A local file, relative to the BOM's directory (a .tar.gz or .tgz is unpacked).
     Path { path: PathBuf, sha256: String },
+}
+
+/// A Debian source's architecture other than the image's own.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PackageArch {
+    /// `Architecture: all`.
+    All,
 }
 
 impl Source {
@@ -190,8 +202,11 @@ pub fn fetch_component(bom: &Bom, name: &str, arch: Arch) -> Result<PathBuf> {
     };
     let fetched = match source {
         Source::Debian {
-            package, version, ..
-        } => fetch_debian(&pinned, package, version),
+            package,
+            version,
+            arch: package_arch,
+            ..
+        } => fetch_debian(&pinned, package, version, *package_arch),
         Source::DebianSource {
             package,
             version,
@@ -245,19 +260,28 @@ impl Pin<'_> {
 
 /// Checks apt's (signed) package list against the pin before fetching:
 /// `debian::fetch` then checks the downloaded .deb against the same list.
-fn fetch_debian(pin: &Pin, package: &str, version: &str) -> Result<PathBuf> {
-    ensure_architecture(pin.arch)?;
-    let spec = format!("{package}:{}={version}", pin.arch);
-    let listed = apt_listed_sha256(&spec)?;
-    pin.check(
-        &listed,
-        &format!("{package} {version} in apt's package lists"),
-    )?;
-    debian::fetch(&DebianPackage {
+fn fetch_debian(
+    pin: &Pin,
+    package: &str,
+    version: &str,
+    package_arch: Option<PackageArch>,
+) -> Result<PathBuf> {
+    let all = package_arch == Some(PackageArch::All);
+    if !all {
+        ensure_architecture(pin.arch)?;
+    }
+    let package = DebianPackage {
         name: package.to_string(),
         version: version.to_string(),
         arch: pin.arch,
-    })
+        all,
+    };
+    let listed = apt_listed_sha256(&package.apt_spec())?;
+    pin.check(
+        &listed,
+        &format!("{} {version} in apt's package lists", package.name),
+    )?;
+    debian::fetch(&package)
 }
 
 fn apt_listed_sha256(spec: &str) -> Result<String> {
@@ -414,7 +438,8 @@ arm64 = {{ source = "path", path = "sysroot.tar.gz", sha256 = "{ZEROS}" }}
             &Source::Debian {
                 package: "containerd".into(),
                 version: "1.6.20".into(),
-                sha256: ZEROS.into()
+                sha256: ZEROS.into(),
+                arch: None,
             }
         );
         assert!(matches!(
@@ -433,6 +458,24 @@ arm64 = {{ source = "path", path = "sysroot.tar.gz", sha256 = "{ZEROS}" }}
         );
         let unknown = bom.component("etcd").unwrap_err().to_string();
         assert!(unknown.contains("no component `etcd`"), "{unknown}");
+    }
+
+    #[test]
+    fn an_architecture_all_package_is_marked_and_nothing_else_is_accepted() {
+        let all = format!(
+            "[components.ca-certificates]\ndescription = \"CAs\"\narm64 = {{ source = \"debian\", package = \"ca-certificates\", version = \"1\", arch = \"all\", sha256 = \"{ZEROS}\" }}\n"
+        );
+        assert!(matches!(
+            bom(&all)
+                .unwrap()
+                .source("ca-certificates", Arch::Arm64)
+                .unwrap(),
+            Source::Debian {
+                arch: Some(PackageArch::All),
+                ..
+            }
+        ));
+        assert!(bom(&all.replace("\"all\"", "\"amd64\"")).is_err());
     }
 
     #[test]
@@ -468,6 +511,7 @@ arm64 = {{ source = "path", path = "sysroot.tar.gz", sha256 = "{ZEROS}" }}
             "kube-proxy",
             "iptables",
             "docker-registry",
+            "ca-certificates",
         ] {
             for arch in Arch::ALL {
                 bom.source(name, arch).unwrap();

@@ -21,13 +21,26 @@ use crate::host::progress::with_step;
 pub struct DebianPackage {
     pub name: String,
     pub version: String,
+    /// The image's architecture (the cache directory it is kept under).
     pub arch: Arch,
+    /// An `Architecture: all` package: apt lists it as `name:all`, and one
+    /// .deb serves every architecture.
+    pub all: bool,
 }
 
 impl DebianPackage {
+    /// The architecture apt names the package by.
+    fn apt_arch(&self) -> &'static str {
+        if self.all {
+            "all"
+        } else {
+            self.arch.debian_name()
+        }
+    }
+
     /// `name:arch=version`, the form apt-get and apt-cache accept.
-    fn apt_spec(&self) -> String {
-        format!("{}:{}={}", self.name, self.arch, self.version)
+    pub(crate) fn apt_spec(&self) -> String {
+        format!("{}:{}={}", self.name, self.apt_arch(), self.version)
     }
 
     /// apt's own file-name form of the version (the epoch colon escaped).
@@ -36,7 +49,7 @@ impl DebianPackage {
             "{}_{}_{}",
             self.name,
             self.version.replace(':', "%3a"),
-            self.arch
+            self.apt_arch()
         )
     }
 }
@@ -70,6 +83,7 @@ pub fn candidate(name: &str, arch: Arch) -> Result<DebianPackage> {
         name: name.to_string(),
         version,
         arch,
+        all: false,
     })
 }
 
@@ -233,8 +247,17 @@ mod tests {
             name: "qemu-utils".into(),
             version: "1:10.0.2".into(),
             arch: Arch::Amd64,
+            all: false,
         };
         assert_eq!(package.file_stem(), "qemu-utils_1%3a10.0.2_amd64");
         assert_eq!(package.apt_spec(), "qemu-utils:amd64=1:10.0.2");
+        let data = DebianPackage {
+            name: "ca-certificates".into(),
+            version: "20250419~deb12u2".into(),
+            arch: Arch::Arm64,
+            all: true,
+        };
+        assert_eq!(data.file_stem(), "ca-certificates_20250419~deb12u2_all");
+        assert_eq!(data.apt_spec(), "ca-certificates:all=20250419~deb12u2");
     }
 }

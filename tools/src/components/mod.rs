@@ -1,14 +1,16 @@
 //! The binary part of a kiOS root filesystem, staged from the bill of
 //! materials: the container runtime and its shim, one OCI runtime, the
 //! kubelet, the CNI plugins, and exactly the shared libraries they need
-//! (from their ELF headers), and the `mount` and `umount` the kubelet
-//! runs (`tools/mount`). No shell, no busybox, no other tools.
+//! (from their ELF headers), the `mount` and `umount` the kubelet
+//! runs (`tools/mount`), and the CA bundle image pulls over TLS trust
+//! ([`ca_bundle`]). No shell, no busybox, no other tools.
 //!
 //! Also builds the OCI images the first boot needs without a registry.
 //! [`node::NodeComponents`] resolves the components of one image once;
 //! the staging and the node image read it.
 
 pub mod bom;
+pub mod ca_bundle;
 pub mod debian;
 pub mod elf_deps;
 pub mod image_seed;
@@ -109,7 +111,8 @@ fn placements(runtime: OciRuntime) -> Vec<Placement> {
 }
 
 /// Lays out, under `dir`, the node's binaries from `components` and the
-/// shared libraries they need at their sysroot paths. Returns the regular
+/// shared libraries they need at their sysroot paths, and the CA bundle
+/// at [`ca_bundle::CA_BUNDLE_PATH`]. Returns the regular
 /// files written, sorted by path.
 pub fn stage_components(components: &NodeComponents, dir: &Path) -> Result<Vec<StagedFile>> {
     let arch = components.arch;
@@ -135,6 +138,14 @@ pub fn stage_components(components: &NodeComponents, dir: &Path) -> Result<Vec<S
     for (link, target) in BIN_LINKS {
         link_into(dir, Path::new(link), Path::new(target))?;
     }
+    let bundle_path = Path::new(ca_bundle::CA_BUNDLE_PATH);
+    let bundle = write_into(
+        dir,
+        bundle_path,
+        &ca_bundle::ca_bundle(components.fetched(ca_bundle::CA_CERTIFICATES_COMPONENT)?)?,
+        ca_bundle::CA_CERTIFICATES_COMPONENT,
+    )?;
+    staged.insert(bundle_path.to_path_buf(), bundle);
 
     let (sysroot, trees) = library_sysroot(components)?;
     for binary in &binaries {
@@ -262,6 +273,29 @@ fn copy_into(
     Ok(StagedFile {
         path: image_path.to_path_buf(),
         bytes,
+        component: component.to_string(),
+    })
+}
+
+/// Writes `contents` to `image_path` under `dir` (mode 0644).
+fn write_into(
+    dir: &Path,
+    image_path: &Path,
+    contents: &[u8],
+    component: &str,
+) -> Result<StagedFile> {
+    let target = dir.join(relative(image_path));
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    remove_file_if_present(&target)?;
+    std::fs::write(&target, contents).with_context(|| format!("writing {}", target.display()))?;
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644))
+        .with_context(|| format!("setting the mode of {}", target.display()))?;
+    Ok(StagedFile {
+        path: image_path.to_path_buf(),
+        bytes: contents.len() as u64,
         component: component.to_string(),
     })
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::components::bom::{fetch_component, Bom};
+use crate::components::ca_bundle::CA_CERTIFICATES_COMPONENT;
 use crate::components::{placements, OciRuntime};
 use crate::host::arch::Arch;
 use crate::host::workspace::Workspace;
@@ -72,6 +73,7 @@ impl NodeComponents {
             .collect();
         names.extend(bom.library_names());
         names.push(BUSYBOX_COMPONENT);
+        names.push(CA_CERTIFICATES_COMPONENT);
         let mut fetched = BTreeMap::new();
         for name in names {
             if !fetched.contains_key(name) {

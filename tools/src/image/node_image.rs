@@ -36,10 +36,106 @@ const SNAPSHOTTER_DEFAULT_DIR: &str = "io.containerd.snapshotter.v1.overlayfs";
 /// the data partition that becomes /var (ext4 is built in), and overlay,
 /// for /etc and containerd's store and snapshots.
 pub const RUNTIME_MODULES: &[&str] = &["virtio_pci", "virtio_blk", "overlay"];
-/// After the kubelet starts (off the boot's critical path): the CNI bridge
-/// pods hang off (bridge, br_netfilter, veth) and the node's NIC (virtio_net,
-/// on the transport loaded early).
-pub const NETWORK_MODULES: &[&str] = &["bridge", "br_netfilter", "veth", "virtio_net"];
+/// After the kubelet starts (off the boot's critical path): the node's NIC,
+/// the CNI plugins' devices, and what kube-proxy (iptables and IPVS modes),
+/// CNI add-ons and ip6tables program. The netfilter part mirrors the kiOS
+/// kernel's `kernel/common.config`, option by option (the option each
+/// module comes from is named beside it); Kconfig booleans such as
+/// `NF_CONNTRACK_MARK`, `NF_TABLES_INET`/`_IPV4`/`_IPV6`, `IP_VS_IPV6`,
+/// `IP_VS_PROTO_TCP`/`_UDP` and `IP_VS_NFCT` are built into Debian's
+/// modules below (both cloud kernels set them `=y`). Nothing here needs
+/// modprobe: the node has none, so a module a rule would autoload must be
+/// loaded already. Every name must exist in both Debian cloud kernels
+/// (amd64, arm64): `ModuleTree::load_order` fails the build otherwise.
+pub const NETWORK_MODULES: &[&str] = &[
+    // The node's NIC (VIRTIO_NET), on the transport loaded early.
+    "virtio_net",
+    // The CNI bridge plugin: pods hang off a bridge (BRIDGE) by veth pairs
+    // (VETH); the kubelet asks for bridged traffic to pass iptables
+    // (BRIDGE_NETFILTER).
+    "bridge",
+    "br_netfilter",
+    "veth",
+    // VXLAN: the overlay flannel-style CNI add-ons run between nodes.
+    "vxlan",
+    // DUMMY: kube-proxy's IPVS mode binds Service addresses to kube-ipvs0.
+    "dummy",
+    // Connection tracking (NF_CONNTRACK; NF_CONNTRACK_MARK is part of it),
+    // over netlink for `conntrack -D` (NF_CT_NETLINK), and NAT (NF_NAT,
+    // masquerading included).
+    "nf_conntrack",
+    "nf_conntrack_netlink",
+    "nf_nat",
+    // nf_tables, which Debian's iptables-nft programs (NF_TABLES with its
+    // inet, ipv4 and ipv6 families); xtables matches inside it (NFT_COMPAT);
+    // NAT expressions and the nat chain type (NFT_NAT: nft_nat and
+    // nft_chain_nat); NFT_MASQ; NFT_CT; NFT_REJECT with its per-family
+    // variants (NFT_REJECT_INET/_IPV4/_IPV6, which default to it).
+    "nf_tables",
+    "nft_compat",
+    "nft_nat",
+    "nft_chain_nat",
+    "nft_masq",
+    "nft_ct",
+    "nft_reject",
+    "nft_reject_inet",
+    "nft_reject_ipv4",
+    "nft_reject_ipv6",
+    // The xtables core (NETFILTER_XTABLES: x_tables, and xt_tcpudp for
+    // `-p tcp --dport` in legacy tables, built with it) and its matches
+    // and targets (NETFILTER_XT_MATCH_COMMENT, _CONNTRACK, _ADDRTYPE,
+    // _MULTIPORT, _STATISTIC, _RECENT, _PHYSDEV, _LIMIT, _IPVS;
+    // NETFILTER_XT_MARK, _CONNMARK, _NAT, _TARGET_MASQUERADE,
+    // _TARGET_REDIRECT, _SET).
+    "x_tables",
+    "xt_tcpudp",
+    "xt_comment",
+    "xt_conntrack",
+    "xt_addrtype",
+    "xt_multiport",
+    "xt_statistic",
+    "xt_recent",
+    "xt_physdev",
+    "xt_limit",
+    "xt_ipvs",
+    "xt_mark",
+    "xt_connmark",
+    "xt_nat",
+    "xt_MASQUERADE",
+    "xt_REDIRECT",
+    "xt_set",
+    // ipset, for the IPVS mode's sets (IP_SET, IP_SET_HASH_IP, _IPPORT,
+    // _IPPORTIP, _IPPORTNET, _NET, IP_SET_BITMAP_PORT).
+    "ip_set",
+    "ip_set_hash_ip",
+    "ip_set_hash_ipport",
+    "ip_set_hash_ipportip",
+    "ip_set_hash_ipportnet",
+    "ip_set_hash_net",
+    "ip_set_bitmap_port",
+    // iptables-legacy, IPv4 (IP_NF_IPTABLES, IP_NF_FILTER, _NAT, _MANGLE,
+    // _RAW, IP_NF_TARGET_REJECT) and IPv6 (IP6_NF_IPTABLES, IP6_NF_FILTER,
+    // _NAT, _MANGLE, _RAW, IP6_NF_TARGET_REJECT).
+    "ip_tables",
+    "iptable_filter",
+    "iptable_nat",
+    "iptable_mangle",
+    "iptable_raw",
+    "ipt_REJECT",
+    "ip6_tables",
+    "ip6table_filter",
+    "ip6table_nat",
+    "ip6table_mangle",
+    "ip6table_raw",
+    "ip6t_REJECT",
+    // IPVS, kube-proxy's IPVS mode (IP_VS with IPv6, TCP, UDP and conntrack
+    // built in), and its schedulers: round robin, the default (IP_VS_RR),
+    // weighted (IP_VS_WRR), source hashing (IP_VS_SH).
+    "ip_vs",
+    "ip_vs_rr",
+    "ip_vs_wrr",
+    "ip_vs_sh",
+];
 /// Also late: the ACPI power button's driver and evdev, through which the
 /// init reads the button (built into the arm64 cloud kernel and into the
 /// kiOS kernel).
@@ -325,46 +421,89 @@ fn add_tree(image: &mut Initramfs, host_root: &Path, image_root: &str) -> Result
     Ok(())
 }
 
-/// Copies the needed modules into the image and writes the two load
-/// orders: before the runtime, and after the kubelet starts.
+/// The modules an image built on one Debian kernel tree carries, by the
+/// list the init loads them from, each list in load order (paths relative
+/// to the release directory).
+#[derive(Clone, Debug)]
+pub struct ModuleLists {
+    /// `lib/modules/<release>` in the kernel package's tree.
+    pub release_dir: PathBuf,
+    /// The release's name, e.g. `6.1.0-56-cloud-amd64`.
+    pub release: String,
+    /// Before the runtime ([`RUNTIME_MODULES`]).
+    pub early: Vec<PathBuf>,
+    /// After the kubelet starts ([`NETWORK_MODULES`], [`INPUT_MODULES`]),
+    /// without what `early` loaded.
+    pub late: Vec<PathBuf>,
+    /// The first-boot step's ([`FIRSTBOOT_MODULES`]), without `early`'s.
+    pub firstboot: Vec<PathBuf>,
+}
+
+impl ModuleLists {
+    /// Resolves the lists, with their dependencies, in the kernel package
+    /// tree `kernel_tree`; fails naming any module the kernel lacks.
+    pub fn resolve(kernel_tree: &Path) -> Result<ModuleLists> {
+        let modules_root = kernel_tree.join("lib/modules");
+        let release_dir = std::fs::read_dir(&modules_root)
+            .with_context(|| format!("listing {}", modules_root.display()))?
+            .next()
+            .context("the kernel package has no lib/modules/<release>")??
+            .path();
+        let tree = ModuleTree::open(&release_dir)?;
+        let release = release_dir
+            .file_name()
+            .and_then(|name| name.to_str())
+            .context("non-UTF-8 kernel release")?
+            .to_string();
+        let early = tree.load_order(RUNTIME_MODULES)?;
+        let mut all = RUNTIME_MODULES.to_vec();
+        all.extend_from_slice(NETWORK_MODULES);
+        all.extend_from_slice(INPUT_MODULES);
+        let late: Vec<PathBuf> = tree
+            .load_order(&all)?
+            .into_iter()
+            .filter(|module| !early.contains(module))
+            .collect();
+        let firstboot: Vec<PathBuf> = tree
+            .load_order(FIRSTBOOT_MODULES)?
+            .into_iter()
+            .filter(|module| !early.contains(module))
+            .collect();
+        Ok(ModuleLists {
+            release_dir,
+            release,
+            early,
+            late,
+            firstboot,
+        })
+    }
+
+    /// The bytes of `modules`' files.
+    pub fn bytes(&self, modules: &[PathBuf]) -> Result<u64> {
+        modules
+            .iter()
+            .map(|module| file_size(&self.release_dir.join(module)))
+            .sum()
+    }
+}
+
+/// Copies the needed modules into the image and writes the three load
+/// orders: before the runtime, after the kubelet starts, and the first-boot
+/// step's.
 pub fn add_modules(image: &mut Initramfs, kernel_tree: &Path) -> Result<u64> {
-    let modules_root = kernel_tree.join("lib/modules");
-    let release = std::fs::read_dir(&modules_root)
-        .with_context(|| format!("listing {}", modules_root.display()))?
-        .next()
-        .context("the kernel package has no lib/modules/<release>")??
-        .path();
-    let tree = ModuleTree::open(&release)?;
-    let release_name = release
-        .file_name()
-        .and_then(|name| name.to_str())
-        .context("non-UTF-8 kernel release")?;
-    let early = tree.load_order(RUNTIME_MODULES)?;
-    let mut all = RUNTIME_MODULES.to_vec();
-    all.extend_from_slice(NETWORK_MODULES);
-    all.extend_from_slice(INPUT_MODULES);
-    let late: Vec<PathBuf> = tree
-        .load_order(&all)?
-        .into_iter()
-        .filter(|module| !early.contains(module))
-        .collect();
-    let firstboot: Vec<PathBuf> = tree
-        .load_order(FIRSTBOOT_MODULES)?
-        .into_iter()
-        .filter(|module| !early.contains(module))
-        .collect();
+    let lists = ModuleLists::resolve(kernel_tree)?;
     let mut bytes = 0;
     for (list_path, modules) in [
-        (MODULE_LIST, &early),
-        (LATE_MODULE_LIST, &late),
-        (FIRSTBOOT_MODULE_LIST, &firstboot),
+        (MODULE_LIST, &lists.early),
+        (LATE_MODULE_LIST, &lists.late),
+        (FIRSTBOOT_MODULE_LIST, &lists.firstboot),
     ] {
         let mut list = String::from(
             "# Load order, computed at image build time from each module's depends=.\n",
         );
         for module in modules {
-            let host = release.join(module);
-            let in_image = format!("/lib/modules/{release_name}/{}", module.display());
+            let host = lists.release_dir.join(module);
+            let in_image = format!("/lib/modules/{}/{}", lists.release, module.display());
             image.parents(&in_image);
             image.file_from_host(&in_image, 0o644, &host)?;
             bytes += file_size(&host)?;
