@@ -22,7 +22,7 @@ use kios_tools::image::disk::{build_disk_image, firmware_vm_config, DiskOptions}
 use kios_tools::image::node_image::{build_node_image, ImageOptions};
 use kios_tools::kernel::KernelChoice;
 use kios_tools::testing::node_checks::check_probe_boot;
-use kios_tools::testing::probe_pod::probe_pod_file;
+use kios_tools::testing::probe_pod::probe_pod_file_every_boot;
 use kios_tools::vm::console::Console;
 use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions, VmRun};
 
@@ -133,7 +133,7 @@ fn the_esp_configuration_is_taken_once_and_the_identity_kept() -> Result<()> {
         &workspace,
         &components,
         &ImageOptions {
-            extra_files: vec![probe_pod_file()],
+            extra_files: vec![probe_pod_file_every_boot()],
             ..ImageOptions::default()
         },
         &out,

@@ -63,3 +63,27 @@ spec:
 pub fn probe_pod_file() -> (String, Vec<u8>) {
     (PROBE_POD_PATH.to_string(), MANIFEST.as_bytes().to_vec())
 }
+
+/// The same pod for a disk booted more than once. A static pod's UID is a
+/// hash of its manifest, so after a reboot the kubelet finds the last
+/// boot's container in the persistent store: with `Never` the pod stays
+/// completed and never runs again; with `Always` the dead sandbox is
+/// replaced and the probe runs on every boot.
+pub fn probe_pod_file_every_boot() -> (String, Vec<u8>) {
+    let manifest = MANIFEST.replace("restartPolicy: Never", "restartPolicy: Always");
+    (PROBE_POD_PATH.to_string(), manifest.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_every_boot_probe_differs_only_in_its_restart_policy() {
+        let once = String::from_utf8(probe_pod_file().1).unwrap();
+        let every = String::from_utf8(probe_pod_file_every_boot().1).unwrap();
+        assert!(once.contains("restartPolicy: Never"));
+        assert!(every.contains("restartPolicy: Always") && !every.contains("Never"));
+        assert_eq!(once.lines().count(), every.lines().count());
+    }
+}
