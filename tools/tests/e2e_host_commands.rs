@@ -254,14 +254,13 @@ fn the_kubelet_mounts_tmpfs_and_bind_volumes_with_the_nodes_mount() {
         },
         Check {
             name: "the downwardAPI file is there",
-            outcome: pod_line(console, "labels ")
-                .and_then(|labels| {
-                    if labels.contains("app=\"kios-mounts\"") {
-                        Ok(())
-                    } else {
-                        Err(format!("labels: {labels}"))
-                    }
-                }),
+            outcome: pod_line(console, "labels ").and_then(|labels| {
+                if labels.contains("app=\"kios-mounts\"") {
+                    Ok(())
+                } else {
+                    Err(format!("labels: {labels}"))
+                }
+            }),
         },
         Check {
             name: "/opt/cni/bin takes a new plugin beside the image's",

@@ -83,7 +83,7 @@ mod tests {
         let once = String::from_utf8(probe_pod_file().1).unwrap();
         let every = String::from_utf8(probe_pod_file_every_boot().1).unwrap();
         assert!(once.contains("restartPolicy: Never"));
-        assert!(every.contains("restartPolicy: Always") && !every.contains("Never"));
+        assert!(every.contains("restartPolicy: Always") && !every.contains("restartPolicy: Never"));
         assert_eq!(once.lines().count(), every.lines().count());
     }
 }
