@@ -181,6 +181,28 @@ pub(super) const STEPS: &[Step] = &[
         resources: &[],
     },
     Step {
+        name: "e2e_first_boot",
+        description: "QEMU first-boot test: a disk whose EFI system partition carries good and bad configuration files, booted twice under UEFI firmware (files taken once, machine-id and name kept)",
+        action: Action::TestBinary {
+            test: "e2e_first_boot",
+            args: &["--ignored", "--test-threads=1"],
+        },
+        needs_qemu: true,
+        after: NODE_IMAGE,
+        resources: &[],
+    },
+    Step {
+        name: "e2e_host_commands",
+        description: "QEMU test of the host commands the kubelet runs: tmpfs and bind volumes through the node's mount/umount, /opt/cni/bin writable",
+        action: Action::TestBinary {
+            test: "e2e_host_commands",
+            args: &["--ignored", "--test-threads=1"],
+        },
+        needs_qemu: true,
+        after: NODE_IMAGE,
+        resources: &[],
+    },
+    Step {
         name: "e2e_power_button",
         description: "QEMU power button tests: ACPI on amd64 (Debian's and the kiOS kernel), the GPIO key on arm64 (kiOS kernel)",
         action: Action::TestBinary {
@@ -322,14 +344,6 @@ pub(super) fn step(name: &str) -> &'static Step {
 
 #[cfg(test)]
 mod tests {
-    /// End-to-end tests written but not yet passing, so no step runs them
-    /// (each fails for a known reason, in the issue-16 notes): run them by
-    /// hand with `cargo test -p kios-tools --test NAME -- --ignored`.
-    /// e2e_first_boot: its first UEFI boot did not reach power-off within
-    /// 15 minutes in a full-suite run (cause not found yet).
-    /// e2e_host_commands: the kubelet 1.20 fails `MountVolume.SetUp` for the
-    /// static pod's projected volume, so the pod never runs.
-    const NOT_YET_PASSING: &[&str] = &["e2e_first_boot", "e2e_host_commands"];
 
     use super::*;
     use std::path::Path;
@@ -397,7 +411,7 @@ mod tests {
                 .iter()
                 .any(|step| matches!(step.action, Action::TestBinary { test, .. } if test == name));
             assert!(
-                !text.contains("#[ignore") || run_by_a_step || NOT_YET_PASSING.contains(&name),
+                !text.contains("#[ignore") || run_by_a_step,
                 "tests/{name}.rs has ignored tests that no step runs"
             );
         }
