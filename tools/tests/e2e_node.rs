@@ -6,6 +6,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use kios_tools::components::ca_bundle::{
+    ca_bundle, certificate_count, CA_BUNDLE_PATH, CA_CERTIFICATES_COMPONENT,
+};
 use kios_tools::components::node::{NodeComponents, NodeKernel};
 use kios_tools::components::OciRuntime;
 use kios_tools::host::arch::Arch;
@@ -95,6 +98,52 @@ fn check_host_processes(console: &Console) -> Result<(), String> {
     }
 }
 
+/// The file at `path` in a zstd initramfs (the default compression).
+fn file_in_initramfs(initrd: &std::path::Path, path: &str) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let stored = std::fs::read(initrd).map_err(|error| format!("reading {initrd:?}: {error}"))?;
+    let cpio = zstd::decode_all(stored.as_slice()).map_err(|error| format!("unzstd: {error}"))?;
+    let mut input = std::io::Cursor::new(cpio.as_slice());
+    loop {
+        let mut reader = cpio::NewcReader::new(input).map_err(|error| format!("cpio: {error}"))?;
+        if reader.entry().is_trailer() {
+            return Err(format!("no {path} in {initrd:?}"));
+        }
+        if reader.entry().name().trim_start_matches('/') == path.trim_start_matches('/') {
+            let mut contents = Vec::new();
+            reader
+                .read_to_end(&mut contents)
+                .map_err(|error| format!("cpio: {error}"))?;
+            return Ok(contents);
+        }
+        input = reader.finish().map_err(|error| format!("cpio: {error}"))?;
+    }
+}
+
+/// The image carries the CA bundle containerd pulls over TLS with, built
+/// from the pinned `ca-certificates`.
+fn check_ca_bundle(initrd: &std::path::Path, components: &NodeComponents) -> Result<(), String> {
+    let in_image = file_in_initramfs(initrd, CA_BUNDLE_PATH)?;
+    let package = components
+        .fetched(CA_CERTIFICATES_COMPONENT)
+        .map_err(|error| error.to_string())?;
+    let expected = ca_bundle(package).map_err(|error| format!("{error:#}"))?;
+    eprintln!(
+        "{CA_BUNDLE_PATH}: {} certificates, {} bytes",
+        certificate_count(&in_image),
+        in_image.len()
+    );
+    if in_image == expected {
+        Ok(())
+    } else {
+        Err(format!(
+            "{CA_BUNDLE_PATH} in the image ({} bytes) is not the bundle of the pinned package ({} bytes)",
+            in_image.len(),
+            expected.len()
+        ))
+    }
+}
+
 /// Every module of the late list (the NIC, the CNI devices, netfilter,
 /// ipset, IPVS) loaded: the init counts the loads that succeeded, and
 /// nothing was loaded before (no modprobe on the node), so the count is
@@ -138,6 +187,7 @@ fn node_runs_a_static_pod_offline_and_shuts_down_cleanly(arch: Arch) {
         panic!("the node test boots Debian's kernel");
     };
     let lists = ModuleLists::resolve(tree).expect("the image's module lists");
+    let ca_bundle_outcome = check_ca_bundle(&image.initrd, &components);
     let config = vm_config(&image, true);
     let options = RunOptions {
         timeout: Duration::from_secs(900),
@@ -156,6 +206,10 @@ fn node_runs_a_static_pod_offline_and_shuts_down_cleanly(arch: Arch) {
         Check {
             name: "only init, runtime, kubelet and pod processes run",
             outcome: check_host_processes(console),
+        },
+        Check {
+            name: "the image carries the pinned CA bundle at /etc/ssl/certs/ca-certificates.crt",
+            outcome: ca_bundle_outcome,
         },
         Check {
             name: "every late module (netfilter, ipset, IPVS, VXLAN, ...) loaded",
