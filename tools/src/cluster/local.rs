@@ -54,6 +54,9 @@ const POD_TIMEOUT: Duration = Duration::from_secs(300);
 /// its serving certificate is asked for, approved and signed first.
 const KUBELET_API_TIMEOUT: Duration = Duration::from_secs(180);
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// How long the kubelet's registration line may take to reach the host's
+/// console reader after the node is Ready.
+const CONSOLE_LAG: Duration = Duration::from_secs(120);
 /// Each node's data partition (a sparse file).
 const DATA_BYTES: u64 = 1 << 30;
 /// What QEMU's DHCP server leases to every node (each VM has its own network).
@@ -535,13 +538,27 @@ fn wait_until_ready(
             approved.join(", ")
         );
     }
+    // The serial console lags behind the guest (every kubelet line goes
+    // through it): the registration line may reach the host after kubectl
+    // saw the node Ready.
+    let console_deadline = Instant::now() + CONSOLE_LAG;
     let mut reports = Vec::new();
     for (index, name) in names.iter().enumerate() {
         let (seen, transition) = seen_ready[index].clone().unwrap_or_default();
-        let timing: Option<ReadyTiming> = consoles[index]
-            .lock()
-            .ok()
-            .and_then(|state| ready_timing(&state.console, name, &transition).ok());
+        let timing = loop {
+            let timing = consoles[index]
+                .lock()
+                .map_err(|_| anyhow!("a console's lock is poisoned"))
+                .and_then(|state| ready_timing(&state.console, name, &transition));
+            match timing {
+                Ok(timing) => break Some(timing),
+                Err(error) if Instant::now() > console_deadline => {
+                    eprintln!("{name}: no PID 1 to Ready time: {error:#}");
+                    break None;
+                }
+                Err(_) => std::thread::sleep(POLL_INTERVAL),
+            }
+        };
         reports.push(NodeReport {
             name: name.clone(),
             ready: true,
