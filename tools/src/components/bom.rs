@@ -493,12 +493,18 @@ arm64 = {{ source = "path", path = "sysroot.tar.gz", sha256 = "{ZEROS}" }}
         assert!(error.contains("component `a` (amd64)"), "{error}");
     }
 
+    fn shipped_bom() -> Bom {
+        Bom::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(BOM_FILE),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn the_shipped_bom_pins_every_component_for_both_arches() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join(BOM_FILE);
-        let bom = Bom::load(&path).unwrap();
+        let bom = shipped_bom();
         for name in [
             "kernel",
             "containerd",
@@ -525,10 +531,7 @@ arm64 = {{ source = "path", path = "sysroot.tar.gz", sha256 = "{ZEROS}" }}
     /// is Debian's version of upstream 1.20.2).
     #[test]
     fn the_kubelets_release_is_the_one_its_entries_build() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join(BOM_FILE);
-        let bom = Bom::load(&path).unwrap();
+        let bom = shipped_bom();
         let release = bom.component("kubelet").unwrap().release.clone().unwrap();
         for arch in Arch::ALL {
             if let Source::DebianSource { version, .. } = bom.source("kubelet", arch).unwrap() {

@@ -255,6 +255,17 @@ fn relative(image_path: &Path) -> &Path {
     image_path.strip_prefix("/").unwrap_or(image_path)
 }
 
+/// Where `image_path` goes under `dir`: its parent made, any old file removed.
+fn fresh_target(dir: &Path, image_path: &Path) -> Result<PathBuf> {
+    let target = dir.join(relative(image_path));
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    remove_file_if_present(&target)?;
+    Ok(target)
+}
+
 /// Copies `host_file` to `image_path` under `dir`, keeping its permission bits.
 fn copy_into(
     dir: &Path,
@@ -262,12 +273,7 @@ fn copy_into(
     host_file: &Path,
     component: &str,
 ) -> Result<StagedFile> {
-    let target = dir.join(relative(image_path));
-    if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    remove_file_if_present(&target)?;
+    let target = fresh_target(dir, image_path)?;
     let bytes = std::fs::copy(host_file, &target)
         .with_context(|| format!("copying {} to {}", host_file.display(), target.display()))?;
     Ok(StagedFile {
@@ -284,12 +290,7 @@ fn write_into(
     contents: &[u8],
     component: &str,
 ) -> Result<StagedFile> {
-    let target = dir.join(relative(image_path));
-    if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    remove_file_if_present(&target)?;
+    let target = fresh_target(dir, image_path)?;
     std::fs::write(&target, contents).with_context(|| format!("writing {}", target.display()))?;
     std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644))
         .with_context(|| format!("setting the mode of {}", target.display()))?;
