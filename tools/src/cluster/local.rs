@@ -605,6 +605,33 @@ impl RunningCluster<'_> {
         Ok(approved)
     }
 
+    /// Binds kube-proxy's DaemonSet pods to their nodes (there is no
+    /// scheduler) and waits until they are Ready; what it saw, per node.
+    pub fn start_kube_proxy(&self) -> Result<(bool, Vec<String>, BTreeMap<String, String>)> {
+        let api = &self.api;
+        let names = self.names();
+        with_step("kube-proxy Ready on every node", || {
+            let pods = api.bind_daemon_pods(KUBE_PROXY_LABEL, names.len(), POD_TIMEOUT)?;
+            let mut lines = Vec::new();
+            let mut all = true;
+            for node in &names {
+                let Some(pod) = pods.get(node) else {
+                    all = false;
+                    lines.push(format!("{node}: no kube-proxy pod"));
+                    continue;
+                };
+                match api.wait_ready("kube-system", pod, KUBE_PROXY_TIMEOUT) {
+                    Ok(_) => lines.push(format!("{node}: {pod} Ready")),
+                    Err(error) => {
+                        all = false;
+                        lines.push(format!("{node}: {pod}: {error:#}"));
+                    }
+                }
+            }
+            Ok((all, lines, pods))
+        })
+    }
+
     /// `kubectl get ARGS --output=wide` as the admin, as text.
     pub fn table(&self, what: &[&str]) -> Result<String> {
         let mut args = vec!["get"];
@@ -636,26 +663,7 @@ impl RunningCluster<'_> {
         })?;
 
         // kube-proxy and its image.
-        let kube_proxy = with_step("kube-proxy Ready on every node", || {
-            let pods = api.bind_daemon_pods(KUBE_PROXY_LABEL, names.len(), POD_TIMEOUT)?;
-            let mut lines = Vec::new();
-            let mut all = true;
-            for node in &names {
-                let Some(pod) = pods.get(node) else {
-                    all = false;
-                    lines.push(format!("{node}: no kube-proxy pod"));
-                    continue;
-                };
-                match api.wait_ready("kube-system", pod, KUBE_PROXY_TIMEOUT) {
-                    Ok(_) => lines.push(format!("{node}: {pod} Ready")),
-                    Err(error) => {
-                        all = false;
-                        lines.push(format!("{node}: {pod}: {error:#}"));
-                    }
-                }
-            }
-            Ok((all, lines, pods))
-        })?;
+        let kube_proxy = self.start_kube_proxy()?;
         let (running, lines, kube_proxy_pods) = kube_proxy;
         report.checks.kube_proxy_running = running;
         report.details.insert("kube_proxy_running", lines);

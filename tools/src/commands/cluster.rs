@@ -72,6 +72,15 @@ pub fn run_command(args: &ClusterArgs) -> Result<()> {
     }
     let report = run(&options, |cluster| {
         let all_ready = started.elapsed().as_secs_f64();
+        if !checks {
+            let (running, lines, _) = cluster.start_kube_proxy()?;
+            if !running {
+                eprintln!(
+                    "kube-proxy is not running everywhere:\n  {}",
+                    lines.join("\n  ")
+                );
+            }
+        }
         if !args.json {
             print_cluster(cluster)?;
         }
@@ -123,13 +132,22 @@ pub fn run_command(args: &ClusterArgs) -> Result<()> {
 
 fn print_cluster(cluster: &RunningCluster) -> Result<()> {
     println!("\n{}", describe(cluster)?);
-    println!("node       PID 1 -> registered  PID 1 -> Ready  Ready seen (host)  kubelet via");
+    let width = cluster
+        .nodes
+        .iter()
+        .map(|node| node.name.len())
+        .max()
+        .unwrap_or(4);
+    println!(
+        "{:width$}  PID 1 -> registered  PID 1 -> Ready  Ready seen (host)  kubelet via",
+        "node"
+    );
     for node in &cluster.nodes {
         let seconds = |value: Option<f64>| {
             value.map_or_else(|| "?".to_string(), |seconds| format!("{seconds:.1} s"))
         };
         println!(
-            "{}  {:>10}  {:>14}  {:>17}  {}",
+            "{:width$}  {:>19}  {:>14}  {:>17}  {}",
             node.name,
             seconds(node.seconds_to_registered),
             seconds(node.seconds_to_ready),
@@ -146,7 +164,8 @@ fn print_cluster(cluster: &RunningCluster) -> Result<()> {
         kubeconfig.display()
     );
     println!(
-        "consoles: {}",
+        "no scheduler: a pod names its node (spec.nodeName); the tool bound kube-proxy's.\n\
+         consoles: {}",
         cluster
             .nodes
             .iter()
