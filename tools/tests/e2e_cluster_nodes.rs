@@ -56,9 +56,17 @@ fn two_nodes_join_run_kube_proxy_and_serve_logs_exec_and_port_forward() -> Resul
     );
     for node in nodes {
         let name = node["name"].as_str().unwrap_or_default();
+        // The first boot's name comes from the machine's SMBIOS UUID (the
+        // kiOS kernel reads it through DMI), not a random machine ID.
+        let uuid: String = node["machine_uuid"]
+            .as_str()
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| *c != '-')
+            .collect();
         ensure!(
-            name.starts_with("kios-") && name.len() == "kios-".len() + 12,
-            "{name} is not the first boot's kios-<12 hex> name"
+            uuid.len() == 32 && name == format!("kios-{}", &uuid[..12]),
+            "{name} is not kios-<the first 12 hex digits of the machine's UUID {uuid}>"
         );
         ensure!(node["ready"] == true, "{name} is not Ready");
         let seconds = node["seconds_to_ready"].as_f64();

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
+use uuid::Uuid;
 
 use crate::cluster::api::{node_ready, ready_condition, Api};
 use crate::cluster::control_plane::{ControlPlane, GUEST_SERVER};
@@ -99,6 +100,9 @@ pub struct NodeReport {
     pub ready_seen_after_seconds: Option<f64>,
     /// Where the API server reaches its kubelet (the VM's forward).
     pub kubelet_address: String,
+    /// The VM's SMBIOS product UUID, which the node's machine ID and name
+    /// come from.
+    pub machine_uuid: Option<Uuid>,
     pub console_log: PathBuf,
     pub data_disk: PathBuf,
 }
@@ -227,6 +231,9 @@ pub fn run<T>(
             extra_disks: vec![disk.clone()],
             guest_forwards: guest_forwards.clone(),
             host_forwards: vec![HostForward::loopback(*address, KUBELET_PORT, KUBELET_PORT)?],
+            // Each machine's own product UUID, as real ones have: the first
+            // boot names the node kios-<its first 12 hex digits>.
+            smbios_uuid: Some(Uuid::new_v4()),
             // Guest time is the host's: no timing is asserted, and two
             // counted guests on a busy host would drift from the API's clock.
             ..vm_config(&image, false)
@@ -566,6 +573,7 @@ fn wait_until_ready(
             seconds_to_registered: timing.as_ref().map(ReadyTiming::pid1_to_registered),
             ready_seen_after_seconds: Some(seen.as_secs_f64()),
             kubelet_address: format!("{}:{KUBELET_PORT}", addresses[index]),
+            machine_uuid: vms[index].0.smbios_uuid,
             console_log: vms[index].1.clone(),
             data_disk: vms[index].2.clone(),
         });

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use kios_abi::image::INIT;
 use serde::Serialize;
+use uuid::Uuid;
 
 use crate::host::arch::Arch;
 use crate::host::child::killed_with_parent;
@@ -113,6 +114,12 @@ pub struct VmConfig {
     /// QEMU's human monitor on a Unix socket here, for [`press_power_button`];
     /// None: no monitor.
     pub monitor_socket: Option<PathBuf>,
+    /// The machine's SMBIOS product UUID (`-uuid`), from which a node's
+    /// first boot derives /etc/machine-id and its name, as on a real
+    /// machine. None: QEMU's all-zero UUID, which the first boot ignores
+    /// (a random machine ID). amd64 only: arm64's `virt` has SMBIOS only
+    /// under UEFI firmware.
+    pub smbios_uuid: Option<Uuid>,
 }
 
 /// A guest TCP port reachable at `address:host_port` on the host: QEMU
@@ -257,6 +264,7 @@ impl VmConfig {
             guest_forwards: Vec::new(),
             host_forwards: Vec::new(),
             monitor_socket: None,
+            smbios_uuid: None,
         }
     }
 
@@ -303,6 +311,11 @@ impl VmConfig {
         command
             .args(["-machine", machine, "-accel", accel, "-cpu", cpu])
             .args(["-m", &self.memory_mib.to_string(), "-smp", "1"])
+            .args(
+                self.smbios_uuid
+                    .iter()
+                    .flat_map(|uuid| ["-uuid".to_string(), uuid.to_string()]),
+            )
             .args(["-nographic", "-no-reboot", "-serial", "stdio"])
             .arg("-monitor")
             .arg(match &self.monitor_socket {
@@ -772,6 +785,18 @@ mod tests {
               guestfwd=tcp:10.0.2.101:80-tcp:127.0.0.1:8080"
                 .to_string()
         ));
+    }
+
+    #[test]
+    fn a_machine_uuid_is_passed_only_when_set() {
+        let plain = VmConfig::new(Arch::Amd64, "/k".into(), "/i".into());
+        assert!(!args_of(&plain).contains("-uuid"));
+        let uuid = Uuid::parse_str("4c4c4544-0042-3510-8052-b4c04f4b4e32").unwrap();
+        let config = VmConfig {
+            smbios_uuid: Some(uuid),
+            ..VmConfig::new(Arch::Amd64, "/k".into(), "/i".into())
+        };
+        assert!(args_of(&config).contains("-uuid 4c4c4544-0042-3510-8052-b4c04f4b4e32"));
     }
 
     #[test]
