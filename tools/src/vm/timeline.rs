@@ -189,14 +189,33 @@ impl Timeline {
             .collect()
     }
 
-    /// Pairs of consecutive phases whose times go backwards.
+    /// Pairs of consecutive phases whose times go backwards. The first
+    /// pod's own line may come before containerd's "StartContainer ...
+    /// returns successfully": the container's process runs (and writes to
+    /// kmsg itself) before containerd answers the kubelet, and containerd's
+    /// line reaches kmsg later still, relayed by the init. That pair has no
+    /// order; the first pod still comes after its sandbox.
     pub fn out_of_order(&self) -> Vec<(Phase, Phase)> {
-        let reported: Vec<(Phase, u64)> = self.phases.iter().map(|(p, us)| (*p, *us)).collect();
-        reported
+        let reported: Vec<(Phase, u64)> = self
+            .phases
+            .iter()
+            .filter(|(phase, _)| **phase != Phase::ContainerStarted)
+            .map(|(p, us)| (*p, *us))
+            .collect();
+        let mut backwards: Vec<(Phase, Phase)> = reported
             .windows(2)
             .filter(|pair| pair[1].1 < pair[0].1)
             .map(|pair| (pair[0].0, pair[1].0))
-            .collect()
+            .collect();
+        if let (Some(sandbox), Some(started)) = (
+            self.phases.get(&Phase::PodSandboxReady),
+            self.phases.get(&Phase::ContainerStarted),
+        ) {
+            if started < sandbox {
+                backwards.push((Phase::PodSandboxReady, Phase::ContainerStarted));
+            }
+        }
+        backwards
     }
 
     /// A table: phase, guest seconds since boot, and the step from the previous phase.
@@ -362,6 +381,32 @@ mod first_pod_tests {
         );
         assert!(timeline.out_of_order().is_empty());
         assert!(timeline.table().contains("pod_sandbox_ready"));
+    }
+
+    #[test]
+    fn the_first_pod_may_log_before_containerd_says_it_started() {
+        let console = Console::from_text(concat!(
+            "[    0.900000] kios: timeline kubelet_exec us=900000\n",
+            "[    2.400000] containerd: msg=\"RunPodSandbox for x returns sandbox id \\\"ab\\\"\"\n",
+            "[    2.800000] kios-probe: running in pod kios-probe\n",
+            "[    2.900000] containerd: msg=\"StartContainer for \\\"cd\\\" returns successfully\"\n",
+        ));
+        let timeline = Timeline::from_console(&console);
+        assert!(
+            timeline.out_of_order().is_empty(),
+            "{:?}",
+            timeline.out_of_order()
+        );
+
+        let before_sandbox = Console::from_text(concat!(
+            "[    0.900000] kios: timeline kubelet_exec us=900000\n",
+            "[    2.400000] kios-probe: running in pod kios-probe\n",
+            "[    2.800000] containerd: msg=\"RunPodSandbox for x returns sandbox id \\\"ab\\\"\"\n",
+        ));
+        assert_eq!(
+            Timeline::from_console(&before_sandbox).out_of_order(),
+            [(Phase::PodSandboxReady, Phase::FirstPodRunning)]
+        );
     }
 
     #[test]
