@@ -1,10 +1,11 @@
 //! Persistence end to end: the node's GPT disk image booted twice under
 //! UEFI firmware. The first boot's pod leaves data on a hostPath of the
-//! data partition and changes the node's configuration in /etc (its
-//! hostname); it then shuts the node down through the system socket with
-//! kiosctl. The second boot must find the data, boot with the changed
-//! hostname, still have the unpacked images and the kubelet's log file
-//! (read from the pod), and pull nothing.
+//! data partition, changes the node's configuration in /etc (its
+//! hostname) and installs a CNI plugin into /opt/cni/bin, as an add-on's
+//! DaemonSet would; it then shuts the node down through the system socket
+//! with kiosctl. The second boot must find the data, boot with the changed
+//! hostname, still have the plugin beside the image's, the unpacked
+//! images and the kubelet's log file (read from the pod), and pull nothing.
 //!
 //! Ignored by default because it boots a VM twice; `cargo kios test` runs it.
 
@@ -67,9 +68,12 @@ spec:
           say "etc-hostname $(cat /host-etc/hostname)"
           say "snapshots $(cd /snapshots && echo *)"
           say "kubelet-log-lines $(/bin/busybox wc -l < /host-log/kubelet.log)"
+          say "cni-plugins $(cd /cni && echo *)"
           if [ "$boot" = 1 ]; then
             echo "written-by-boot-1" > /data/marker
             echo "kios-persisted" > /host-etc/hostname
+            printf '#!/bin/true\n' > /cni/kios-test-plugin
+            /bin/busybox chmod 755 /cni/kios-test-plugin
           fi
           /bin/busybox sync
       volumeMounts:
@@ -85,6 +89,8 @@ spec:
         - name: host-log
           mountPath: /host-log
           readOnly: true
+        - name: cni
+          mountPath: /cni
   containers:
     - name: shutdown
       image: kios.local/kiosctl:1
@@ -121,6 +127,10 @@ spec:
     - name: host-log
       hostPath:
         path: /var/log/kios
+        type: Directory
+    - name: cni
+      hostPath:
+        path: /opt/cni/bin
         type: Directory
 "#;
 
@@ -224,6 +234,23 @@ fn data_etc_and_images_survive_a_clean_reboot_of_the_disk() -> Result<()> {
     );
     require_line(console, &format!("kios: hostname {CHANGED_HOSTNAME}"))
         .map_err(anyhow::Error::msg)?;
+    let plugins = |run: &VmRun| -> Result<Vec<String>> {
+        Ok(persist_line(&run.console, "cni-plugins")?
+            .split_whitespace()
+            .map(str::to_string)
+            .collect())
+    };
+    let (before, after) = (plugins(&first)?, plugins(&second)?);
+    ensure!(
+        before.iter().any(|plugin| plugin == "bridge")
+            && !before.iter().any(|plugin| plugin == "kios-test-plugin"),
+        "the first boot's /opt/cni/bin is not the image's: {before:?}"
+    );
+    ensure!(
+        after.iter().any(|plugin| plugin == "bridge")
+            && after.iter().any(|plugin| plugin == "kios-test-plugin"),
+        "the plugin installed on the first boot did not survive beside the image's: {after:?}"
+    );
     // The kubelet's log file is kept on the data partition and appended to.
     let log_lines = |run: &VmRun| -> Result<u64> {
         persist_line(&run.console, "kubelet-log-lines")?
