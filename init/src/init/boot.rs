@@ -369,7 +369,7 @@ impl<S: Sys> Init<S> {
                         log!(
                             &mut self.sys,
                             Level::Notice,
-                            "data partition {} mounted on {}: /etc changes, logs, container storage and pod volumes persist",
+                            "data partition {} mounted on {}: /etc, logs, images and pod volumes persist",
                             device.as_str(),
                             mounts::VAR
                         );

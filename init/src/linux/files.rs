@@ -89,13 +89,35 @@ pub fn chroot(path: &str) -> SysResult<()> {
     rustix::process::chroot(c_path(path, &mut [0; PATH_MAX])?).map_err(errno)
 }
 
-pub fn read_file(path: &str, buf: &mut [u8]) -> SysResult<FileRead> {
+/// Opens a file the init reads (configuration, module lists, modules)
+/// only if it is a regular file. Non-blocking, so a FIFO or a terminal
+/// put there (the /etc overlay persists, and a root pod can write it)
+/// cannot stop PID 1 in `open`; the type check keeps it from `read`.
+/// Anything else is refused as EISDIR (a directory) or EINVAL, as
+/// [`file_size`] does.
+fn open_regular(path: &str) -> SysResult<rustix::fd::OwnedFd> {
     let fd = rustix::fs::open(
         c_path(path, &mut [0; PATH_MAX])?,
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
         Mode::empty(),
     )
     .map_err(errno)?;
+    let stat = rustix::fs::fstat(&fd).map_err(errno)?;
+    regular(stat.st_mode)?;
+    Ok(fd)
+}
+
+/// Ok for a regular file's mode; EISDIR for a directory, else EINVAL.
+fn regular(mode: u32) -> SysResult<()> {
+    match rustix::fs::FileType::from_raw_mode(mode) {
+        rustix::fs::FileType::RegularFile => Ok(()),
+        rustix::fs::FileType::Directory => Err(Errno::ISDIR),
+        _ => Err(Errno::INVAL),
+    }
+}
+
+pub fn read_file(path: &str, buf: &mut [u8]) -> SysResult<FileRead> {
+    let fd = open_regular(path)?;
     let mut len = 0;
     while let Some(rest @ [_, ..]) = buf.get_mut(len..) {
         match rustix::io::read(&fd, rest) {
@@ -176,20 +198,12 @@ pub fn list_dir(path: &str, each: &mut dyn FnMut(&str)) -> SysResult<()> {
 
 pub fn file_size(path: &str) -> SysResult<u64> {
     let stat = rustix::fs::stat(c_path(path, &mut [0; PATH_MAX])?).map_err(errno)?;
-    match rustix::fs::FileType::from_raw_mode(stat.st_mode) {
-        rustix::fs::FileType::RegularFile => Ok(stat.st_size as u64),
-        rustix::fs::FileType::Directory => Err(Errno::ISDIR),
-        _ => Err(Errno::INVAL),
-    }
+    regular(stat.st_mode)?;
+    Ok(stat.st_size as u64)
 }
 
 pub fn load_module(path: &str) -> SysResult<()> {
-    let fd = rustix::fs::open(
-        c_path(path, &mut [0; PATH_MAX])?,
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(errno)?;
+    let fd = open_regular(path)?;
     rustix::system::finit_module(&fd, c"", 0).map_err(errno)
 }
 
