@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use kios_abi::image::{HOSTNAME_FILE, INIT, KUBELET, LATE_MODULE_LIST, RUNTIME};
+use kios_abi::image::{HOSTNAME_FILE, INIT, KUBELET, MODULE_LIST, RUNTIME};
 use kios_abi::kubernetes;
 
 use crate::components::bom::Bom;
@@ -96,11 +96,12 @@ pub fn standin_initramfs(init: &Path, standin: &Path) -> Result<Initramfs> {
             BOOTSTRAP_KUBECONFIG,
         );
     // A hostile /etc, as a root pod can leave it in the persistent overlay:
-    // the late module list is a terminal, which a read would wait on
-    // forever. The init must refuse it and boot on (issue 17, defect 1).
+    // the module list is a terminal, which a read would wait on forever.
+    // The init must refuse it and boot on (issue 17, defect 1). The early
+    // list: tests that build on this image set their own late one.
     image
         .directory("/etc/kios", 0o755)
-        .symlink(LATE_MODULE_LIST, "/dev/console");
+        .symlink(MODULE_LIST, "/dev/console");
     Ok(image)
 }
 
@@ -171,7 +172,7 @@ mod tests {
         assert_eq!(find("dev/console").1, 0o020600);
         assert_eq!(find("etc/kubernetes/node-ip").6, b"10.0.2.15\n");
         assert_eq!(find("etc/hostname").6, b"kios-standin\n");
-        assert_eq!(find("etc/kios/modules-late").6, b"/dev/console");
+        assert_eq!(find("etc/kios/modules").6, b"/dev/console");
         assert!(find("etc/kubernetes/manifests").1 & 0o040000 != 0);
         let labels = String::from_utf8(find("etc/kubernetes/node-labels").6.clone()).unwrap();
         assert!(labels.lines().any(|line| line == "bad label=x"));
