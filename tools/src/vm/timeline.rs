@@ -44,7 +44,8 @@ pub enum Phase {
 /// Where a sub-phase after the kubelet's exec is read: the first console
 /// line from `source` (the kmsg identity the line starts with, after the
 /// kernel's timestamp) containing every one of `texts`. Each happens
-/// before the next, so the timeline stays in order.
+/// before the next, except that the first pod's own line may come before
+/// containerd's word that its container started ([`Timeline::out_of_order`]).
 struct ChildMarker {
     phase: Phase,
     source: &'static str,
