@@ -22,18 +22,33 @@ pub fn set_panic_action(action: PanicAction) {
 // Only in the static musl executables: a host build links std's.
 #[cfg(all(target_env = "musl", not(test)))]
 #[panic_handler]
+// rustc warns that `inline` is ignored on an exported symbol, yet LLVM does
+// inline this handler into `core::panicking::panic_fmt`: the message argument
+// goes dead there, and with it the core::fmt code every panic site kept
+// alive (init: 65,400 -> 62,360 bytes amd64, 65,528 -> 62,656 arm64).
+#[allow(unused_attributes)]
+#[inline(always)]
 fn panic(info: &core::panic::PanicInfo) -> ! {
+    // Only the location: formatting the message would pull core::fmt in.
+    let location = info.location();
+    panic_at(
+        location.map_or("", |at| at.file()),
+        location.map_or(0, |at| at.line()),
+    )
+}
+
+#[cfg(all(target_env = "musl", not(test)))]
+#[inline(never)]
+#[cold]
+fn panic_at(file: &str, line_number: u32) -> ! {
     use crate::kmsg::{Level, Line};
     use rustix::system::RebootCommand;
 
-    // Only the location: formatting the message would pull core::fmt in.
     let mut line = Line::new(Level::Crit);
     line.push("panic at ");
-    if let Some(location) = info.location() {
-        line.push(location.file());
-        line.push(":");
-        line.push_u64(location.line().into());
-    }
+    line.push(file);
+    line.push(":");
+    line.push_u64(line_number.into());
     line.emit();
     if !rustix::process::getpid().is_init() {
         crate::process::exit(101);
