@@ -100,6 +100,10 @@ const fn minor_version(release: &str) -> u16 {
 /// 1.28 removed) until 1.24.
 const FIRST_CRI_ONLY_MINOR: u16 = 24;
 
+/// Before 1.21 the `IPv6DualStack` gate is off and the kubelet exits on a
+/// dual-stack `--node-ip`.
+const FIRST_DUAL_STACK_MINOR: u16 = 21;
+
 /// The kubelet's command line from what `/etc/kubernetes` holds.
 pub fn kubelet_argv<S: Sys>(sys: &mut S) -> CommandArgv {
     kubelet_argv_for(sys, KUBELET_MINOR)
@@ -181,7 +185,7 @@ fn kubelet_argv_for<S: Sys>(sys: &mut S, minor: u16) -> CommandArgv {
         );
     }
 
-    push_node_ip(sys, &mut argv);
+    push_node_ip(sys, &mut argv, minor);
     push_node_labels(sys, &mut argv);
     argv
 }
@@ -279,13 +283,25 @@ fn push_flag<S: Sys>(sys: &mut S, argv: &mut CommandArgv, parts: &[&str]) {
     }
 }
 
-fn push_node_ip<S: Sys>(sys: &mut S, argv: &mut CommandArgv) {
+fn push_node_ip<S: Sys>(sys: &mut S, argv: &mut CommandArgv, minor: u16) {
     let mut buf = [0u8; SMALL_FILE_MAX];
     let Some(content) = read_small(sys, NODE_IP, &mut buf, "kubelet picks the node IP") else {
         return;
     };
-    match node_ip::parse(content) {
-        Ok(ip) => push_flag(sys, argv, &["--node-ip=", &ip]),
+    match node_ip::parse(content, minor >= FIRST_DUAL_STACK_MINOR) {
+        Ok((ip, dropped)) => {
+            if let Some(address) = dropped {
+                log!(
+                    sys,
+                    Level::Warning,
+                    "{}: dropped {}, kubelet 1.{} is single-stack",
+                    NODE_IP,
+                    address,
+                    minor
+                );
+            }
+            push_flag(sys, argv, &["--node-ip=", &ip]);
+        }
         Err(reason) => log!(
             sys,
             Level::Warning,
@@ -382,7 +398,7 @@ mod tests {
             .with_file(CONFIG, b"kind: KubeletConfiguration\n")
             .with_file(KUBECONFIG, b"apiVersion: v1\n")
             .with_file(BOOTSTRAP_KUBECONFIG, b"apiVersion: v1\n")
-            .with_file(NODE_IP, b"10.0.2.15,fd00::15\n")
+            .with_file(NODE_IP, b"10.0.2.15\n")
             .with_file(NODE_LABELS, b"tier=node\nzone=a\n")
             .with_file(CREDENTIAL_PROVIDERS, b"kind: CredentialProviderConfig\n")
             .with_file(CLUSTER_CA, b"-----BEGIN CERTIFICATE-----\n");
@@ -401,7 +417,7 @@ mod tests {
                 "--feature-gates=KubeletCredentialProviders=true",
                 "--image-credential-provider-config=/etc/kubernetes/credential-providers.yaml",
                 "--image-credential-provider-bin-dir=/usr/libexec/kubernetes/credential-providers",
-                "--node-ip=10.0.2.15,fd00::15",
+                "--node-ip=10.0.2.15",
                 "--node-labels=tier=node,zone=a",
             ]
         );
@@ -422,15 +438,17 @@ mod tests {
     /// the Docker default and the credential provider gate end with 1.24.
     #[test]
     fn flags_follow_the_kubelets_release() {
-        for (minor, runtime_flag, gate) in [
-            (20, true, true),
-            (23, true, true),
-            (24, false, false),
-            (26, false, false),
-            (27, false, false),
-            (34, false, false),
+        for (minor, runtime_flag, gate, node_ip) in [
+            (20, true, true, "--node-ip=10.0.2.15"),
+            (21, true, true, "--node-ip=10.0.2.15,fd00::15"),
+            (23, true, true, "--node-ip=10.0.2.15,fd00::15"),
+            (24, false, false, "--node-ip=10.0.2.15,fd00::15"),
+            (26, false, false, "--node-ip=10.0.2.15,fd00::15"),
+            (27, false, false, "--node-ip=10.0.2.15,fd00::15"),
+            (34, false, false, "--node-ip=10.0.2.15,fd00::15"),
         ] {
             let mut sys = RecordingSys::new()
+                .with_file(NODE_IP, b"10.0.2.15,fd00::15\n")
                 .with_file(CONFIG, b"kind: KubeletConfiguration\n")
                 .with_file(KUBECONFIG, b"apiVersion: v1\n")
                 .with_file(CLUSTER_CA, b"-----BEGIN CERTIFICATE-----\n")
@@ -441,6 +459,13 @@ mod tests {
                 .collect();
             let has = |flag: &str| argv.iter().any(|arg| arg == flag);
             assert_eq!(has("--container-runtime=remote"), runtime_flag, "1.{minor}");
+            assert!(has(node_ip), "1.{minor} lacks {node_ip}: {argv:?}");
+            let dropped = sys.logs.iter().any(|line| {
+                line.contains(
+                    "/etc/kubernetes/node-ip: dropped fd00::15, kubelet 1.20 is single-stack",
+                )
+            });
+            assert_eq!(dropped, minor == 20, "1.{minor}: {:?}", sys.logs);
             assert_eq!(
                 has("--feature-gates=KubeletCredentialProviders=true"),
                 gate,

@@ -4,8 +4,12 @@
 /// A validated `--node-ip` value.
 pub type NodeIp = heapless::String<96>;
 
-/// Parses the file's first line. Dual stack needs one address of each family.
-pub fn parse(raw: &[u8]) -> Result<NodeIp, &'static str> {
+/// Parses the file's first line into the value the kubelet will take.
+/// Dual stack needs one address of each family, and a kubelet with dual
+/// stack on (`dual_stack`, from 1.21): before it, the kubelet exits on a
+/// pair, so only the first address is kept and the second returned, to be
+/// logged as dropped.
+pub fn parse(raw: &[u8], dual_stack: bool) -> Result<(NodeIp, Option<&str>), &'static str> {
     let line = crate::text::split_bytes(raw, b'\n').next().unwrap_or(&[]);
     let text = core::str::from_utf8(line.trim_ascii()).map_err(|_| "not UTF-8")?;
     if text.is_empty() {
@@ -14,10 +18,10 @@ pub fn parse(raw: &[u8]) -> Result<NodeIp, &'static str> {
     let mut families = [false; 2];
     let mut count = 0;
     for part in crate::text::split(text, b',') {
-        let address = Address::parse(part.trim_ascii().as_bytes()).ok_or("not an IP address")?;
-        if !address.is_unicast() {
-            return Err("not a unicast address");
-        }
+        let address = Address::parse(part.trim_ascii().as_bytes())
+            .ok_or("not an IP address")?
+            .as_go_sees_it();
+        address.check_usable()?;
         let family = usize::from(matches!(address, Address::V6(_)));
         if families[family] {
             return Err("two addresses of the same family");
@@ -29,13 +33,19 @@ pub fn parse(raw: &[u8]) -> Result<NodeIp, &'static str> {
         return Err("more than two addresses");
     }
     let mut value = NodeIp::new();
+    let mut dropped = None;
     for (index, part) in crate::text::split(text, b',').enumerate() {
+        let part = part.trim_ascii();
         if index > 0 {
+            if !dual_stack {
+                dropped = Some(part);
+                break;
+            }
             value.push(',').map_err(|_| "too long")?;
         }
-        value.push_str(part.trim_ascii()).map_err(|_| "too long")?;
+        value.push_str(part).map_err(|_| "too long")?;
     }
-    Ok(value)
+    Ok((value, dropped))
 }
 
 /// An IP address, parsed by hand: core::net's parser costs the init about
@@ -53,6 +63,41 @@ impl Address {
         } else {
             parse_v4(text).map(Address::V4)
         }
+    }
+
+    /// Go (and so the kubelet) reads an IPv4-mapped IPv6 address
+    /// (`::ffff:a.b.c.d`) as the IPv4 address: same family, same checks.
+    fn as_go_sees_it(self) -> Address {
+        match self {
+            Address::V6([0, 0, 0, 0, 0, 0xffff, high, low]) => {
+                let [a, b] = high.to_be_bytes();
+                let [c, d] = low.to_be_bytes();
+                Address::V4([a, b, c, d])
+            }
+            address => address,
+        }
+    }
+
+    /// What the kubelet refuses as a node IP (`validateNodeIP`): it would
+    /// never report the node's status.
+    fn check_usable(self) -> Result<(), &'static str> {
+        if !self.is_unicast() {
+            return Err("not a unicast address");
+        }
+        let (loopback, link_local) = match self {
+            Address::V4(octets) => (octets[0] == 127, octets[..2] == [169, 254]),
+            Address::V6(groups) => (
+                groups == [0, 0, 0, 0, 0, 0, 0, 1],
+                groups[0] & 0xffc0 == 0xfe80,
+            ),
+        };
+        if loopback {
+            return Err("a loopback address");
+        }
+        if link_local {
+            return Err("a link-local address");
+        }
+        Ok(())
     }
 
     /// Neither unspecified (0.0.0.0, ::) nor multicast (224.0.0.0/4, ff00::/8).
@@ -145,12 +190,51 @@ mod tests {
 
     #[test]
     fn single_and_dual_stack() {
-        assert_eq!(parse(b"10.0.2.15\n").unwrap().as_str(), "10.0.2.15");
+        let value =
+            |raw: &'static [u8]| parse(raw, true).map(|(ip, dropped)| (ip.to_string(), dropped));
+        assert_eq!(value(b"10.0.2.15\n"), Ok(("10.0.2.15".into(), None)));
         assert_eq!(
-            parse(b" 10.0.2.15 , fd00::15 ").unwrap().as_str(),
-            "10.0.2.15,fd00::15"
+            value(b" 10.0.2.15 , fd00::15 "),
+            Ok(("10.0.2.15,fd00::15".into(), None))
         );
-        assert_eq!(parse(b"fd00::15").unwrap().as_str(), "fd00::15");
+        assert_eq!(value(b"fd00::15"), Ok(("fd00::15".into(), None)));
+    }
+
+    /// Kubelet 1.20 exits with "dual-stack --node-ip ... not supported in
+    /// a single-stack cluster": it gets the first address only.
+    #[test]
+    fn a_single_stack_kubelet_gets_the_first_address() {
+        let (ip, dropped) = parse(b"10.0.2.15,fd00::15\n", false).unwrap();
+        assert_eq!((ip.as_str(), dropped), ("10.0.2.15", Some("fd00::15")));
+        let (ip, dropped) = parse(b"fd00::15", false).unwrap();
+        assert_eq!((ip.as_str(), dropped), ("fd00::15", None));
+    }
+
+    /// Go reads `::ffff:a.b.c.d` as IPv4: beside an IPv4 address the kubelet
+    /// sees two of one family and exits.
+    #[test]
+    fn ipv4_mapped_addresses_count_as_ipv4() {
+        assert_eq!(
+            parse(b"10.0.2.15,::ffff:10.0.2.16", true),
+            Err("two addresses of the same family")
+        );
+        assert_eq!(parse(b"::ffff:127.0.0.1", true), Err("a loopback address"));
+        let (ip, _) = parse(b"::ffff:10.0.2.15,fd00::15", true).unwrap();
+        assert_eq!(ip.as_str(), "::ffff:10.0.2.15,fd00::15");
+    }
+
+    #[test]
+    fn addresses_the_kubelet_refuses_are_refused() {
+        for (raw, reason) in [
+            (&b"127.0.0.1"[..], "a loopback address"),
+            (b"::1", "a loopback address"),
+            (b"169.254.1.1", "a link-local address"),
+            (b"fe80::1", "a link-local address"),
+            (b"febf::1", "a link-local address"),
+        ] {
+            assert_eq!(parse(raw, true), Err(reason), "{raw:?}");
+        }
+        assert!(parse(b"fec0::1", true).is_ok());
     }
 
     #[test]
@@ -222,17 +306,20 @@ mod tests {
 
     #[test]
     fn malformed_values_are_refused() {
-        assert_eq!(parse(b""), Err("empty"));
-        assert_eq!(parse(b"\xff"), Err("not UTF-8"));
-        assert_eq!(parse(b"10.0.2"), Err("not an IP address"));
-        assert_eq!(parse(b"10.0.2.15; rm -rf /"), Err("not an IP address"));
-        assert_eq!(parse(b"0.0.0.0"), Err("not a unicast address"));
+        assert_eq!(parse(b"", true), Err("empty"));
+        assert_eq!(parse(b"\xff", true), Err("not UTF-8"));
+        assert_eq!(parse(b"10.0.2", true), Err("not an IP address"));
         assert_eq!(
-            parse(b"10.0.0.1,10.0.0.2"),
+            parse(b"10.0.2.15; rm -rf /", true),
+            Err("not an IP address")
+        );
+        assert_eq!(parse(b"0.0.0.0", true), Err("not a unicast address"));
+        assert_eq!(
+            parse(b"10.0.0.1,10.0.0.2", true),
             Err("two addresses of the same family")
         );
         assert_eq!(
-            parse(b"10.0.0.1,fd00::1,10.0.0.2"),
+            parse(b"10.0.0.1,fd00::1,10.0.0.2", false),
             Err("two addresses of the same family")
         );
     }
