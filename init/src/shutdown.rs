@@ -6,17 +6,25 @@
 use crate::errno::Errno;
 use crate::log;
 use crate::log::Level;
+use crate::log::Shown;
 use crate::storage::mountinfo;
-use crate::sys::{PowerAction, Signal, Sys};
+use crate::sys::{MountOp, PowerAction, Signal, Sys, Unmount};
 use kios_abi::system_socket::EVENT_SHUTDOWN;
 
 /// How long processes get between SIGTERM and SIGKILL.
 pub const TERM_TIMEOUT_MS: u64 = 10_000;
 /// How long the kernel gets to take SIGKILLed processes down.
 pub const KILL_TIMEOUT_MS: u64 = 5_000;
-/// mountinfo is read whole; a node with more mounts than fit is unmounted
-/// as far as it was read, and the rest is left to the final sync.
-const MOUNTINFO_MAX: usize = 128 * 1024;
+/// How long unmounting and the final sync may take: a hung NFS server,
+/// FUSE daemon or disk blocks them in the kernel, so they run in a child
+/// and the node powers off when this is over, done or not.
+pub const FINISH_TIMEOUT_MS: u64 = 10_000;
+/// What one read of mountinfo takes (about 600 mounts); a longer one is
+/// unmounted in passes, each rereading what is left.
+const MOUNTINFO_MAX: usize = 64 * 1024;
+/// Passes over mountinfo while plain unmounts still succeed: each frees
+/// at least one mount, so only a node with more mounts stops early.
+const UNMOUNT_PASSES_MAX: usize = 1024;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Stage {
@@ -188,11 +196,28 @@ impl Shutdown {
         self.stage == Stage::Finishing
     }
 
-    /// Unmounts everything, syncs, and powers off or reboots. Returns the
-    /// errno only if the kernel refused the reboot call.
+    /// Unmounts everything and syncs, within FINISH_TIMEOUT_MS, then powers
+    /// off or reboots. Returns the errno only if the kernel refused the
+    /// reboot call.
     pub fn finish<S: Sys>(&self, sys: &mut S) -> Errno {
-        unmount_all(sys);
-        sys.sync();
+        match sys.run_bounded(FINISH_TIMEOUT_MS, finish_filesystems) {
+            Ok(()) => {}
+            Err(Errno::TIMEDOUT) => log!(
+                sys,
+                Level::Err,
+                "shutdown: unmount and sync unfinished after {} ms (a hung filesystem), going on",
+                FINISH_TIMEOUT_MS
+            ),
+            Err(errno) => {
+                log!(
+                    sys,
+                    Level::Err,
+                    "shutdown: no child for unmount and sync: {}, PID 1 does them",
+                    errno
+                );
+                finish_filesystems(sys);
+            }
+        }
         let elapsed_ms = (sys.now_us().saturating_sub(self.started_us)) / 1000;
         match self.action {
             PowerAction::PowerOff => log!(
@@ -214,52 +239,77 @@ impl Shutdown {
     }
 }
 
-/// Unmounts every mount but `/`, children first. A busy mount is made
-/// read-only (so its data is consistent) and then detached.
+fn finish_filesystems<S: Sys>(sys: &mut S) {
+    unmount_all(sys);
+    sys.sync();
+}
+
+/// Takes every mount but `/` away, children first. Remote filesystems
+/// (NFS, CIFS, FUSE, ...) go first, forced and detached: their server may
+/// be gone. Plain unmounts follow, pass after pass, until a pass frees
+/// nothing. What is left is busy: its filesystem is made read-only (the
+/// kernel commits its journal), then the mount is detached.
 pub fn unmount_all<S: Sys>(sys: &mut S) {
     let mut content = [0u8; MOUNTINFO_MAX];
-    let read = match sys.read_file("/proc/self/mountinfo", &mut content) {
+    unmount_pass(sys, &mut content, Pass::Remote);
+    for _ in 0..UNMOUNT_PASSES_MAX {
+        if unmount_pass(sys, &mut content, Pass::Plain) == 0 {
+            break;
+        }
+    }
+    unmount_pass(sys, &mut content, Pass::Busy);
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Remote,
+    Plain,
+    Busy,
+}
+
+/// One pass over a fresh read of mountinfo; returns how many mounts went.
+fn unmount_pass<S: Sys>(sys: &mut S, content: &mut [u8], pass: Pass) -> usize {
+    let read = match sys.read_file("/proc/self/mountinfo", content) {
         Ok(read) => read,
         Err(errno) => {
             log!(
                 sys,
                 Level::Err,
-                "shutdown: reading mountinfo failed: {}, nothing unmounted",
+                "shutdown: /proc/self/mountinfo unreadable: {}, nothing unmounted",
                 errno
             );
-            return;
+            return 0;
         }
     };
-    let points = mountinfo::mount_points(&content[..read.len]);
-    for point in points.iter().rev().filter(|point| point.as_str() != "/") {
-        match sys.unmount(point, false) {
-            // EINVAL/ENOENT: already gone with a parent that was detached.
-            Ok(()) | Err(Errno::INVAL) | Err(Errno::NOENT) => {}
-            Err(errno) => {
-                let read_only = sys.mount(&crate::sys::MountOp::ReadOnly { target: point });
-                let detached = sys.unmount(point, true);
+    let mut freed = 0;
+    for mount in mountinfo::mounts_children_first(&content[..read.len], read.truncated) {
+        let point = mount.point.as_str();
+        let result = match pass {
+            Pass::Remote if mount.is_remote() => sys
+                .unmount(point, Unmount::Force)
+                .or_else(|_| sys.unmount(point, Unmount::Detach)),
+            Pass::Plain if point != "/" => sys.unmount(point, Unmount::Plain),
+            Pass::Busy => {
+                let read_only = sys.mount(&MountOp::ReadOnlyFilesystem { target: point });
+                if point == "/" {
+                    continue;
+                }
+                let detached = sys.unmount(point, Unmount::Detach);
                 log!(
                     sys,
                     Level::Warning,
-                    "shutdown: unmount {}: {}; read-only {}, detached {}",
-                    point.as_str(),
-                    errno,
+                    "shutdown: {} busy; read-only {}, detached {}",
+                    Shown(point.as_bytes()),
                     if read_only.is_ok() { "yes" } else { "no" },
                     if detached.is_ok() { "yes" } else { "no" }
                 );
+                detached
             }
-        }
+            _ => continue,
+        };
+        freed += usize::from(result.is_ok());
     }
-    if let Err(errno) = sys.mount(&crate::sys::MountOp::ReadOnly { target: "/" }) {
-        if errno != Errno::BUSY {
-            log!(
-                sys,
-                Level::Warning,
-                "shutdown: remounting / read-only: {}",
-                errno
-            );
-        }
-    }
+    freed
 }
 
 #[cfg(test)]
@@ -324,18 +374,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn shutdown_unmounts_children_first_and_detaches_busy_mounts() {
-        let mountinfo = b"1 0 0:1 / / ro - rootfs rootfs rw\n\
-2 1 0:2 / /dev rw - devtmpfs devtmpfs rw\n\
-3 1 0:3 / /var rw - tmpfs tmpfs rw\n\
-4 3 0:4 / /var/lib/kubelet/pods/x rw - tmpfs tmpfs rw\n";
-        let sys = RecordingSys::new()
-            .with_file("/proc/self/mountinfo", mountinfo)
-            .failing_exactly("umount /dev", Errno::BUSY);
-        let init = booted(sys);
+    fn shut_down(sys: RecordingSys) -> RecordingSys {
         let init = run_with(
-            init,
+            booted(sys),
             &[
                 Event::Signal(signo::SIGTERM),
                 Event::ChildExited {
@@ -348,17 +389,94 @@ mod tests {
                 },
             ],
         );
-        let sys = init.sys();
+        init.sys().clone()
+    }
+
+    #[test]
+    fn shutdown_unmounts_children_first_and_makes_busy_filesystems_read_only() {
+        let mountinfo = b"1 0 0:1 / / ro - rootfs rootfs rw\n\
+2 1 0:2 / /dev rw - devtmpfs devtmpfs rw\n\
+3 1 0:3 / /var rw - tmpfs tmpfs rw\n\
+4 3 0:4 / /var/lib/kubelet/pods/x rw - tmpfs tmpfs rw\n";
+        let sys = RecordingSys::new()
+            .with_file("/proc/self/mountinfo", mountinfo)
+            .failing_exactly("umount /dev", Errno::BUSY);
+        let sys = shut_down(sys);
         assert_eq!(
             sys.calls_starting("umount"),
             [
                 "umount /var/lib/kubelet/pods/x",
                 "umount /var",
                 "umount /dev",
+                "umount /dev",
                 "umount /dev detach"
             ]
         );
-        assert!(position(sys, "readonly /dev") < position(sys, "umount /dev detach"));
-        assert!(sys.logged("unmount /dev: EBUSY (16); read-only yes, detached yes"));
+        // The filesystem itself, not a bind remount of one mount of it.
+        assert!(position(&sys, "readonly-fs /dev") < position(&sys, "umount /dev detach"));
+        assert!(sys.logged("shutdown: /dev busy; read-only yes, detached yes"));
+        assert!(position(&sys, "umount /dev detach") < position(&sys, "sync"));
+    }
+
+    #[test]
+    fn remote_filesystems_are_forced_off_before_anything_can_block_on_them() {
+        let mountinfo = b"1 0 0:1 / / ro - rootfs rootfs rw\n\
+3 1 0:3 / /var rw - ext4 /dev/vda2 rw\n\
+5 3 0:5 / /var/lib/kubelet/pods/p/volumes/nfs rw - nfs4 server:/export rw\n\
+6 3 0:6 / /var/lib/kubelet/pods/p/volumes/sshfs rw - fuse.sshfs host:/ rw\n";
+        let sys = RecordingSys::new()
+            .with_file("/proc/self/mountinfo", mountinfo)
+            .failing_exactly(
+                "umount /var/lib/kubelet/pods/p/volumes/sshfs force",
+                Errno::BUSY,
+            );
+        let sys = shut_down(sys);
+        assert_eq!(
+            sys.calls_starting("umount"),
+            [
+                "umount /var/lib/kubelet/pods/p/volumes/sshfs force",
+                "umount /var/lib/kubelet/pods/p/volumes/sshfs detach",
+                "umount /var/lib/kubelet/pods/p/volumes/nfs force",
+                "umount /var",
+            ]
+        );
+    }
+
+    /// mountinfo longer than one read (here about 1,500 pod volumes) is
+    /// unmounted in passes, to the last mount.
+    #[test]
+    fn every_mount_goes_however_many_there_are() {
+        let mut mountinfo = String::from(
+            "1 0 0:1 / / ro - rootfs rootfs rw\n3 1 0:3 / /var rw - ext4 /dev/vda2 rw\n",
+        );
+        for pod in 0..1500 {
+            mountinfo.push_str(&format!(
+                "{id} 3 0:{id} / /var/lib/kubelet/pods/{pod:04}/volumes/kubernetes.io~secret/token rw,nosuid,nodev - tmpfs tmpfs rw,size=4096k\n",
+                id = pod + 10
+            ));
+        }
+        assert!(mountinfo.len() > super::MOUNTINFO_MAX);
+        let sys = RecordingSys::new().with_file("/proc/self/mountinfo", mountinfo.as_bytes());
+        let sys = shut_down(sys);
+        assert_eq!(sys.calls_starting("umount").len(), 1501);
+        assert_eq!(
+            sys.files["/proc/self/mountinfo"],
+            b"1 0 0:1 / / ro - rootfs rootfs rw\n"
+        );
+        assert!(!sys.logged("busy"));
+    }
+
+    /// umount and sync can block forever in the kernel (an NFS server gone,
+    /// a dead disk): the node powers off when their time is up.
+    #[test]
+    fn a_hung_unmount_or_sync_cannot_keep_the_node_from_powering_off() {
+        let mut sys = RecordingSys::new();
+        sys.bounded_work_hangs = true;
+        let sys = shut_down(sys);
+        assert!(sys.logged(
+            "Err: shutdown: unmount and sync unfinished after 10000 ms (a hung filesystem), going on"
+        ));
+        assert_eq!(sys.calls.last().unwrap(), "reboot PowerOff");
+        assert!(sys.calls_starting("sync").is_empty());
     }
 }

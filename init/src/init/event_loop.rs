@@ -214,8 +214,8 @@ mod tests {
         assert_eq!(kubelets, 3);
         assert!(sys.logged("shutdown requested by system socket"));
         assert!(sys.logged("kubelet exited status=0"));
-        let tail: Vec<&str> = sys.calls.iter().rev().take(2).map(String::as_str).collect();
-        assert_eq!(tail, ["reboot PowerOff", "sync"]);
+        let tail: Vec<&str> = sys.calls.iter().rev().take(3).map(String::as_str).collect();
+        assert_eq!(tail, ["reboot PowerOff", "bounded done", "sync"]);
         assert!(position(sys, "kill all Term") < position(sys, "sync"));
         assert_eq!(sys.calls_starting("kill all Kill"), Vec::<&str>::new());
     }

@@ -6,7 +6,7 @@ use core::ffi::CStr;
 use core::mem::MaybeUninit;
 
 use kios_init::errno::Errno;
-use kios_init::sys::{FileRead, MountOp, Pid, SysResult, Timespec};
+use kios_init::sys::{FileRead, MountOp, Pid, SysResult, Timespec, Unmount};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno as RawErrno;
 use rustix::mount::{MountFlags, UnmountFlags};
@@ -60,6 +60,7 @@ pub fn mount(op: &MountOp<'_>) -> SysResult<()> {
         MountOp::Bind { source, target } => (source, target, "", MS_BIND, ""),
         MountOp::Move { source, target } => (source, target, "", MS_MOVE, ""),
         MountOp::ReadOnly { target } => ("", target, "", MS_REMOUNT | MS_BIND | MS_RDONLY, ""),
+        MountOp::ReadOnlyFilesystem { target } => ("", target, "", MS_REMOUNT | MS_RDONLY, ""),
         MountOp::SharedRecursive { target } => ("", target, "", MS_SHARED | MS_REC, ""),
     };
     rustix::mount::mount(
@@ -72,11 +73,11 @@ pub fn mount(op: &MountOp<'_>) -> SysResult<()> {
     .map_err(errno)
 }
 
-pub fn unmount(target: &str, detach: bool) -> SysResult<()> {
-    let flags = if detach {
-        UnmountFlags::DETACH
-    } else {
-        UnmountFlags::empty()
+pub fn unmount(target: &str, how: Unmount) -> SysResult<()> {
+    let flags = match how {
+        Unmount::Plain => UnmountFlags::empty(),
+        Unmount::Force => UnmountFlags::FORCE,
+        Unmount::Detach => UnmountFlags::DETACH,
     };
     rustix::mount::unmount(c_path(target, &mut [0; PATH_MAX])?, flags).map_err(errno)
 }

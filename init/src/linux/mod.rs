@@ -17,7 +17,7 @@ use kios_init::errno::Errno;
 use kios_init::log::Level;
 use kios_init::sys::{
     BusId, ClientId, CommandArgv, Event, FileRead, MountOp, Pid, PowerAction, Signal, Sys,
-    SysResult, Timespec, CLIENTS_MAX, INHIBITORS_MAX, OUTPUTS_MAX,
+    SysResult, Timespec, Unmount, CLIENTS_MAX, INHIBITORS_MAX, OUTPUTS_MAX,
 };
 use mini_libc_free::kmsg;
 use mini_libc_free::signal;
@@ -171,8 +171,8 @@ impl Sys for Linux {
         files::mount(op)
     }
 
-    fn unmount(&mut self, target: &str, detach: bool) -> SysResult<()> {
-        files::unmount(target, detach)
+    fn unmount(&mut self, target: &str, how: Unmount) -> SysResult<()> {
+        files::unmount(target, how)
     }
 
     fn chdir(&mut self, path: &str) -> SysResult<()> {
@@ -235,6 +235,10 @@ impl Sys for Linux {
 
     fn has_children(&mut self) -> bool {
         process::has_children()
+    }
+
+    fn run_bounded(&mut self, timeout_ms: u64, work: fn(&mut Self)) -> SysResult<()> {
+        self.run_in_child(timeout_ms, work)
     }
 
     fn listen(&mut self, path: &str) -> SysResult<()> {

@@ -4,7 +4,7 @@
 use core::ffi::CStr;
 
 use kios_init::errno::Errno;
-use kios_init::sys::{signo, CommandArgv, Event, ExitStatus, Pid, Signal, SysResult};
+use kios_init::sys::{signo, CommandArgv, Event, ExitStatus, Pid, Signal, Sys, SysResult};
 use mini_libc_free::kmsg::{self, Line};
 use mini_libc_free::process::{self, Fork};
 use mini_libc_free::signal::{self, SigSet};
@@ -59,6 +59,30 @@ impl Linux {
             });
         }
         self.reap_pending = true;
+    }
+
+    /// Runs `work` in a forked child, polling for its exit until
+    /// `timeout_ms` have passed: PID 1 stays free whatever the child blocks on.
+    pub(super) fn run_in_child(&mut self, timeout_ms: u64, work: fn(&mut Linux)) -> SysResult<()> {
+        let deadline_us = self.now_us() + timeout_ms * 1000;
+        let child = match process::fork().map_err(errno)? {
+            Fork::Child => {
+                work(self);
+                process::exit(0)
+            }
+            Fork::Parent(pid) => pid,
+        };
+        loop {
+            match rustix::process::waitpid(Some(child), WaitOptions::NOHANG) {
+                Ok(Some(_)) => return Ok(()),
+                Ok(None) => {}
+                Err(failure) => return Err(errno(failure)),
+            }
+            if self.now_us() >= deadline_us {
+                return Err(Errno::TIMEDOUT);
+            }
+            self.sleep_ms(10);
+        }
     }
 
     /// Forks and execs `argv` in a session of its own, stdin on /dev/null,

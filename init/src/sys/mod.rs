@@ -91,10 +91,24 @@ pub enum MountOp<'a> {
     Bind { source: &'a str, target: &'a str },
     /// Move the mount at `source` to `target`.
     Move { source: &'a str, target: &'a str },
-    /// Make the mount at `target` read-only.
+    /// Make the mount at `target` read-only (that mount only).
     ReadOnly { target: &'a str },
+    /// Make the filesystem mounted at `target` read-only, everywhere it is
+    /// mounted: the kernel writes its journal and dirty data first.
+    ReadOnlyFilesystem { target: &'a str },
     /// Make every mount at and below `target` shared (pod mount propagation).
     SharedRecursive { target: &'a str },
+}
+
+/// How umount2(2) is asked to take a mount away.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Unmount {
+    Plain,
+    /// `MNT_FORCE`: a network or FUSE filesystem aborts its pending
+    /// requests first (a hung server would block a plain unmount).
+    Force,
+    /// `MNT_DETACH`: gone from the tree now, freed once unused.
+    Detach,
 }
 
 /// A file's first bytes and whether there were more.
@@ -164,7 +178,7 @@ pub trait Sys {
     fn mkdir(&mut self, path: &str, mode: u32) -> SysResult<()>;
     fn symlink(&mut self, target: &str, path: &str) -> SysResult<()>;
     fn mount(&mut self, op: &MountOp<'_>) -> SysResult<()>;
-    fn unmount(&mut self, target: &str, detach: bool) -> SysResult<()>;
+    fn unmount(&mut self, target: &str, how: Unmount) -> SysResult<()>;
     fn chdir(&mut self, path: &str) -> SysResult<()>;
     fn chroot(&mut self, path: &str) -> SysResult<()>;
 
@@ -195,6 +209,11 @@ pub trait Sys {
     fn sleep_ms(&mut self, ms: u64);
     /// Whether any child (hence any process but PID 1) is left.
     fn has_children(&mut self) -> bool;
+    /// Runs `work` in a child process and waits for it up to `timeout_ms`
+    /// (ETIMEDOUT after): for calls that can block forever in the kernel.
+    fn run_bounded(&mut self, timeout_ms: u64, work: fn(&mut Self)) -> SysResult<()>
+    where
+        Self: Sized;
 
     /// Serves the system socket at `path` (root peers only).
     fn listen(&mut self, path: &str) -> SysResult<()>;

@@ -9,7 +9,7 @@ use crate::errno::Errno;
 use crate::log::Level;
 use crate::sys::*;
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct RecordingSys {
     /// Every call, in order, e.g. `mount tmpfs /run flags=6 mode=0755`.
     pub calls: Vec<String>,
@@ -31,6 +31,8 @@ pub struct RecordingSys {
     pub bus_input: BTreeMap<u32, Vec<u8>>,
     /// What the init sent each bus connection.
     pub bus_output: BTreeMap<u32, Vec<u8>>,
+    /// `run_bounded` work hangs (it is not run) and times out.
+    pub bounded_work_hangs: bool,
     next_pid: i32,
 }
 
@@ -136,15 +138,32 @@ impl Sys for RecordingSys {
             MountOp::Bind { source, target } => format!("bind {source} {target}"),
             MountOp::Move { source, target } => format!("move {source} {target}"),
             MountOp::ReadOnly { target } => format!("readonly {target}"),
+            MountOp::ReadOnlyFilesystem { target } => format!("readonly-fs {target}"),
             MountOp::SharedRecursive { target } => format!("rshared {target}"),
         })
     }
 
-    fn unmount(&mut self, target: &str, detach: bool) -> SysResult<()> {
-        self.record(format!(
-            "umount {target}{}",
-            if detach { " detach" } else { "" }
-        ))
+    /// A mount taken away leaves `/proc/self/mountinfo` (a forced one
+    /// only if it did not fail).
+    fn unmount(&mut self, target: &str, how: Unmount) -> SysResult<()> {
+        self.record(match how {
+            Unmount::Plain => format!("umount {target}"),
+            Unmount::Force => format!("umount {target} force"),
+            Unmount::Detach => format!("umount {target} detach"),
+        })?;
+        if let Some(mountinfo) = self.files.get_mut("/proc/self/mountinfo") {
+            let kept: Vec<&str> = std::str::from_utf8(mountinfo)
+                .unwrap()
+                .lines()
+                .filter(|line| line.split(' ').nth(4) != Some(target))
+                .collect();
+            *mountinfo = kept
+                .iter()
+                .map(|line| format!("{line}\n"))
+                .collect::<String>()
+                .into_bytes();
+        }
+        Ok(())
     }
 
     fn chdir(&mut self, path: &str) -> SysResult<()> {
@@ -240,6 +259,17 @@ impl Sys for RecordingSys {
 
     fn has_children(&mut self) -> bool {
         self.children > 0
+    }
+
+    fn run_bounded(&mut self, timeout_ms: u64, work: fn(&mut Self)) -> SysResult<()> {
+        self.calls.push(format!("bounded {timeout_ms} ms"));
+        if self.bounded_work_hangs {
+            self.now_us += timeout_ms * 1000;
+            return Err(Errno::TIMEDOUT);
+        }
+        work(self);
+        self.calls.push("bounded done".into());
+        Ok(())
     }
 
     fn listen(&mut self, path: &str) -> SysResult<()> {
