@@ -59,6 +59,8 @@ pub struct Linux {
     pending: heapless::Deque<Event, 64>,
     /// Children may be left to reap after the pending queue filled up.
     reap_pending: bool,
+    /// When the listeners, paused after a failed accept, are watched again.
+    accept_resume_us: Option<u64>,
     next_id: u32,
 }
 
@@ -110,6 +112,7 @@ impl Linux {
             outputs: heapless::Vec::new(),
             pending: heapless::Deque::new(),
             reap_pending: false,
+            accept_resume_us: None,
             next_id: 0,
         })
     }
@@ -273,6 +276,17 @@ impl Sys for Linux {
         }
         if let Some(event) = self.pending.pop_front() {
             return event;
+        }
+        let mut timeout_ms = timeout_ms;
+        if let Some(resume_us) = self.accept_resume_us {
+            let now = self.now_us();
+            if now >= resume_us {
+                self.accept_resume_us = None;
+                self.watch_listeners(epoll::EventFlags::IN);
+            } else {
+                let rest_ms = (resume_us - now) / 1000 + 1;
+                timeout_ms = Some(timeout_ms.map_or(rest_ms, |ms| ms.min(rest_ms)));
+            }
         }
         let timeout = timeout_ms.map(|ms| timespec(Timespec::from_ms(ms)));
         let mut ready = [MaybeUninit::<epoll::Event>::uninit(); 16];

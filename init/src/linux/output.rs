@@ -4,15 +4,14 @@
 
 use kios_init::log::child_output::{self, LINE_MAX};
 use kios_init::log::service_file;
-use kios_init::sys::SysResult;
-use mini_libc_free::kmsg::{self, Line};
+use mini_libc_free::kmsg::Line;
 use rustix::event::epoll;
 use rustix::fd::OwnedFd;
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno as RawErrno;
 
 use super::files::{c_path, PATH_MAX};
-use super::{errno, Linux, TOKEN_OUTPUT};
+use super::{Linux, TOKEN_OUTPUT};
 
 /// A pipe this large absorbs bursts, so a child never waits on the init.
 const OUTPUT_PIPE_BYTES: usize = 1 << 20;
@@ -131,40 +130,29 @@ impl Linux {
         }
     }
 
-    /// A close-on-exec pipe for a child's stdout and stderr, with the id
-    /// its output will have; the init's end is non-blocking.
-    pub(super) fn output_pipe(&mut self) -> SysResult<(u32, OwnedFd, OwnedFd)> {
+    /// A close-on-exec pipe for a child's stdout and stderr, already read
+    /// (non-blocking) as `name`'s output; its write end is the child's.
+    /// None when all OUTPUTS_MAX pipes are in use or a new one fails: a
+    /// pipe nobody reads would block the child once full.
+    pub(super) fn output_pipe(&mut self, name: &'static str) -> Option<OwnedFd> {
+        if self.outputs.is_full() {
+            return None;
+        }
         let (read_end, write_end) =
-            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(errno)?;
-        rustix::fs::fcntl_setfl(&read_end, OFlags::NONBLOCK).map_err(errno)?;
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).ok()?;
+        rustix::fs::fcntl_setfl(&read_end, OFlags::NONBLOCK).ok()?;
         // Best effort: the default 64 KiB still works, with less slack.
         let _ = rustix::pipe::fcntl_setpipe_size(&read_end, OUTPUT_PIPE_BYTES);
         let id = self.next_id();
-        Ok((id, read_end, write_end))
-    }
-
-    /// Registers a started child's pipe (`read_end`) for reading as `name`'s output.
-    pub(super) fn capture_output(&mut self, id: u32, name: &'static str, read_end: OwnedFd) {
         let token = epoll::EventData::new_u64(TOKEN_OUTPUT | u64::from(id));
-        let registered = !self.outputs.is_full()
-            && epoll::add(&self.epoll, &read_end, token, epoll::EventFlags::IN).is_ok();
-        if registered {
-            let _ = self.outputs.push(Output {
-                id,
-                name,
-                fd: read_end,
-                line: heapless::Vec::new(),
-                log: LogFile::open(name),
-            });
-        } else {
-            // Dropping the read end would kill the child's writes with EPIPE;
-            // keep it open unread rather than lose the child.
-            core::mem::forget(read_end);
-            mini_libc_free::kmsg!(
-                kmsg::Level::Warning,
-                "{}: output not captured (too many pipes)",
-                name
-            );
-        }
+        epoll::add(&self.epoll, &read_end, token, epoll::EventFlags::IN).ok()?;
+        let _ = self.outputs.push(Output {
+            id,
+            name,
+            fd: read_end,
+            line: heapless::Vec::new(),
+            log: LogFile::open(name),
+        });
+        Some(write_end)
     }
 }

@@ -86,7 +86,8 @@ impl Linux {
     }
 
     /// Forks and execs `argv` in a session of its own, stdin on /dev/null,
-    /// stdout and stderr into a pipe the init reads as `name`'s output.
+    /// stdout and stderr into a pipe the init reads as `name`'s output
+    /// (or /dev/kmsg, which never blocks, when no pipe is left).
     pub(super) fn start_child(&mut self, name: &'static str, argv: &CommandArgv) -> SysResult<Pid> {
         let mut args: heapless::Vec<&CStr, 32> = heapless::Vec::new();
         for arg in argv.iter_with_nul() {
@@ -100,28 +101,38 @@ impl Linux {
             Mode::empty(),
         )
         .ok();
-        let (id, read_end, write_end) = self.output_pipe()?;
+        let output = self.output_pipe(name).or_else(|| {
+            mini_libc_free::kmsg!(
+                kmsg::Level::Warning,
+                "{}: output not captured (no pipe left), it goes to /dev/kmsg",
+                name
+            );
+            rustix::fs::open(
+                c"/dev/kmsg",
+                OFlags::WRONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .ok()
+        });
         match process::fork().map_err(errno)? {
-            Fork::Child => exec_child(path, &args, stdin.as_ref(), &write_end),
-            Fork::Parent(pid) => {
-                drop(write_end);
-                self.capture_output(id, name, read_end);
-                Ok(Pid(pid.as_raw_nonzero().get()))
-            }
+            Fork::Child => exec_child(path, &args, stdin.as_ref(), output.as_ref()),
+            Fork::Parent(pid) => Ok(Pid(pid.as_raw_nonzero().get())),
         }
     }
 }
 
 /// In the forked child: reset the signal mask, start a session, wire up
 /// stdio, exec. Never returns; a failed exec ends the child at once.
-fn exec_child(path: &CStr, argv: &[&CStr], stdin: Option<&OwnedFd>, output: &OwnedFd) -> ! {
+fn exec_child(path: &CStr, argv: &[&CStr], stdin: Option<&OwnedFd>, output: Option<&OwnedFd>) -> ! {
     let _ = signal::set_mask(SigSet::EMPTY);
     let _ = rustix::process::setsid();
     if let Some(stdin) = stdin {
         let _ = rustix::stdio::dup2_stdin(stdin);
     }
-    let _ = rustix::stdio::dup2_stdout(output);
-    let _ = rustix::stdio::dup2_stderr(output);
+    if let Some(output) = output {
+        let _ = rustix::stdio::dup2_stdout(output);
+        let _ = rustix::stdio::dup2_stderr(output);
+    }
     let failure = process::execve(path, argv, &CHILD_ENV);
     let mut line = Line::new(kmsg::Level::Err);
     line.push("exec ");

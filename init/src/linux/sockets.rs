@@ -21,12 +21,19 @@ use rustix::net::{
 use super::files::{c_path, PATH_MAX};
 use super::{errno, Client, Linux, CLIENTS_MAX, TOKEN_BUS, TOKEN_CLIENT, TOKEN_INHIBITOR};
 
+/// How long the listeners rest after accept ran out of descriptors or memory.
+const ACCEPT_BACKOFF_MS: u64 = 1000;
+
 impl Linux {
     pub(super) fn accept_clients(&mut self) {
-        let Some(listener) = &self.listener else {
-            return;
-        };
-        while let Ok((fd, uid)) = accept(listener) {
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            let (fd, uid) = match accept(listener) {
+                Ok(accepted) => accepted,
+                Err(failure) => return self.accept_failed(failure),
+            };
             if !peer::allowed(uid) {
                 mini_libc_free::kmsg!(
                     kmsg::Level::Warning,
@@ -53,12 +60,13 @@ impl Linux {
 
     /// Accepts bus connections; the policy decides on each peer's uid.
     pub(super) fn accept_bus(&mut self) {
-        let Some(listener) = &self.bus_listener else {
-            return;
-        };
         while !self.pending.is_full() {
-            let Ok((fd, uid)) = accept(listener) else {
+            let Some(listener) = &self.bus_listener else {
                 return;
+            };
+            let (fd, uid) = match accept(listener) {
+                Ok(accepted) => accepted,
+                Err(failure) => return self.accept_failed(failure),
             };
             let registered = register(
                 &self.epoll,
@@ -78,6 +86,37 @@ impl Linux {
                     kmsg::Level::Warning,
                     "bus: too many connections, refused one",
                 ),
+            }
+        }
+    }
+
+    /// accept failed: nothing more to take (EAGAIN), or no descriptor or
+    /// memory for it (EMFILE, ENFILE, ENOMEM, ...). The listeners stay
+    /// readable then, so they leave epoll for ACCEPT_BACKOFF_MS instead of
+    /// waking PID 1 in a loop.
+    fn accept_failed(&mut self, failure: RawErrno) {
+        if matches!(failure, RawErrno::AGAIN | RawErrno::INTR) {
+            return;
+        }
+        self.watch_listeners(epoll::EventFlags::empty());
+        self.accept_resume_us =
+            Some(mini_libc_free::time::boottime_us() + ACCEPT_BACKOFF_MS * 1000);
+        mini_libc_free::kmsg!(
+            kmsg::Level::Warning,
+            "sockets: accept failed: errno {}, accepting again in {} ms",
+            failure.raw_os_error(),
+            ACCEPT_BACKOFF_MS
+        );
+    }
+
+    /// Watches both listeners for `events` (none: paused).
+    pub(super) fn watch_listeners(&mut self, events: epoll::EventFlags) {
+        for (listener, token) in [
+            (&self.listener, super::TOKEN_LISTENER),
+            (&self.bus_listener, super::TOKEN_BUS_LISTENER),
+        ] {
+            if let Some(fd) = listener {
+                let _ = epoll::modify(&self.epoll, fd, epoll::EventData::new_u64(token), events);
             }
         }
     }
