@@ -8,7 +8,7 @@ use crate::log;
 use crate::log::Level;
 use crate::log::Shown;
 use crate::storage::mountinfo;
-use crate::sys::{MountOp, PowerAction, Signal, Sys, Unmount};
+use crate::sys::{ClientId, ClientList, MountOp, PowerAction, Signal, Sys, Unmount};
 use kios_abi::system_socket::EVENT_SHUTDOWN;
 
 /// How long processes get between SIGTERM and SIGKILL.
@@ -44,8 +44,8 @@ pub struct Shutdown {
     pub action: PowerAction,
     pub stage: Stage,
     started_us: u64,
-    /// System-socket clients told and not yet continued.
-    clients: usize,
+    /// System-socket clients told and not yet continued (or gone).
+    clients: ClientList,
     /// Shutdown inhibitors not yet released.
     inhibitors: u32,
 }
@@ -62,6 +62,7 @@ impl Shutdown {
     ) -> Shutdown {
         let now = sys.now_us();
         let clients = sys.broadcast(EVENT_SHUTDOWN);
+        let told = clients.len();
         let mut shutdown = Shutdown {
             action,
             stage: Stage::AwaitingClients {
@@ -71,13 +72,13 @@ impl Shutdown {
             clients,
             inhibitors,
         };
-        if clients > 0 || inhibitors > 0 {
+        if told > 0 || inhibitors > 0 {
             log!(
                 sys,
                 Level::Notice,
                 "shutdown: waiting up to {} ms for {} client(s) and {} inhibitor(s)",
                 grace_ms,
-                clients,
+                told,
                 inhibitors
             );
         } else {
@@ -86,9 +87,10 @@ impl Shutdown {
         shutdown
     }
 
-    /// A client answered 0x02: its part is done.
-    pub fn client_continued<S: Sys>(&mut self, sys: &mut S) {
-        self.clients = self.clients.saturating_sub(1);
+    /// A told client answered 0x02 or hung up: its part is done. Each
+    /// counts once, so a client cannot release another's wait.
+    pub fn client_done<S: Sys>(&mut self, sys: &mut S, client: ClientId) {
+        self.clients.retain(|told| *told != client);
         self.move_on_when_nobody_waits(sys);
     }
 
@@ -100,7 +102,7 @@ impl Shutdown {
 
     fn move_on_when_nobody_waits<S: Sys>(&mut self, sys: &mut S) {
         if let Stage::AwaitingClients { .. } = self.stage {
-            if self.clients == 0 && self.inhibitors == 0 {
+            if self.clients.is_empty() && self.inhibitors == 0 {
                 let waited_ms = sys.now_us().saturating_sub(self.started_us) / 1000;
                 log!(
                     sys,
@@ -123,7 +125,7 @@ impl Shutdown {
                     sys,
                     Level::Warning,
                     "shutdown: grace period over with {} client(s) and {} inhibitor(s) pending",
-                    self.clients,
+                    self.clients.len(),
                     self.inhibitors
                 );
                 self.terminate(sys);
@@ -348,6 +350,44 @@ mod tests {
         assert!(position(sys, "broadcast 1") < position(sys, "kill all Term"));
         assert!(sys.logged("waiting up to 5000 ms for 1 client(s) and 0 inhibitor(s)"));
         assert!(sys.logged("shutdown: clients and inhibitors done after 1 ms"));
+        assert!(!sys.logged("grace period over"));
+    }
+
+    /// Two clients told: one answering twice releases nobody else's wait,
+    /// and the other hanging up counts as its answer.
+    #[test]
+    fn each_client_counts_once_and_a_hang_up_is_an_answer() {
+        let mut sys = RecordingSys::new().with_file("/proc/cmdline", b"kios.shutdown_grace=5");
+        sys.clients = 2;
+        let continued = |client| Event::Request {
+            client: ClientId(client),
+            byte: 0x02,
+        };
+        // Each event takes 1 ms: done at the hang-up (3 ms), not at the
+        // second 0x02 (2 ms).
+        let init = run_with(
+            booted(sys),
+            &[
+                Event::Request {
+                    client: ClientId(1),
+                    byte: 0x01,
+                },
+                continued(1),
+                continued(1),
+                Event::ClientClosed(ClientId(2)),
+                Event::ChildExited {
+                    pid: KUBELET,
+                    status: ExitStatus::Exited(0),
+                },
+                Event::ChildExited {
+                    pid: RUNTIME,
+                    status: ExitStatus::Exited(0),
+                },
+            ],
+        );
+        let sys = init.sys();
+        assert!(sys.logged("waiting up to 5000 ms for 2 client(s) and 0 inhibitor(s)"));
+        assert!(sys.logged("shutdown: clients and inhibitors done after 3 ms"));
         assert!(!sys.logged("grace period over"));
     }
 

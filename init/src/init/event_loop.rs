@@ -81,6 +81,11 @@ impl<S: Sys> Init<S> {
                 self.request_shutdown(PowerAction::Reboot, "ctrl-alt-del")
             }
             Event::Signal(_) | Event::Timeout => {}
+            Event::ClientClosed(client) => {
+                if let Some(shutdown) = &mut self.shutdown {
+                    shutdown.client_done(&mut self.sys, client);
+                }
+            }
             Event::BusConnected { conn, uid } => self.bus.connected(&mut self.sys, conn, uid),
             Event::BusReadable(conn) => self.bus.readable(&mut self.sys, conn),
             Event::PowerButton => self.request_shutdown(PowerAction::PowerOff, "power button"),
@@ -96,7 +101,7 @@ impl<S: Sys> Init<S> {
                 }
                 Some(Command::ContinueShutdown) => {
                     if let Some(shutdown) = &mut self.shutdown {
-                        shutdown.client_continued(&mut self.sys);
+                        shutdown.client_done(&mut self.sys, client);
                     }
                 }
                 Some(Command::RestartKubelet) => self.restart(Service::Kubelet),

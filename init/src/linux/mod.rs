@@ -16,8 +16,8 @@ use kios_init::config::cmdline::PanicPolicy;
 use kios_init::errno::Errno;
 use kios_init::log::Level;
 use kios_init::sys::{
-    BusId, ClientId, CommandArgv, Event, FileRead, MountOp, Pid, PowerAction, Signal, Sys,
-    SysResult, Timespec, Unmount, CLIENTS_MAX, INHIBITORS_MAX, OUTPUTS_MAX,
+    BusId, ClientId, ClientList, CommandArgv, Event, FileRead, MountOp, Pid, PowerAction, Signal,
+    Sys, SysResult, Timespec, Unmount, CLIENTS_MAX, INHIBITORS_MAX, OUTPUTS_MAX,
 };
 use mini_libc_free::kmsg;
 use mini_libc_free::signal;
@@ -315,7 +315,7 @@ impl Sys for Linux {
         self.pending.pop_front().unwrap_or(Event::Timeout)
     }
 
-    fn broadcast(&mut self, byte: u8) -> usize {
+    fn broadcast(&mut self, byte: u8) -> ClientList {
         self.tell_clients(byte)
     }
 

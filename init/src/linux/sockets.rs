@@ -6,7 +6,7 @@ use core::mem::MaybeUninit;
 
 use kios_init::errno::Errno;
 use kios_init::peer;
-use kios_init::sys::{BusId, ClientId, Event, SysResult};
+use kios_init::sys::{BusId, ClientId, ClientList, Event, SysResult};
 use mini_libc_free::kmsg;
 use rustix::event::epoll;
 use rustix::fd::{AsFd, OwnedFd};
@@ -145,15 +145,18 @@ impl Linux {
         }
         let mut byte = [0u8; 1];
         match rustix::net::recv(&self.clients[index].fd, &mut byte, RecvFlags::DONTWAIT) {
-            Ok((0, _)) => self.remove_client(ClientId(id)),
-            Ok(_) => {
+            Ok((1, _)) => {
                 let _ = self.pending.push_back(Event::Request {
                     client: ClientId(id),
                     byte: byte[0],
                 });
             }
             Err(RawErrno::AGAIN) | Err(RawErrno::INTR) => {}
-            Err(_) => self.remove_client(ClientId(id)),
+            // Hung up (0 bytes) or failed: gone, and the policy hears so.
+            _ => {
+                self.remove_client(ClientId(id));
+                let _ = self.pending.push_back(Event::ClientClosed(ClientId(id)));
+            }
         }
     }
 
@@ -247,8 +250,8 @@ impl Linux {
     }
 
     /// Sends `byte` to every system-socket client; how many heard it.
-    pub(super) fn tell_clients(&mut self, byte: u8) -> usize {
-        let mut told = 0;
+    pub(super) fn tell_clients(&mut self, byte: u8) -> ClientList {
+        let mut told = ClientList::new();
         let mut dead: heapless::Vec<u32, CLIENTS_MAX> = heapless::Vec::new();
         for client in &self.clients {
             match rustix::net::send(
@@ -256,7 +259,9 @@ impl Linux {
                 &[byte],
                 SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
             ) {
-                Ok(sent) if peer::heard(sent) => told += 1,
+                Ok(sent) if peer::heard(sent) => {
+                    let _ = told.push(ClientId(client.id));
+                }
                 // Not listening: dropped once the list is no longer borrowed.
                 _ => {
                     let _ = dead.push(client.id);

@@ -122,6 +122,9 @@ pub struct FileRead {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct ClientId(pub u32);
 
+/// System-socket clients, each counted once.
+pub type ClientList = heapless::Vec<ClientId, CLIENTS_MAX>;
+
 /// A connection to the D-Bus system bus socket.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct BusId(pub u32);
@@ -139,6 +142,8 @@ pub enum Event {
         client: ClientId,
         byte: u8,
     },
+    /// A system-socket client hung up (or its socket failed).
+    ClientClosed(ClientId),
     /// A process connected to the D-Bus system bus socket.
     BusConnected {
         conn: BusId,
@@ -219,8 +224,8 @@ pub trait Sys {
     fn listen(&mut self, path: &str) -> SysResult<()>;
     /// The next event, or `Event::Timeout` after `timeout_ms` (None: no limit).
     fn next_event(&mut self, timeout_ms: Option<u64>) -> Event;
-    /// Sends one event byte to every client; returns how many got it.
-    fn broadcast(&mut self, byte: u8) -> usize;
+    /// Sends one event byte to every client; returns those that got it.
+    fn broadcast(&mut self, byte: u8) -> ClientList;
     fn drop_client(&mut self, client: ClientId);
 
     /// Serves the D-Bus system bus at `path` (mode 0600).

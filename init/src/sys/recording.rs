@@ -299,9 +299,10 @@ impl Sys for RecordingSys {
         }
     }
 
-    fn broadcast(&mut self, byte: u8) -> usize {
+    /// Clients 1 to `clients` hear it.
+    fn broadcast(&mut self, byte: u8) -> ClientList {
         self.calls.push(format!("broadcast {byte}"));
-        self.clients
+        (1..=self.clients as u32).map(ClientId).collect()
     }
 
     fn drop_client(&mut self, client: ClientId) {
