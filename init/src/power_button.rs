@@ -29,6 +29,17 @@ pub fn any_press(events: &[u8]) -> bool {
     events.chunks_exact(EVENT_SIZE).any(is_power_press)
 }
 
+/// Bytes of a device's key bitmap (`EVIOCGBIT(EV_KEY)`) that hold KEY_POWER.
+pub const KEY_BITS_NEEDED: usize = KEY_POWER as usize / 8 + 1;
+
+/// Whether a device's key bitmap has KEY_POWER: only such devices are
+/// watched, so keyboards, mice and sensors cannot crowd the button out.
+pub fn has_power_key(key_bits: &[u8]) -> bool {
+    key_bits
+        .get(usize::from(KEY_POWER / 8))
+        .is_some_and(|byte| byte & (1 << (KEY_POWER % 8)) != 0)
+}
+
 /// `event0`, `event12`: the evdev nodes (not `mice`, `mouse0`, `js0`),
 /// the devices the init watches.
 pub fn is_event_device(name: &[u8]) -> bool {
@@ -73,6 +84,20 @@ mod tests {
         assert!(!any_press(&[sync, event(EV_KEY, KEY_POWER, 0)].concat()));
         // A partial event at the end is no press.
         assert!(!any_press(&[&sync[..], &press[..EVENT_SIZE - 1]].concat()));
+    }
+
+    #[test]
+    fn only_devices_with_the_power_key_are_watched() {
+        let mut bits = [0u8; KEY_BITS_NEEDED];
+        assert!(!has_power_key(&bits));
+        bits[14] = 1 << 4;
+        assert!(has_power_key(&bits));
+        // A bitmap cut short before the key (a device with few keys).
+        assert!(!has_power_key(&bits[..14]));
+        // Every other key: a keyboard without the power key.
+        let mut others = [0xffu8; KEY_BITS_NEEDED];
+        others[14] = !(1 << 4);
+        assert!(!has_power_key(&others));
     }
 
     #[test]

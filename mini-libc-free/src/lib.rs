@@ -4,7 +4,7 @@
 //! argv and envp, the `mem*` symbols the compiler emits calls to, a panic
 //! handler that logs to `/dev/kmsg` and never returns, a ufmt writer for
 //! kmsg with log levels, and hand-rolled syscalls for what rustix has no
-//! stable API for (fork, execve, signal masks, signalfd), plus two it has
+//! stable API for (fork, execve, signal masks, signalfd, evdev key bits), plus two it has
 //! whose rustix versions cost the init kilobytes (the boot clock and
 //! SO_PEERCRED, see `time` and `socket`).
 //!
@@ -34,6 +34,8 @@ mod auxv;
 #[allow(unsafe_code)]
 pub mod cstr;
 pub mod decimal;
+#[allow(unsafe_code)]
+pub mod evdev;
 #[allow(unsafe_code)]
 pub mod kmsg;
 #[cfg(all(target_env = "musl", not(test)))]

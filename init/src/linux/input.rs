@@ -4,6 +4,7 @@ use core::mem::MaybeUninit;
 
 use kios_init::power_button;
 use kios_init::sys::{Event, SysResult};
+use mini_libc_free::kmsg;
 use rustix::event::epoll;
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno as RawErrno;
@@ -13,7 +14,8 @@ use super::sockets::register;
 use super::{errno, Linux, TOKEN_INPUT};
 
 impl Linux {
-    /// Opens and registers every event device in `dir`; how many.
+    /// Opens and registers every event device in `dir` that can send the
+    /// power key; how many. One that cannot be watched is logged.
     pub(super) fn watch_input_devices(&mut self, dir: &str) -> SysResult<u32> {
         let dir = rustix::fs::open(
             c_path(dir, &mut [0; PATH_MAX])?,
@@ -33,6 +35,11 @@ impl Linux {
             let Ok(device) = rustix::fs::openat(&dir, name, flags, Mode::empty()) else {
                 continue;
             };
+            let mut key_bits = [0u8; power_button::KEY_BITS_NEEDED];
+            let read = mini_libc_free::evdev::key_bits(&device, &mut key_bits).unwrap_or(0);
+            if !power_button::has_power_key(key_bits.get(..read).unwrap_or_default()) {
+                continue;
+            }
             if register(
                 &self.epoll,
                 &mut self.next_id,
@@ -43,6 +50,11 @@ impl Linux {
             .is_some()
             {
                 watched += 1;
+            } else {
+                kmsg::write(
+                    kmsg::Level::Err,
+                    "power button: too many power keys, one not watched",
+                );
             }
         }
         Ok(watched)
