@@ -40,6 +40,11 @@ impl Bus {
         }
     }
 
+    /// A new grace period, for the next `InhibitDelayMaxUSec` asked.
+    pub fn set_grace_ms(&mut self, grace_ms: u64) {
+        self.inhibit_delay_max_us = grace_ms * 1000;
+    }
+
     pub fn inhibitors(&self) -> u32 {
         self.inhibitors
     }

@@ -2,10 +2,8 @@
 //! logged and none fatal.
 
 use super::Init;
-use crate::bus::server::Bus;
 use crate::config::cmdline;
 use crate::config::hostname::Hostname;
-use crate::config::kubelet;
 use crate::errno::Errno;
 use crate::log;
 use crate::log::{file_unavailable, Level};
@@ -426,31 +424,33 @@ impl<S: Sys> Init<S> {
         self.mount(&mounts::CONTAINERD_STORE);
     }
 
+    /// The kubelet dials the bus at /var/run/dbus: /var/run must lead to /run.
     fn link_var_run(&mut self) {
-        match self.sys.symlink("/run", VAR_RUN) {
-            // A persistent /var has it from an earlier boot.
-            Ok(()) | Err(Errno::EXIST) => {}
-            Err(errno) => self.fail(BootError::VarRunLink(errno)),
+        self.mkdir("/run/dbus", 0o755);
+        let result = match self.sys.symlink("/run", VAR_RUN) {
+            // A persistent /var has the link from an earlier boot; anything
+            // else there (a directory a pod made) would hide /run: mount it.
+            Err(Errno::EXIST) if self.sys.file_size("/var/run/dbus") == Err(Errno::NOENT) => {
+                log!(
+                    &mut self.sys,
+                    Level::Warning,
+                    "/var/run: not a link to /run, mounting /run on it"
+                );
+                self.sys.mount(&MountOp::Bind {
+                    source: "/run",
+                    target: VAR_RUN,
+                })
+            }
+            Err(Errno::EXIST) => Ok(()),
+            result => result,
+        };
+        if let Err(errno) = result {
+            self.fail(BootError::VarRunLink(errno));
         }
     }
 
-    /// Serves the logind the kubelet's graceful node shutdown asks for. The
-    /// grace period is the kubelet's `shutdownGracePeriod`, so the kubelet
-    /// finds logind's `InhibitDelayMaxUSec` matching it; without one,
-    /// `kios.shutdown_grace`.
+    /// Serves the logind the kubelet's graceful node shutdown asks for.
     fn serve_system_bus(&mut self) {
-        self.shutdown_grace_ms = match kubelet::shutdown_grace_period_ms(&mut self.sys) {
-            Some(ms) => ms,
-            None => self.options.shutdown_grace_ms,
-        };
-        log!(
-            &mut self.sys,
-            Level::Info,
-            "shutdown grace period {} ms",
-            self.shutdown_grace_ms
-        );
-        self.bus = Bus::new(self.shutdown_grace_ms);
-        self.mkdir("/run/dbus", 0o755);
         if let Err(errno) = self.sys.listen_bus(system_bus::SOCKET) {
             self.fail(BootError::SystemBus(errno));
         }

@@ -398,3 +398,19 @@ fn the_system_bus_is_served_before_the_kubelet_starts_and_var_run_leads_to_run()
     // No shutdownGracePeriod in the kubelet's config: kios.shutdown_grace.
     assert!(sys.logged("shutdown grace period 30000 ms"));
 }
+
+/// A /var/run directory on the data partition (a pod can make one) would
+/// hide the bus from the kubelet, and with it graceful shutdown.
+#[test]
+fn a_var_run_that_is_not_the_link_gets_run_mounted_on_it() {
+    let blocked = booted(RecordingSys::new().failing("symlink /run /var/run", Errno::EXIST));
+    let sys = blocked.sys();
+    assert!(sys.logged("Warning: /var/run: not a link to /run, mounting /run on it"));
+    assert!(position(sys, "bind /run /var/run") < position(sys, "listen_bus"));
+    let linked = booted(
+        RecordingSys::new()
+            .failing("symlink /run /var/run", Errno::EXIST)
+            .failing("stat /var/run/dbus", Errno::ISDIR),
+    );
+    assert!(linked.sys().calls_starting("bind /run").is_empty());
+}

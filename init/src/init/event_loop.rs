@@ -178,6 +178,37 @@ mod tests {
     };
     use crate::sys::recording::RecordingSys;
     use crate::sys::{ClientId, ExitStatus, Pid};
+    /// The kubelet reads its shutdownGracePeriod at each start, and so does
+    /// the init: a changed config holds from the kubelet's next start.
+    #[test]
+    fn the_grace_period_follows_the_kubelet_config_at_each_kubelet_start() {
+        let config = kios_abi::kubernetes::CONFIG;
+        let mut sys = RecordingSys::new().with_file(config, b"shutdownGracePeriod: 20s\n");
+        sys.clients = 1;
+        let mut init = booted(sys);
+        init.sys
+            .files
+            .insert(config.into(), b"shutdownGracePeriod: 45s\n".to_vec());
+        let init = run_with(
+            init,
+            &[
+                Event::ChildExited {
+                    pid: KUBELET,
+                    status: ExitStatus::Exited(1),
+                },
+                Event::Timeout,
+                Event::Request {
+                    client: ClientId(1),
+                    byte: 0x01,
+                },
+            ],
+        );
+        let sys = init.sys();
+        assert!(sys.logged("shutdown grace period 20000 ms"));
+        assert!(sys.logged("shutdown grace period 45000 ms"));
+        assert!(sys.logged("waiting up to 45000 ms for 1 client(s)"));
+    }
+
     #[test]
     fn a_crashing_kubelet_is_restarted_with_growing_delays_then_shutdown_powers_off() {
         let init = booted(RecordingSys::new());

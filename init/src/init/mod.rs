@@ -50,11 +50,29 @@ impl<S: Sys> Init<S> {
         log!(&mut self.sys, Level::Err, "{}", error);
     }
 
+    /// The grace period is the kubelet's `shutdownGracePeriod` (without
+    /// one, `kios.shutdown_grace`), read at each kubelet start as the
+    /// kubelet reads it: logind's `InhibitDelayMaxUSec` then matches it.
+    fn follow_shutdown_grace_period(&mut self) {
+        self.shutdown_grace_ms = kubelet::shutdown_grace_period_ms(&mut self.sys)
+            .unwrap_or(self.options.shutdown_grace_ms);
+        log!(
+            &mut self.sys,
+            Level::Info,
+            "shutdown grace period {} ms",
+            self.shutdown_grace_ms
+        );
+        self.bus.set_grace_ms(self.shutdown_grace_ms);
+    }
+
     /// Starts a service; a failed start is retried with backoff.
     fn start(&mut self, service: Service) -> Option<Pid> {
         let argv: CommandArgv = match service {
             Service::Runtime => kubelet::runtime_argv(),
-            Service::Kubelet => kubelet::kubelet_argv(&mut self.sys),
+            Service::Kubelet => {
+                self.follow_shutdown_grace_period();
+                kubelet::kubelet_argv(&mut self.sys)
+            }
         };
         let result = self.sys.spawn(service.name(), &argv);
         let now = self.sys.now_us();
