@@ -12,9 +12,14 @@ use crate::sys::{BusId, Sys};
 
 /// Connections served at once: the kubelet needs one.
 pub const CONNECTIONS_MAX: usize = 4;
+/// How long a connection may take to authenticate: idle connections would
+/// otherwise hold every slot and lock the kubelet out.
+pub const AUTH_TIMEOUT_MS: u64 = 5_000;
 
 struct Connection {
     id: BusId,
+    /// When it must have authenticated by.
+    auth_deadline_us: u64,
     session: Session,
     /// Bytes received and not yet handled (one message at most).
     input: heapless::Vec<u8, MESSAGE_MAX>,
@@ -62,6 +67,7 @@ impl Bus {
         }
         let connection = Connection {
             id,
+            auth_deadline_us: sys.now_us() + AUTH_TIMEOUT_MS * 1000,
             session,
             input: heapless::Vec::new(),
         };
@@ -73,6 +79,27 @@ impl Bus {
                 CONNECTIONS_MAX
             );
             sys.bus_close(id);
+        }
+    }
+
+    /// When the next connection runs out of time to authenticate.
+    pub fn next_deadline_us(&self) -> Option<u64> {
+        self.connections
+            .iter()
+            .filter(|c| !c.session.authenticated())
+            .map(|c| c.auth_deadline_us)
+            .min()
+    }
+
+    /// Closes the connections whose time to authenticate is over.
+    pub fn expire<S: Sys>(&mut self, sys: &mut S) {
+        let now = sys.now_us();
+        while let Some(index) = self
+            .connections
+            .iter()
+            .position(|c| !c.session.authenticated() && now >= c.auth_deadline_us)
+        {
+            self.close(sys, index, Some("no authentication in time"));
         }
     }
 
@@ -204,6 +231,45 @@ mod tests {
         KUBELET_BUS,
     };
     use crate::sys::{signo, BusId, ClientId, Event};
+
+    /// Four root connections that never authenticate held every slot and
+    /// the kubelet was refused for good; now they are closed after
+    /// AUTH_TIMEOUT_MS and the kubelet gets its inhibitor.
+    #[test]
+    fn idle_connections_cannot_lock_the_kubelet_out() {
+        use crate::init::testing::booted;
+        use crate::sys::recording::RecordingSys;
+        let mut sys = RecordingSys::new();
+        sys.bus_input
+            .insert(KUBELET_BUS.0, kubelet_bus_conversation());
+        let idle = (1..=4).map(|id| Event::BusConnected {
+            conn: BusId(id),
+            uid: 0,
+        });
+        let kubelet = [
+            Event::BusConnected {
+                conn: KUBELET_BUS,
+                uid: 0,
+            },
+            Event::BusReadable(KUBELET_BUS),
+        ];
+        let events: Vec<Event> = idle
+            .chain([Event::Timeout])
+            .chain(kubelet)
+            .chain([Event::Signal(signo::SIGTERM)])
+            .chain(both_services_exit())
+            .collect();
+        let init = run_with(booted(sys), &events);
+        let sys = init.sys();
+        for id in 1..=4 {
+            assert!(sys.logged(&format!(
+                "bus: closed :1.{id} after no authentication in time"
+            )));
+        }
+        assert!(!sys.logged("connections already, refused one"));
+        assert!(sys.logged("holds a shutdown inhibitor (1 in all)"));
+    }
+
     #[test]
     fn the_kubelet_gets_logind_answers_and_an_inhibitor_matching_its_grace_period() {
         let init = with_kubelet_on_the_bus();

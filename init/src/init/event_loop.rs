@@ -25,6 +25,7 @@ impl<S: Sys> Init<S> {
             let deadline = [
                 self.supervisor.next_deadline_us(),
                 self.shutdown.as_ref().and_then(Shutdown::deadline_us),
+                self.bus.next_deadline_us(),
             ]
             .into_iter()
             .flatten()
@@ -32,6 +33,7 @@ impl<S: Sys> Init<S> {
             let timeout_ms = deadline.map(|at| at.saturating_sub(now).div_ceil(1000));
             let event = self.sys.next_event(timeout_ms);
             self.handle(event);
+            self.bus.expire(&mut self.sys);
             self.restart_due_services();
             if let Some(shutdown) = &mut self.shutdown {
                 shutdown.advance(&mut self.sys);
