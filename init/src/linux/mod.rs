@@ -64,6 +64,23 @@ pub struct Linux {
     next_id: u32,
 }
 
+/// Descriptors 0 to 2 are the console the kernel opened for PID 1; with
+/// no console they are closed, and the epoll set, the sockets or a log
+/// file would take their numbers, where anything written to "stdout" would
+/// land. A placeholder (the root directory, which takes no writes) fills
+/// each gap; open returns the lowest free number, so once it returns 3 or
+/// more, 0 to 2 are taken.
+fn fill_standard_fds() {
+    use rustix::fd::{AsRawFd, IntoRawFd};
+    use rustix::fs::{Mode, OFlags};
+    while let Ok(fd) = rustix::fs::open(c"/", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()) {
+        if fd.as_raw_fd() > 2 {
+            break;
+        }
+        let _placeholder = fd.into_raw_fd();
+    }
+}
+
 fn errno(raw: RawErrno) -> Errno {
     Errno(raw.raw_os_error())
 }
@@ -89,6 +106,7 @@ impl Linux {
     /// Blocks the signals PID 1 reads, makes Ctrl-Alt-Del a SIGINT, and sets
     /// up the epoll set with the signalfd.
     pub fn new() -> Result<Linux, RawErrno> {
+        fill_standard_fds();
         signal::block(process::SIGNALS)?;
         let signals = signal::signalfd(process::SIGNALS)?;
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;

@@ -11,7 +11,7 @@ use mini_libc_free::signal::{self, SigSet};
 use rustix::fd::OwnedFd;
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno as RawErrno;
-use rustix::process::{WaitId, WaitIdOptions, WaitOptions};
+use rustix::process::{Resource, Rlimit, WaitId, WaitIdOptions, WaitOptions};
 
 use super::{errno, Linux};
 
@@ -22,6 +22,10 @@ pub const SIGNALS: SigSet = SigSet::EMPTY
     .with(signo::SIGINT)
     .with(signo::SIGPWR)
     .with(linux_raw_sys::general::SIGHUP);
+
+/// The descriptors a service may open: the kernel's `fs.nr_open` default,
+/// what `LimitNOFILE=infinity` gives a systemd unit.
+const NOFILE_LIMIT: u64 = 1 << 20;
 
 /// The environment every child gets.
 const CHILD_ENV: [&CStr; 2] = [c"PATH=/bin", c"HOME=/"];
@@ -125,6 +129,22 @@ impl Linux {
 /// stdio, exec. Never returns; a failed exec ends the child at once.
 fn exec_child(path: &CStr, argv: &[&CStr], stdin: Option<&OwnedFd>, output: Option<&OwnedFd>) -> ! {
     let _ = signal::set_mask(SigSet::EMPTY);
+    // What systemd's units give containerd (LimitNOFILE=infinity,
+    // OOMScoreAdjust=-999): the kernel's 1024 descriptors run out with a
+    // few hundred pods, and the OOM killer must take pods before the node's
+    // agents (the shims inherit both). The kubelet sets its own score.
+    let files = Some(NOFILE_LIMIT);
+    let _ = rustix::process::setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: files,
+            maximum: files,
+        },
+    );
+    if let Ok(score) = rustix::fs::open(c"/proc/self/oom_score_adj", OFlags::WRONLY, Mode::empty())
+    {
+        let _ = rustix::io::write(score, b"-999");
+    }
     let _ = rustix::process::setsid();
     if let Some(stdin) = stdin {
         let _ = rustix::stdio::dup2_stdin(stdin);
