@@ -203,6 +203,17 @@ pub(super) const STEPS: &[Step] = &[
         resources: &[],
     },
     Step {
+        name: "e2e_hardening",
+        description: "QEMU test of issue 17's hardening on one booted node (kiOS kernel): no shell, /bin, host processes, mount flags, no init descriptor or blocked signal in the runtime and the kubelet across restarts, root-only sockets, kernel settings",
+        action: Action::TestBinary {
+            test: "e2e_hardening",
+            args: &["--ignored", "--test-threads=1"],
+        },
+        needs_qemu: true,
+        after: NODE_IMAGE_AND_KERNEL_SOURCE,
+        resources: &[Resource::KiosKernel],
+    },
+    Step {
         name: "e2e_power_button",
         description: "QEMU power button tests: ACPI on amd64 (Debian's and the kiOS kernel), the GPIO key on arm64 (kiOS kernel)",
         action: Action::TestBinary {
