@@ -25,7 +25,7 @@ use rustix::event::epoll;
 use rustix::fd::OwnedFd;
 use rustix::io::Errno as RawErrno;
 
-use output::Output;
+use output::{LogFile, Output, LOG_FILES_MAX};
 
 const TOKEN_SIGNALS: u64 = 0;
 const TOKEN_LISTENER: u64 = 1;
@@ -56,6 +56,7 @@ pub struct Linux {
     /// Evdev devices watched for the power key.
     inputs: heapless::Vec<Client, CLIENTS_MAX>,
     outputs: heapless::Vec<Output, OUTPUTS_MAX>,
+    logs: heapless::Vec<LogFile, LOG_FILES_MAX>,
     pending: heapless::Deque<Event, 64>,
     /// Children may be left to reap after the pending queue filled up.
     reap_pending: bool,
@@ -128,6 +129,7 @@ impl Linux {
             inhibitors: heapless::Vec::new(),
             inputs: heapless::Vec::new(),
             outputs: heapless::Vec::new(),
+            logs: heapless::Vec::new(),
             pending: heapless::Deque::new(),
             reap_pending: false,
             accept_resume_us: None,

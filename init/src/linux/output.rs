@@ -21,19 +21,24 @@ pub struct Output {
     name: &'static str,
     fd: OwnedFd,
     line: heapless::Vec<u8, LINE_MAX>,
-    log: LogFile,
 }
 
-/// A service's log file (`kios_init::log::service_file`), appended to line by line.
-/// Logging must never stop PID 1: a file that cannot be opened or
-/// written is skipped, and kmsg still gets the line.
-struct LogFile {
+/// Services with a log file: the runtime, the kubelet, the first boot.
+pub const LOG_FILES_MAX: usize = 4;
+
+/// A service's log file (`kios_init::log::service_file`), appended to line
+/// by line. One per service, shared by all its pipes (a restarted service's
+/// old pipe can outlive it), so the size bound holds for the service.
+/// Logging must never stop PID 1: a file that cannot be opened or written
+/// is skipped, and kmsg still gets the line.
+pub struct LogFile {
+    service: &'static str,
     fd: Option<OwnedFd>,
     size: service_file::Size,
 }
 
 impl LogFile {
-    fn open(service: &str) -> LogFile {
+    fn open(service: &'static str) -> LogFile {
         let fd = c_path(
             service_file::path(service, false).as_str(),
             &mut [0; PATH_MAX],
@@ -52,12 +57,14 @@ impl LogFile {
             .and_then(|fd| rustix::fs::fstat(fd).ok())
             .map_or(0, |stat| stat.st_size as u64);
         LogFile {
+            service,
             fd,
             size: service_file::Size::opened(bytes),
         }
     }
 
-    fn append(&mut self, service: &str, line: &[u8]) {
+    fn append(&mut self, line: &[u8]) {
+        let service = self.service;
         if self.size.must_rotate_before(line) {
             let (current, rotated) = (&mut [0; PATH_MAX], &mut [0; PATH_MAX]);
             if let (Ok(current), Ok(rotated)) = (
@@ -80,24 +87,26 @@ impl LogFile {
 
 impl Output {
     /// Logs the open line, if it has anything in it.
-    fn flush(&mut self) {
+    fn flush(&mut self, log: Option<&mut LogFile>) {
         if !self.line.is_empty() {
             let mut line = Line::with_ident(super::level(child_output::LEVEL), self.name);
             line.push_bytes(&self.line);
             line.emit();
-            self.log.append(self.name, &self.line);
+            if let Some(log) = log {
+                log.append(&self.line);
+            }
             self.line.clear();
         }
     }
 
     /// Logs each line `bytes` completes; the start of the next stays open.
-    fn take(&mut self, bytes: &[u8]) {
+    fn take(&mut self, bytes: &[u8], mut log: Option<&mut LogFile>) {
         let mut rest = bytes;
         while let Some(end) = child_output::line_end(self.line.len(), rest, LINE_MAX) {
             let _ = self
                 .line
                 .extend_from_slice(rest.get(..end).unwrap_or_default());
-            self.flush();
+            self.flush(log.as_deref_mut());
             rest = match rest.get(end..).unwrap_or_default() {
                 // The newline that ended the line starts no other.
                 [b'\n', after @ ..] => after,
@@ -115,13 +124,14 @@ impl Linux {
         };
         let mut buf = [0u8; 4096];
         let output = &mut self.outputs[index];
+        let log = self.logs.iter_mut().find(|log| log.service == output.name);
         match rustix::io::read(&output.fd, &mut buf) {
             Ok(0) => {
-                output.flush();
+                output.flush(log);
                 let _ = epoll::delete(&self.epoll, &output.fd);
                 self.outputs.swap_remove(index);
             }
-            Ok(n) => output.take(buf.get(..n).unwrap_or_default()),
+            Ok(n) => output.take(buf.get(..n).unwrap_or_default(), log),
             Err(RawErrno::AGAIN) | Err(RawErrno::INTR) => {}
             Err(_) => {
                 let _ = epoll::delete(&self.epoll, &output.fd);
@@ -151,8 +161,10 @@ impl Linux {
             name,
             fd: read_end,
             line: heapless::Vec::new(),
-            log: LogFile::open(name),
         });
+        if !self.logs.iter().any(|log| log.service == name) {
+            let _ = self.logs.push(LogFile::open(name));
+        }
         Some(write_end)
     }
 }
