@@ -9,6 +9,8 @@ pub const BACKOFF_INITIAL_MS: u64 = 500;
 pub const BACKOFF_MAX_MS: u64 = 30_000;
 /// A service that ran this long before exiting restarts with the initial delay.
 pub const STABLE_AFTER_MS: u64 = 60_000;
+/// How long a service asked to restart gets between SIGTERM and SIGKILL.
+pub const STOP_TIMEOUT_MS: u64 = 10_000;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Service {
@@ -40,7 +42,8 @@ struct Slot {
     started_at_us: u64,
     next_delay_ms: u64,
     restart_at_us: Option<u64>,
-    restart_requested: bool,
+    /// A requested restart's SIGTERM is sent: SIGKILL at this time.
+    kill_at_us: Option<u64>,
 }
 
 impl Slot {
@@ -49,15 +52,11 @@ impl Slot {
         started_at_us: 0,
         next_delay_ms: BACKOFF_INITIAL_MS,
         restart_at_us: None,
-        restart_requested: false,
+        kill_at_us: None,
     };
 
     /// The delay before the next start, advancing the backoff.
     fn take_delay(&mut self, ran_ms: u64) -> u64 {
-        if self.restart_requested {
-            self.restart_requested = false;
-            return 0;
-        }
         if ran_ms >= STABLE_AFTER_MS {
             self.next_delay_ms = BACKOFF_INITIAL_MS;
         }
@@ -77,10 +76,12 @@ pub struct Exit {
 /// What a restart command needs done.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Restart {
-    /// Stop the running process; the supervisor starts it again when it exits.
+    /// Send SIGTERM (SIGKILL follows after STOP_TIMEOUT_MS); the service
+    /// starts again after its exit, with the usual backoff.
     Stop(Pid),
-    /// Not running (waiting out a backoff): start it now.
-    StartNow,
+    /// Already stopping, or waiting out its backoff: nothing more to do,
+    /// so a storm of requests cannot restart a service faster.
+    Underway,
     /// Shutting down: nothing to do.
     Refused,
 }
@@ -124,6 +125,7 @@ impl Supervisor {
             .find(|s| self.slots[s.index()].pid == Some(pid))?;
         let slot = &mut self.slots[service.index()];
         slot.pid = None;
+        slot.kill_at_us = None;
         let ran_ms = now_us.saturating_sub(slot.started_at_us) / 1000;
         Some(Exit {
             service,
@@ -141,19 +143,32 @@ impl Supervisor {
         Some(delay_ms)
     }
 
-    /// A restart asked for on the system socket: immediate, no backoff.
-    pub fn request_restart(&mut self, service: Service) -> Restart {
+    /// A restart asked for on the system socket.
+    pub fn request_restart(&mut self, service: Service, now_us: u64) -> Restart {
         if self.stopping {
             return Restart::Refused;
         }
         let slot = &mut self.slots[service.index()];
         match slot.pid {
-            Some(pid) => {
-                slot.restart_requested = true;
+            Some(pid) if slot.kill_at_us.is_none() => {
+                slot.kill_at_us = Some(now_us + STOP_TIMEOUT_MS * 1000);
                 Restart::Stop(pid)
             }
-            None => Restart::StartNow,
+            _ => Restart::Underway,
         }
+    }
+
+    /// A service asked to restart that outlived its SIGTERM's time; it is
+    /// reported once, for its SIGKILL.
+    pub fn overdue_stop(&mut self, now_us: u64) -> Option<(Service, Pid)> {
+        let service = Service::ALL.into_iter().find(|s| {
+            self.slots[s.index()]
+                .kill_at_us
+                .is_some_and(|at| at <= now_us)
+        })?;
+        let slot = &mut self.slots[service.index()];
+        slot.kill_at_us = None;
+        Some((service, slot.pid?))
     }
 
     /// A service whose restart time has come, if any.
@@ -167,9 +182,11 @@ impl Supervisor {
 
     /// The earliest pending restart time.
     pub fn next_deadline_us(&self) -> Option<u64> {
+        // A slot waits for one or the other: a restart while not running,
+        // a SIGKILL while running.
         self.slots
             .iter()
-            .filter_map(|slot| slot.restart_at_us)
+            .filter_map(|slot| slot.restart_at_us.or(slot.kill_at_us))
             .min()
     }
 
@@ -182,6 +199,7 @@ impl Supervisor {
         self.stopping = true;
         for slot in &mut self.slots {
             slot.restart_at_us = None;
+            slot.kill_at_us = None;
         }
     }
 }
@@ -246,22 +264,47 @@ mod tests {
         assert_eq!(supervisor.pid(Service::Runtime), Some(Pid(7)));
     }
 
+    /// Requests follow the backoff (a storm of them cannot restart the
+    /// service faster than crashes would), SIGTERM is sent once per stop,
+    /// and SIGKILL follows when the service ignores it.
     #[test]
-    fn requested_restarts_skip_the_backoff() {
+    fn requested_restarts_back_off_and_escalate_to_sigkill() {
         let mut supervisor = Supervisor::new();
         supervisor.started(Service::Kubelet, Pid(5), 0);
+        let now = 120_000 * MS;
         assert_eq!(
-            supervisor.request_restart(Service::Kubelet),
+            supervisor.request_restart(Service::Kubelet, now),
             Restart::Stop(Pid(5))
         );
         assert_eq!(
-            supervisor.exited(Pid(5), MS).unwrap().restart_in_ms,
-            Some(0)
+            supervisor.request_restart(Service::Kubelet, now + MS),
+            Restart::Underway
         );
+        let kill_at = now + STOP_TIMEOUT_MS * MS;
+        assert_eq!(supervisor.next_deadline_us(), Some(kill_at));
+        assert_eq!(supervisor.overdue_stop(kill_at - 1), None);
         assert_eq!(
-            supervisor.request_restart(Service::Kubelet),
-            Restart::StartNow
+            supervisor.overdue_stop(kill_at),
+            Some((Service::Kubelet, Pid(5)))
         );
+        assert_eq!(supervisor.overdue_stop(kill_at), None);
+        // Ran two minutes: the initial delay, not zero.
+        let exited = supervisor.exited(Pid(5), kill_at + MS).unwrap();
+        assert_eq!(exited.restart_in_ms, Some(BACKOFF_INITIAL_MS));
+        // Waiting out the backoff: a request changes nothing.
+        assert_eq!(
+            supervisor.request_restart(Service::Kubelet, kill_at + 2 * MS),
+            Restart::Underway
+        );
+        // Restarted at once after a quick run: the delay doubles.
+        let start = kill_at + (BACKOFF_INITIAL_MS + 1) * MS;
+        supervisor.started(Service::Kubelet, Pid(6), start);
+        assert_eq!(
+            supervisor.request_restart(Service::Kubelet, start + MS),
+            Restart::Stop(Pid(6))
+        );
+        let exited = supervisor.exited(Pid(6), start + 2 * MS).unwrap();
+        assert_eq!(exited.restart_in_ms, Some(2 * BACKOFF_INITIAL_MS));
     }
 
     #[test]
@@ -274,7 +317,7 @@ mod tests {
         assert_eq!(supervisor.next_deadline_us(), None);
         assert_eq!(supervisor.exited(Pid(5), MS).unwrap().restart_in_ms, None);
         assert_eq!(
-            supervisor.request_restart(Service::Kubelet),
+            supervisor.request_restart(Service::Kubelet, 2 * MS),
             Restart::Refused
         );
     }
