@@ -19,6 +19,9 @@ pub const NAMED_DEVICE_TIMEOUT_MS: u64 = 10_000;
 /// How often a scan for the partition type is repeated while
 /// `kios.data_timeout=` allows (disks on USB or SD probe late).
 const RESCAN_INTERVAL_MS: u64 = 100;
+/// How long a partition found in a disk's table may take to get its
+/// /dev node: the kernel adds partitions after the disk itself.
+const PARTITION_NODE_TIMEOUT_MS: u64 = 5_000;
 /// The largest partition entry array read (the spec's usual 128 × 128 B).
 const MAX_ENTRIES_LEN: usize = 16384;
 const MAX_SECTOR: usize = 4096;
@@ -62,16 +65,16 @@ pub fn find<S: Sys>(
     source: &DataSource,
     timeout_ms: Option<u64>,
 ) -> Result<DevicePath, DataError> {
-    let device = match source {
+    let (device, node_timeout_ms) = match source {
         DataSource::None => return Err(DataError::NotFound),
-        DataSource::Device(path) => {
-            let timeout_ms = timeout_ms.unwrap_or(NAMED_DEVICE_TIMEOUT_MS);
-            sys.wait_for_path(path, None, timeout_ms)
-                .map_err(|errno| DataError::DeviceMissing(path.clone(), errno))?;
-            path.clone()
-        }
-        DataSource::Auto => scan_until(sys, timeout_ms.unwrap_or(0))?,
+        DataSource::Device(path) => (path.clone(), timeout_ms.unwrap_or(NAMED_DEVICE_TIMEOUT_MS)),
+        DataSource::Auto => (
+            scan_until(sys, timeout_ms.unwrap_or(0))?,
+            PARTITION_NODE_TIMEOUT_MS,
+        ),
     };
+    sys.wait_for_path(&device, None, node_timeout_ms)
+        .map_err(|errno| DataError::DeviceMissing(device.clone(), errno))?;
     let mut superblock = [0u8; 1024];
     let len = sys
         .read_at(&device, gpt::EXT4_SUPERBLOCK_OFFSET, &mut superblock)
@@ -99,38 +102,33 @@ fn scan_until<S: Sys>(sys: &mut S, timeout_ms: u64) -> Result<DevicePath, DataEr
     }
 }
 
-/// The first partition of the kiOS type on any disk, disks in name order.
+/// The first partition of the kiOS type on any disk, disks in name order
+/// (vda before vdb). Each round lists /sys/block again for the next name:
+/// no list to cut short on a machine with many disks, and no sort.
 fn scan<S: Sys>(sys: &mut S, report: bool) -> Option<DevicePath> {
-    let mut disks: heapless::Vec<heapless::String<32>, 32> = heapless::Vec::new();
-    let listed = sys.list_dir("/sys/block", &mut |name| {
-        let virtual_disk = ["loop", "ram", "zram", "sr"]
-            .iter()
-            .any(|prefix| name.starts_with(prefix));
-        if !virtual_disk {
-            if let Ok(name) = heapless::String::try_from(name) {
-                let _ = disks.push(name);
+    let mut last: Option<DiskName> = None;
+    loop {
+        let mut next: Option<DiskName> = None;
+        let listed = sys.list_dir("/sys/block", &mut |name| {
+            let virtual_disk = ["loop", "ram", "zram", "sr"]
+                .iter()
+                .any(|prefix| name.starts_with(prefix));
+            let after_last = last.as_ref().is_none_or(|last| name > last.as_str());
+            let before_next = next.as_ref().is_none_or(|next| name < next.as_str());
+            if !virtual_disk && after_last && before_next {
+                next = DiskName::try_from(name).ok().or(next.take());
             }
+        });
+        if let Err(errno) = listed {
+            if report {
+                log!(sys, Level::Warning, "listing /sys/block failed: {}", errno);
+            }
+            return None;
         }
-    });
-    if let Err(errno) = listed {
-        if report {
-            log!(sys, Level::Warning, "listing /sys/block failed: {}", errno);
-        }
-        return None;
-    }
-    // readdir's order is the filesystem's; scan in name order (vda before
-    // vdb). An insertion sort: a few disks, and core's sort costs 4 KiB.
-    for sorted in 1..disks.len() {
-        let mut at = sorted;
-        while at > 0 && disks[at - 1].as_bytes() > disks[at].as_bytes() {
-            disks.swap(at - 1, at);
-            at -= 1;
-        }
-    }
-    disks
-        .iter()
-        .find_map(|disk| match data_partition_of(sys, disk) {
-            Ok(found) => found,
+        let disk = next?;
+        match data_partition_of(sys, &disk) {
+            Ok(Some(found)) => return Some(found),
+            Ok(None) => {}
             Err(reason) => {
                 if report {
                     log!(
@@ -141,10 +139,14 @@ fn scan<S: Sys>(sys: &mut S, report: bool) -> Option<DevicePath> {
                         reason
                     );
                 }
-                None
             }
-        })
+        }
+        last = Some(disk);
+    }
 }
+
+/// A disk's name in /sys/block (the kernel's are at most 31 bytes).
+type DiskName = heapless::String<32>;
 
 /// Why one disk was skipped by the scan.
 enum DiskSkipped {
@@ -237,6 +239,7 @@ fn joined(parts: &[&str]) -> DevicePath {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::init::testing::position;
     use crate::storage::gpt::tests::gpt_with;
     use crate::storage::gpt::DATA_PARTITION_TYPE;
     use crate::sys::recording::RecordingSys;
@@ -285,6 +288,36 @@ mod tests {
         // The first match wins; loop devices are never read.
         assert!(sys.calls_starting("read_at /dev/vdd").is_empty());
         assert!(sys.calls_starting("read_at /dev/loop0").is_empty());
+    }
+
+    /// 40 disks listed in reverse name order: a list cut at 32 before
+    /// sorting lost the first ones. The first by name still wins, and its
+    /// partition's node is waited for before it is read.
+    #[test]
+    fn many_disks_are_scanned_in_name_order_and_the_partition_node_is_awaited() {
+        let names: Vec<String> = (0..40u8)
+            .rev()
+            .map(|n| {
+                format!(
+                    "vd{}{}",
+                    char::from(b'a' + n / 26),
+                    char::from(b'a' + n % 26)
+                )
+            })
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut sys = RecordingSys::new().with_dir("/sys/block", &names);
+        for name in &names {
+            sys = sys.with_file(&format!("/dev/{name}"), &disk_with(&[DATA_PARTITION_TYPE]));
+        }
+        let mut sys = sys.with_file("/dev/vdaa1", &ext4_superblock());
+        let found = find(&mut sys, &DataSource::Auto, None);
+        assert_eq!(found.unwrap().as_str(), "/dev/vdaa1");
+        assert_eq!(sys.calls_starting("read_at /dev/vdab").len(), 0);
+        assert!(
+            position(&sys, "wait_for_path /dev/vdaa1 timeout=5000")
+                < position(&sys, "read_at /dev/vdaa1")
+        );
     }
 
     #[test]
