@@ -14,8 +14,10 @@ use crate::image::node_image::{build_node_image, ImageOptions};
 use crate::kernel::KernelChoice;
 use crate::testing::standin_image::INIT_PACKAGE;
 
-/// The init's size budget: it must stay small enough to be noise in boot time and image size.
-pub const INIT_SIZE_LIMIT_BYTES: u64 = 64 * 1024;
+/// The init's size budget: it must stay small enough to be noise in boot
+/// time and image size. 64 KiB until issue 17's robustness fixes (see
+/// docs/measurements.md, "The init's size").
+pub const INIT_SIZE_LIMIT_BYTES: u64 = 68 * 1024;
 
 #[derive(Debug, clap::Args)]
 pub struct SizeArgs {
@@ -189,11 +191,11 @@ mod tests {
         let report = SizeReport::new(BTreeMap::from([(Arch::Amd64, 1200), (Arch::Arm64, 70000)]));
         assert_eq!(
             serde_json::to_string(&report).unwrap(),
-            r#"{"init_bytes":{"amd64":1200,"arm64":70000},"limit_bytes":65536,"within_limit":{"amd64":true,"arm64":false}}"#
+            r#"{"init_bytes":{"amd64":1200,"arm64":70000},"limit_bytes":69632,"within_limit":{"amd64":true,"arm64":false}}"#
         );
         assert_eq!(report.over_limit(), [Arch::Arm64]);
         assert!(report
             .table()
-            .contains("arm64         70000        65536  NO"));
+            .contains("arm64         70000        69632  NO"));
     }
 }
