@@ -162,6 +162,12 @@ impl HostForward {
 /// Presses the VM's power button (ACPI on q35 and on virt with UEFI, the
 /// GPIO power key on virt booted with `-kernel`) through its monitor.
 pub fn press_power_button(monitor_socket: &Path) -> Result<()> {
+    monitor_command(monitor_socket, "system_powerdown")
+}
+
+/// Sends one command line to the VM's human monitor (`drive_del
+/// extra-disk0` pulls a data disk's backend away under the guest).
+pub fn monitor_command(monitor_socket: &Path, command: &str) -> Result<()> {
     let mut monitor =
         std::os::unix::net::UnixStream::connect(monitor_socket).with_context(|| {
             format!(
@@ -169,8 +175,8 @@ pub fn press_power_button(monitor_socket: &Path) -> Result<()> {
                 monitor_socket.display()
             )
         })?;
-    std::io::Write::write_all(&mut monitor, b"system_powerdown\n")
-        .context("sending system_powerdown to QEMU's monitor")
+    std::io::Write::write_all(&mut monitor, format!("{command}\n").as_bytes())
+        .with_context(|| format!("sending `{command}` to QEMU's monitor"))
 }
 
 /// Debian's UEFI firmware for QEMU: OVMF for q35, AAVMF for virt.
