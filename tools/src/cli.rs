@@ -43,6 +43,8 @@ enum Command {
     Cluster(commands::cluster::ClusterArgs),
     /// Run every test: clippy, the unit tests, then the image and QEMU end-to-end tests, two steps at a time.
     Test(commands::test::TestArgs),
+    /// Fuzz the init's parsers and protocols with libFuzzer (every target, or --target), --seconds each; fails on a crash.
+    Fuzz(commands::fuzz::FuzzArgs),
     /// Remove the tools' cache (downloads, unpacked packages, builds) and report the bytes freed.
     Clean(commands::clean::CleanArgs),
 }
@@ -77,6 +79,7 @@ impl Cli {
             Command::Kernel(args) => commands::kernel::run(&args),
             Command::Cluster(args) => commands::cluster::run_command(&args),
             Command::Test(args) => commands::test::run(&args),
+            Command::Fuzz(args) => commands::fuzz::run(&args),
             Command::Clean(args) => commands::clean::run(&args),
         }
     }

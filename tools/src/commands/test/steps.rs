@@ -323,6 +323,17 @@ pub(super) const STEPS: &[Step] = &[
         after: &[],
         resources: &[],
     },
+    Step {
+        name: "fuzz_brief",
+        description: "every fuzz target of the init's parsers and protocols (fuzz/) for 10 s under libFuzzer (built once into the cache, then incremental); fails on a crash, reports executions per target",
+        action: Action::TestBinary {
+            test: "fuzz_brief",
+            args: &["--ignored", "--test-threads=1", "--nocapture"],
+        },
+        needs_qemu: false,
+        after: &[],
+        resources: &[],
+    },
 ];
 
 /// The first pending step that can start now: no step it comes after is
