@@ -35,6 +35,7 @@ pub const TARGETS: &[&str] = &[
     "dbus_auth",
     "dbus_logind",
     "evdev",
+    "child_output",
 ];
 
 /// Separates the files of a target that takes several (`kubelet_config`,

@@ -210,6 +210,9 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         ("evdev", "power-press", cat(&[&input_event(1, 116, 1), &input_event(0, 0, 0)])),
         ("evdev", "power-release", input_event(1, 116, 0)),
         ("evdev", "device-name", text("event12")),
+        // Reads of 64 bytes (first byte 63) and of 4096 (255).
+        ("child_output", "containerd", cat(&[&[63], b"time=\"2026-01-01T00:00:00Z\" level=info msg=\"starting containerd\" revision= version=1.6.20\nlevel=info msg=\"serving...\" address=/run/containerd/containerd.sock\n"])),
+        ("child_output", "kubelet-long", cat(&[&[255], b"I0101 00:00:00.000000  1 server.go:416] Version: v1.20.2\n", &[b'x'; 1000], b"\n\npartial"])),
     ];
     let kubelet = [GODBUS_HELLO, GODBUS_GET, GODBUS_INHIBIT, GODBUS_ADD_MATCH]
         .map(hex)
