@@ -11,7 +11,6 @@ use kios_init::config::cmdline;
 /// `seconds * 1000` before its range check (`then_some` is eager), which
 /// overflows: a panic wherever overflow checks are on.
 #[test]
-#[ignore = "fuzz finding, fix pending"]
 fn a_timeout_beyond_u64_milliseconds_is_rejected_not_overflowed() {
     for option in ["data_timeout", "runtime_timeout", "shutdown_grace"] {
         let line = format!("console=ttyS0 kios.{option}=18446744073709552");

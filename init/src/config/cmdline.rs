@@ -114,7 +114,7 @@ pub fn parse<'a>(cmdline: &'a str, mut on_rejected: impl FnMut(Rejected<'a>)) ->
 
 fn seconds(value: &str) -> Option<u64> {
     let seconds: u64 = value.parse().ok()?;
-    (seconds <= MAX_TIMEOUT_SECONDS).then_some(seconds * 1000)
+    (seconds <= MAX_TIMEOUT_SECONDS).then(|| seconds * 1000)
 }
 
 /// Splits like the kernel does: on whitespace, except inside double quotes.
