@@ -22,7 +22,8 @@
 //!   peer (kiosctl, taken from the seeded image store, run as uid 1000);
 //! - the kernel's hardening settings are in effect.
 //!
-//! Then the pod asks for a clean shutdown. Ignored by default: `cargo
+//! Then the pod asks for a clean shutdown, which must read the mount
+//! table to unmount it. Ignored by default: `cargo
 //! kios test` runs it (step `e2e_hardening`).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -1112,6 +1113,13 @@ fn a_booted_node_is_hardened_as_documented() {
         Check {
             name: "the kernel's hardening settings are in effect",
             outcome: check_kernel_settings(&reports),
+        },
+        Check {
+            name: "the shutdown read the mount table to unmount it",
+            outcome: match console.texts().find(|text| text.contains("nothing unmounted")) {
+                Some(line) => Err(line.trim().to_string()),
+                None => Ok(()),
+            },
         },
         Check {
             name: "the init powered off after the probe's SIGTERM",
