@@ -5,7 +5,7 @@
 //! on /dev/kmsg in `kios-hardening: ` lines that this test parses:
 //!
 //! - no shell or interpreter anywhere on the host's root (/, /etc,
-//!   /opt/cni/bin), and no script;
+//!   /opt/cni/bin), and no script whose interpreter is there;
 //! - `/bin` holds what the image's `/bin` holds (the built initramfs);
 //! - only the init, the runtime, the kubelet and the pod shims run in
 //!   the host's PID and mount namespaces (pods' processes aside);
@@ -13,18 +13,19 @@
 //!   here) has its `nosuid`/`nodev`/`noexec` flags, every tmpfs its size;
 //!   the root is read-only; nothing else is mounted outside the runtime's
 //!   and the kubelet's own directories;
-//! - no descriptor of the init is open in containerd or the kubelet and
-//!   their signal masks are empty: at boot, after the pod SIGKILLs the
-//!   kubelet and after it SIGKILLs containerd (the init restarts each;
-//!   the pod's shim outlives containerd, so its reports go on);
+//! - no descriptor of the init is open in containerd or the kubelet, and
+//!   they inherited no blocked or ignored signal: at boot, after the pod
+//!   SIGKILLs the kubelet and after it SIGKILLs containerd (the init
+//!   restarts each; the pod's shim outlives containerd, so its reports
+//!   go on);
 //! - the system socket and the D-Bus socket are root-only files, and with
 //!   their mode opened to everyone the init itself refuses a uid 1000
 //!   peer (kiosctl, taken from the seeded image store, run as uid 1000);
 //! - the kernel's hardening settings are in effect.
 //!
 //! Then the pod asks for a clean shutdown, which must read the mount
-//! table to unmount it. Ignored by default: `cargo
-//! kios test` runs it (step `e2e_hardening`).
+//! table to unmount it. Ignored by default: `cargo kios test` runs it
+//! (step `e2e_hardening`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
