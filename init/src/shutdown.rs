@@ -286,14 +286,17 @@ fn unmount_pass<S: Sys>(sys: &mut S, content: &mut [u8], pass: Pass) -> usize {
     let mut freed = 0;
     for mount in mountinfo::mounts_children_first(&content[..read.len], read.truncated) {
         let point = mount.point.as_str();
+        // The root cannot go, and /proc holds the mountinfo each pass reads
+        // (it keeps no data).
+        let kept = point == "/" || point == "/proc";
         let result = match pass {
             Pass::Remote if mount.is_remote() => sys
                 .unmount(point, Unmount::Force)
                 .or_else(|_| sys.unmount(point, Unmount::Detach)),
-            Pass::Plain if point != "/" => sys.unmount(point, Unmount::Plain),
+            Pass::Plain if !kept => sys.unmount(point, Unmount::Plain),
             Pass::Busy => {
                 let read_only = sys.mount(&MountOp::ReadOnlyFilesystem { target: point });
-                if point == "/" {
+                if kept {
                     continue;
                 }
                 let detached = sys.unmount(point, Unmount::Detach);
@@ -436,6 +439,7 @@ mod tests {
     fn shutdown_unmounts_children_first_and_makes_busy_filesystems_read_only() {
         let mountinfo = b"1 0 0:1 / / ro - rootfs rootfs rw\n\
 2 1 0:2 / /dev rw - devtmpfs devtmpfs rw\n\
+22 1 0:5 / /proc rw,nosuid,nodev,noexec shared:2 - proc proc rw\n\
 3 1 0:3 / /var rw - tmpfs tmpfs rw\n\
 4 3 0:4 / /var/lib/kubelet/pods/x rw - tmpfs tmpfs rw\n";
         let sys = RecordingSys::new()
@@ -454,6 +458,8 @@ mod tests {
         );
         // The filesystem itself, not a bind remount of one mount of it.
         assert!(position(&sys, "readonly-fs /dev") < position(&sys, "umount /dev detach"));
+        // /proc stays: each pass reads mountinfo from it.
+        assert!(!sys.logged("mountinfo unreadable"));
         assert!(sys.logged("shutdown: /dev busy; read-only yes, detached yes"));
         assert!(position(&sys, "umount /dev detach") < position(&sys, "sync"));
     }

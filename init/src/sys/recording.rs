@@ -151,6 +151,9 @@ impl Sys for RecordingSys {
             Unmount::Force => format!("umount {target} force"),
             Unmount::Detach => format!("umount {target} detach"),
         })?;
+        if target == "/proc" {
+            self.files.remove("/proc/self/mountinfo");
+        }
         if let Some(mountinfo) = self.files.get_mut("/proc/self/mountinfo") {
             let kept: Vec<&str> = std::str::from_utf8(mountinfo)
                 .unwrap()
