@@ -63,10 +63,10 @@ fn mounts_have_tight_flags_and_root_is_shared_last() {
             "mount securityfs /sys/kernel/security flags=14 ",
             "mount cgroup2 /sys/fs/cgroup flags=14 nsdelegate",
             "mount devpts /dev/pts flags=10 newinstance,ptmxmode=0666,mode=0620",
-            "mount tmpfs /dev/shm flags=14 mode=1777",
-            "mount tmpfs /run flags=6 mode=0755",
-            "mount tmpfs /tmp flags=6 mode=1777",
-            "mount tmpfs /var flags=0 mode=0755",
+            "mount tmpfs /dev/shm flags=14 mode=1777,size=10%",
+            "mount tmpfs /run flags=6 mode=0755,size=20%",
+            "mount tmpfs /tmp flags=6 mode=1777,size=10%",
+            "mount tmpfs /var flags=0 mode=0755,size=50%",
             "mount overlay /etc flags=6 lowerdir=/etc,upperdir=/var/lib/kios/etc/upper,workdir=/var/lib/kios/etc/work",
             "mount overlay /opt/cni/bin flags=6 lowerdir=/opt/cni/bin,upperdir=/var/lib/kios/cni-bin/upper,workdir=/var/lib/kios/cni-bin/work",
         ]
@@ -308,7 +308,7 @@ fn a_data_partition_that_will_not_mount_is_reported_once_and_never_formatted() {
     );
     assert!(sys
         .calls
-        .contains(&"mount tmpfs /var flags=0 mode=0755".to_string()));
+        .contains(&"mount tmpfs /var flags=0 mode=0755,size=50%".to_string()));
     assert!(sys
         .calls_starting("spawn ")
         .iter()

@@ -48,11 +48,13 @@ pub const BASE: [FsMount; 7] = [
         MS_NOSUID | MS_NOEXEC,
         "newinstance,ptmxmode=0666,mode=0620",
     ),
-    fs("/dev/shm", "tmpfs", LOCKED, "mode=1777"),
+    // Every tmpfs has a size (of RAM), so no writer can take half the
+    // node's memory, the kernel's default. Pods get their own /dev/shm.
+    fs("/dev/shm", "tmpfs", LOCKED, "mode=1777,size=10%"),
     // Sockets, runtime state and container rootfs mount points; the
     // runtime's shims and bundles need exec here.
-    fs("/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"),
-    fs("/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"),
+    fs("/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=20%"),
+    fs("/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=10%"),
 ];
 
 /// /var holds everything a node keeps: container storage, pod volumes,
@@ -64,8 +66,9 @@ pub const VAR: &str = image::VAR;
 /// flash on edge boards and busy image layers both want.
 pub const DATA_FSTYPE: &str = "ext4";
 pub const DATA_FLAGS: u32 = MS_NOATIME;
-/// /var without a data partition: the node is ephemeral.
-pub const VAR_EPHEMERAL: FsMount = fs(VAR, "tmpfs", 0, "mode=0755");
+/// /var without a data partition: the node is ephemeral. Images and pod
+/// volumes live here, so it gets the most room.
+pub const VAR_EPHEMERAL: FsMount = fs(VAR, "tmpfs", 0, "mode=0755,size=50%");
 
 /// Directories the runtime and the kubelet expect under /var and /run
 /// (made on every boot: a fresh data partition starts empty).
@@ -146,18 +149,32 @@ pub struct Sysctl {
     pub optional: bool,
 }
 
-pub const SYSCTLS: [Sysctl; 2] = [
-    // Pod traffic is routed through the node.
+const fn sysctl(path: &'static str, value: &'static str) -> Sysctl {
     Sysctl {
-        path: "/proc/sys/net/ipv4/ip_forward",
-        value: "1",
+        path,
+        value,
         optional: false,
-    },
+    }
+}
+
+/// Set at every boot, on the kiOS kernel and on Debian's alike (the
+/// hardening ones have no build option: see kernel/README.md).
+pub const SYSCTLS: [Sysctl; 6] = [
+    // Pod traffic is routed through the node.
+    sysctl("/proc/sys/net/ipv4/ip_forward", "1"),
     Sysctl {
         path: "/proc/sys/net/ipv6/conf/all/forwarding",
         value: "1",
         optional: true,
     },
+    // The kernel log (other pods' lines, addresses) for CAP_SYSLOG only.
+    sysctl("/proc/sys/kernel/dmesg_restrict", "1"),
+    // Kernel addresses hidden from /proc and the log without CAP_SYSLOG.
+    sysctl("/proc/sys/kernel/kptr_restrict", "1"),
+    // No opening another user's FIFO or file in a sticky world-writable
+    // directory (a hostPath /tmp) with O_CREAT: systemd's defaults.
+    sysctl("/proc/sys/fs/protected_fifos", "1"),
+    sysctl("/proc/sys/fs/protected_regular", "1"),
 ];
 
 /// Userspace kmsg lines are rate-limited by default; the boot timeline and
