@@ -126,17 +126,17 @@ impl Linux {
         let output = &mut self.outputs[index];
         let log = self.logs.iter_mut().find(|log| log.service == output.name);
         match rustix::io::read(&output.fd, &mut buf) {
-            Ok(0) => {
-                output.flush(log);
-                let _ = epoll::delete(&self.epoll, &output.fd);
-                self.outputs.swap_remove(index);
-            }
-            Ok(n) => output.take(buf.get(..n).unwrap_or_default(), log),
-            Err(RawErrno::AGAIN) | Err(RawErrno::INTR) => {}
-            Err(_) => {
-                let _ = epoll::delete(&self.epoll, &output.fd);
-                self.outputs.swap_remove(index);
-            }
+            Ok(n @ 1..) => return output.take(buf.get(..n).unwrap_or_default(), log),
+            Err(RawErrno::AGAIN) | Err(RawErrno::INTR) => return,
+            // Every writer closed it (0 bytes), or it failed.
+            _ => output.flush(log),
+        }
+        let _ = epoll::delete(&self.epoll, &output.fd);
+        let name = self.outputs.swap_remove(index).name;
+        // The service's last pipe: its log file closes too, so no open file
+        // keeps /var busy at shutdown.
+        if !self.outputs.iter().any(|output| output.name == name) {
+            self.logs.retain(|log| log.service != name);
         }
     }
 
