@@ -136,6 +136,19 @@ pub(super) const STEPS: &[Step] = &[
         after: &[],
         resources: &[],
     },
+    // The longest QEMU step (about 15 minutes of guest time): first, so the
+    // other lane runs everything else beside it.
+    Step {
+        name: "e2e_faults",
+        description: "QEMU fault injection on one node (Debian's kernel, a data disk): the kubelet and containerd SIGKILLed 20 times each with the documented backoff, a kubelet crash loop (PID 1's CPU and memory), a bad manifest, a missing image, a 4 MiB output burst, /var full, the data disk pulled away, then the power button",
+        action: Action::TestBinary {
+            test: "e2e_faults",
+            args: &["--ignored", "--test-threads=1", "--nocapture"],
+        },
+        needs_qemu: true,
+        after: NODE_IMAGE,
+        resources: &[],
+    },
     Step {
         name: "e2e_cluster",
         description: "QEMU cluster tests: the node joins the loopback control plane (client certificate, bootstrap token), runs a pod with token, Secret and ConfigMap volumes, pulls kube-proxy from the loopback registry and serves a ClusterIP Service, and shuts down gracefully; an unreachable server, a foreign or expired certificate, a rejected token",
