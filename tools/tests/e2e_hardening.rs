@@ -194,6 +194,7 @@ spec:
                 masks="$masks $($B awk '/^SigBlk:/ { print $2 }' $task/status 2>/dev/null)"
               done
               say "threads $1 $svc $pid$masks"
+              say "limits $1 $svc $($B grep 'Max open files' /proc/$pid/limits | $B tr -s ' ' | $B cut -d' ' -f4,5) $($B cat /proc/$pid/oom_score_adj)"
               for fd in /proc/$pid/fd/*; do
                 n=${fd##*/}
                 link=$($B readlink $fd 2>/dev/null) || continue
@@ -850,6 +851,29 @@ const SNAPSHOTS: [&str; 3] = ["boot", "kubelet-restarted", "containerd-restarted
 /// 0-2 is one of the init's open files (the same file, open flags and
 /// fdinfo: a socket's or pipe's inode, an epoll's watch list), and both
 /// block and ignore no signal. Each restart gave a new process.
+/// `limits <snapshot> <service> <soft> <hard> <oom_score_adj>`: what the
+/// init gives the services (containerd.service's `LimitNOFILE=infinity`
+/// and `OOMScoreAdjust=-999`; the kubelet sets the same score itself).
+fn check_limits(reports: &[&str]) -> Result<(), String> {
+    let limits = reports_of(reports, "limits");
+    let mut problems = Vec::new();
+    for label in SNAPSHOTS {
+        for service in ["containerd", "kubelet"] {
+            let prefix = format!("{label} {service} ");
+            match limits.iter().find(|line| line.starts_with(&prefix)) {
+                Some(line) if line[prefix.len()..].trim() == "1048576 1048576 -999" => {}
+                Some(line) => problems.push(format!("{line}: expected 1048576 1048576 -999")),
+                None => problems.push(format!("no limits of {service} in snapshot {label}")),
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
 fn check_descriptors_and_masks(reports: &[&str]) -> Result<(), String> {
     let mut problems = Vec::new();
     let descriptors: Vec<Descriptor> = reports_of(reports, "fd")
@@ -1106,6 +1130,10 @@ fn a_booted_node_is_hardened_as_documented() {
         Check {
             name: "no init descriptor in containerd or the kubelet, empty signal masks, at boot and after each restart",
             outcome: check_descriptors_and_masks(&reports),
+        },
+        Check {
+            name: "containerd and the kubelet run with 1048576 descriptors and OOM score -999, at boot and after each restart",
+            outcome: check_limits(&reports),
         },
         Check {
             name: "the system socket and the bus refuse a uid 1000 peer",
