@@ -320,7 +320,7 @@ fn unmount_pass<S: Sys>(sys: &mut S, content: &mut [u8], pass: Pass) -> usize {
 #[cfg(test)]
 mod tests {
     use crate::errno::Errno;
-    use crate::init::testing::{booted, position, run_with, KUBELET, RUNTIME};
+    use crate::init::testing::{booted, both_services_exit, position, run_with, KUBELET, RUNTIME};
     use crate::sys::recording::RecordingSys;
     use crate::sys::{signo, ClientId, Event, ExitStatus};
     #[test]
@@ -378,15 +378,10 @@ mod tests {
                 continued(1),
                 continued(1),
                 Event::ClientClosed(ClientId(2)),
-                Event::ChildExited {
-                    pid: KUBELET,
-                    status: ExitStatus::Exited(0),
-                },
-                Event::ChildExited {
-                    pid: RUNTIME,
-                    status: ExitStatus::Exited(0),
-                },
-            ],
+            ]
+            .into_iter()
+            .chain(both_services_exit())
+            .collect::<Vec<_>>(),
         );
         let sys = init.sys();
         assert!(sys.logged("waiting up to 5000 ms for 2 client(s) and 0 inhibitor(s)"));
@@ -418,19 +413,10 @@ mod tests {
     }
 
     fn shut_down(sys: RecordingSys) -> RecordingSys {
+        let [kubelet, runtime] = both_services_exit();
         let init = run_with(
             booted(sys),
-            &[
-                Event::Signal(signo::SIGTERM),
-                Event::ChildExited {
-                    pid: KUBELET,
-                    status: ExitStatus::Exited(0),
-                },
-                Event::ChildExited {
-                    pid: RUNTIME,
-                    status: ExitStatus::Exited(0),
-                },
-            ],
+            &[Event::Signal(signo::SIGTERM), kubelet, runtime],
         );
         init.sys().clone()
     }

@@ -28,15 +28,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kios_abi::data_partition::TYPE_GUID as DATA_PARTITION_TYPE_GUID;
-use kios_tools::components::node::NodeComponents;
-use kios_tools::components::OciRuntime;
 use kios_tools::host::arch::Arch;
-use kios_tools::host::workspace::Workspace;
 use kios_tools::image::disk::{
     make_ext4, parse_guid, write_gpt_disk, PartitionContents, PartitionSpec,
 };
-use kios_tools::image::node_image::{build_node_image, vm_config, ImageOptions};
+use kios_tools::image::node_image::vm_config;
 use kios_tools::kernel::KernelChoice;
+use kios_tools::testing::fixture_node::node_image_with;
 use kios_tools::testing::standin_checks::{require_line, Check, CheckReport};
 use kios_tools::vm::console::Console;
 use kios_tools::vm::qemu::{
@@ -413,25 +411,14 @@ fn data_disk(dir: &Path) -> PathBuf {
 #[ignore = "boots a node in QEMU for about 12 minutes: run by cargo kios test"]
 fn the_node_survives_killed_services_a_crash_loop_hostile_pods_and_a_lost_disk() {
     let arch = Arch::Amd64;
-    let workspace = Workspace::locate().expect("workspace");
-    let out = workspace
-        .output_dir()
-        .expect("output dir")
-        .join(format!("e2e-faults-{arch}"));
-    let components =
-        NodeComponents::resolve(&workspace, arch, OciRuntime::Runc, KernelChoice::Debian)
-            .expect("resolving the components");
-    let image = build_node_image(
-        &workspace,
-        &components,
-        &ImageOptions {
-            extra_files: vec![
-                (CHAOS_PATH.to_string(), CHAOS.as_bytes().to_vec()),
-                (SLEEPER_PATH.to_string(), SLEEPER.as_bytes().to_vec()),
-            ],
-            ..ImageOptions::default()
-        },
-        &out,
+    let (image, out) = node_image_with(
+        arch,
+        KernelChoice::Debian,
+        &format!("e2e-faults-{arch}"),
+        vec![
+            (CHAOS_PATH.to_string(), CHAOS.as_bytes().to_vec()),
+            (SLEEPER_PATH.to_string(), SLEEPER.as_bytes().to_vec()),
+        ],
     )
     .expect("building the node image");
     let monitor = out.join("monitor.sock");

@@ -31,12 +31,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
-use kios_tools::components::node::NodeComponents;
-use kios_tools::components::OciRuntime;
 use kios_tools::host::arch::Arch;
 use kios_tools::host::workspace::Workspace;
-use kios_tools::image::node_image::{build_node_image, vm_config, ImageOptions};
+use kios_tools::image::node_image::vm_config;
 use kios_tools::kernel::KernelChoice;
+use kios_tools::testing::fixture_node::node_image_with;
 use kios_tools::testing::standin_checks::{require_line, Check, CheckReport};
 use kios_tools::vm::console::Console;
 use kios_tools::vm::qemu::{run_vm, ConsoleVerbosity, LineVerdict, RunOptions};
@@ -1068,27 +1067,17 @@ fn check_kernel_settings(reports: &[&str]) -> Result<(), String> {
 #[ignore = "builds the node image and boots it in QEMU: run by cargo kios test"]
 fn a_booted_node_is_hardened_as_documented() {
     let arch = Arch::Amd64;
-    let workspace = Workspace::locate().expect("workspace");
-    let out = workspace
-        .output_dir()
-        .expect("output dir")
-        .join(format!("e2e-hardening-{arch}"));
-    let components =
-        NodeComponents::resolve(&workspace, arch, OciRuntime::Runc, KernelChoice::Kios)
-            .expect("resolving the components");
-    let image = build_node_image(
-        &workspace,
-        &components,
-        &ImageOptions {
-            extra_files: vec![(POD_PATH.to_string(), pod_manifest().into_bytes())],
-            ..ImageOptions::default()
-        },
-        &out,
+    let (image, _) = node_image_with(
+        arch,
+        KernelChoice::Kios,
+        &format!("e2e-hardening-{arch}"),
+        vec![(POD_PATH.to_string(), pod_manifest().into_bytes())],
     )
     .expect("building the node image");
     let listing = image_listing(&image.initrd);
     let expected_bin = listing.clone().map(|(bin, _)| bin);
     let image_files = listing.map(|(_, files)| files);
+    let workspace = Workspace::locate().expect("workspace");
     let table = std::fs::read_to_string(workspace.root.join("init/src/storage/mounts.rs"))
         .map_err(|error| format!("reading the init's mount table: {error}"))
         .and_then(|source| init_mount_table(&source));

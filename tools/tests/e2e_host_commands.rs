@@ -18,12 +18,10 @@
 
 use std::time::Duration;
 
-use kios_tools::components::node::NodeComponents;
-use kios_tools::components::OciRuntime;
 use kios_tools::host::arch::Arch;
-use kios_tools::host::workspace::Workspace;
-use kios_tools::image::node_image::{build_node_image, vm_config, ImageOptions};
+use kios_tools::image::node_image::vm_config;
 use kios_tools::kernel::KernelChoice;
+use kios_tools::testing::fixture_node::node_image_with;
 use kios_tools::testing::standin_checks::{Check, CheckReport};
 use kios_tools::vm::console::Console;
 use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions};
@@ -185,22 +183,11 @@ fn check_torn_down(console: &Console) -> Result<(), String> {
 #[ignore = "builds the node image and boots it in QEMU: run by cargo kios test"]
 fn the_kubelet_mounts_tmpfs_and_bind_volumes_with_the_nodes_mount() {
     let arch = Arch::Amd64;
-    let workspace = Workspace::locate().expect("workspace");
-    let out = workspace
-        .output_dir()
-        .expect("output dir")
-        .join(format!("host-commands-{arch}"));
-    let components =
-        NodeComponents::resolve(&workspace, arch, OciRuntime::Runc, KernelChoice::Debian)
-            .expect("resolving the components");
-    let image = build_node_image(
-        &workspace,
-        &components,
-        &ImageOptions {
-            extra_files: vec![(POD_PATH.to_string(), POD.as_bytes().to_vec())],
-            ..ImageOptions::default()
-        },
-        &out,
+    let (image, _) = node_image_with(
+        arch,
+        KernelChoice::Debian,
+        &format!("host-commands-{arch}"),
+        vec![(POD_PATH.to_string(), POD.as_bytes().to_vec())],
     )
     .expect("building the node image");
     // The console shows the kubelet's lines too (a -kernel boot's default).
