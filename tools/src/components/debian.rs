@@ -185,6 +185,9 @@ fn download(package: &DebianPackage, deb: &Path) -> Result<()> {
         || {
             // A private directory, so the one .deb in it is ours whatever apt names it.
             let scratch = scratch_dir_for(deb)?;
+            // apt-get download reads the lists too (a clean machine's first
+            // test run failed here while another step added arm64).
+            let _lists = lock_apt_lists(AptLists::Read)?;
             output_of(
                 Command::new("apt-get")
                     .args(["download", &package.apt_spec()])
