@@ -8,6 +8,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod boot_slots;
 pub mod console;
 pub mod data_partition;
 pub mod image;

@@ -15,15 +15,19 @@ pub enum Command {
     RestartKubelet,
     /// Restart the container runtime now.
     RestartRuntime,
+    /// This boot is good (the `kios-boot-check` static pod ran): the init
+    /// gives its boot slot's entry its tries back. Obeyed once per boot.
+    BootGood,
 }
 
 impl Command {
     /// Every command, in byte order.
-    pub const ALL: [Command; 4] = [
+    pub const ALL: [Command; 5] = [
         Command::Shutdown,
         Command::ContinueShutdown,
         Command::RestartKubelet,
         Command::RestartRuntime,
+        Command::BootGood,
     ];
 
     /// The byte on the wire.
@@ -33,6 +37,7 @@ impl Command {
             Command::ContinueShutdown => 0x02,
             Command::RestartKubelet => 0x03,
             Command::RestartRuntime => 0x04,
+            Command::BootGood => 0x05,
         }
     }
 
@@ -44,6 +49,7 @@ impl Command {
             0x02 => Some(Command::ContinueShutdown),
             0x03 => Some(Command::RestartKubelet),
             0x04 => Some(Command::RestartRuntime),
+            0x05 => Some(Command::BootGood),
             _ => None,
         }
     }
@@ -58,14 +64,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_four_commands_and_nothing_else() {
+    fn the_five_commands_and_nothing_else() {
         assert_eq!(Command::decode(1), Some(Command::Shutdown));
         assert_eq!(Command::decode(2), Some(Command::ContinueShutdown));
         assert_eq!(Command::decode(3), Some(Command::RestartKubelet));
         assert_eq!(Command::decode(4), Some(Command::RestartRuntime));
+        assert_eq!(Command::decode(5), Some(Command::BootGood));
         assert!((0..=255u8)
             .filter(|&b| Command::decode(b).is_some())
-            .eq(1..=4));
+            .eq(1..=5));
     }
 
     #[test]
