@@ -202,7 +202,7 @@ impl Shutdown {
     /// off or reboots. Returns the errno only if the kernel refused the
     /// reboot call.
     pub fn finish<S: Sys>(&self, sys: &mut S) -> Errno {
-        match sys.run_bounded(FINISH_TIMEOUT_MS, finish_filesystems) {
+        match sys.run_bounded(FINISH_TIMEOUT_MS, &mut finish_filesystems) {
             Ok(()) => {}
             Err(Errno::TIMEDOUT) => log!(
                 sys,

@@ -20,6 +20,22 @@ pub fn rsplit_once(text: &str, byte: u8) -> Option<(&str, &str)> {
     Some((text.get(..at)?, text.get(at + 1..)?))
 }
 
+/// `number` in decimal, written into the end of `digits` (10 digits hold
+/// any u32; iterated, not indexed: no panic path).
+pub fn decimal(number: u32, digits: &mut [u8; 10]) -> &str {
+    let mut rest = number;
+    let mut start = 0;
+    for (at, digit) in digits.iter_mut().enumerate().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            start = at;
+            break;
+        }
+    }
+    core::str::from_utf8(digits.get(start..).unwrap_or_default()).unwrap_or("")
+}
+
 /// The pieces of `text` between each `byte`, like `str::split`.
 pub fn split(text: &str, byte: u8) -> Split<'_> {
     Split {
@@ -101,6 +117,13 @@ mod tests {
                 split_bytes(bytes, b',').collect::<Vec<_>>(),
                 bytes.split(|&b| b == b',').collect::<Vec<_>>()
             );
+        }
+    }
+
+    #[test]
+    fn decimal_numbers_are_written_like_display_writes_them() {
+        for number in [0, 7, 10, 1234, u32::MAX] {
+            assert_eq!(decimal(number, &mut [0; 10]), number.to_string());
         }
     }
 }

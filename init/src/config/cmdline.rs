@@ -1,6 +1,9 @@
 //! The kernel command line's `kios.*` options.
 
+use core::ops::RangeInclusive;
+
 use crate::config::hostname::Hostname;
+use crate::storage::boot_entries::Slot;
 
 /// What PID 1 does if it panics (`kios.panic=reboot|halt|poweroff`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -37,6 +40,13 @@ pub struct Options {
     /// `kios.data_timeout=SECONDS`: how long to wait for the data partition
     /// (None: a named device gets 10 s, the type scan looks once).
     pub data_timeout_ms: Option<u64>,
+    /// `kios.slot=a|b`: the disk slot this boot came from; None (a RAM
+    /// root, an older disk) turns boot counting off.
+    pub slot: Option<Slot>,
+    /// `kios.boot_deadline=SECONDS`: how long after PID 1 starts the boot
+    /// may take to be reported good before the node reboots into the
+    /// other slot.
+    pub boot_deadline_ms: u64,
 }
 
 impl Default for Options {
@@ -48,6 +58,8 @@ impl Default for Options {
             runtime_timeout_ms: 30_000,
             data: DataSource::Auto,
             data_timeout_ms: None,
+            slot: None,
+            boot_deadline_ms: 600_000,
         }
     }
 }
@@ -59,8 +71,10 @@ pub struct Rejected<'a> {
     pub reason: &'static str,
 }
 
-/// The most seconds a timeout option may ask for (one hour).
-const MAX_TIMEOUT_SECONDS: u64 = 3600;
+/// The seconds a timeout option may ask for (up to one hour).
+const TIMEOUT_SECONDS: RangeInclusive<u64> = 0..=3600;
+/// The seconds a boot may take to be good (up to one day).
+const BOOT_DEADLINE_SECONDS: RangeInclusive<u64> = 1..=86_400;
 
 /// Parses the command line; `on_rejected` hears about each unusable `kios.*` word.
 pub fn parse<'a>(cmdline: &'a str, mut on_rejected: impl FnMut(Rejected<'a>)) -> Options {
@@ -83,11 +97,11 @@ pub fn parse<'a>(cmdline: &'a str, mut on_rejected: impl FnMut(Rejected<'a>)) ->
                 Ok(hostname) => options.hostname = Some(hostname),
                 Err(reason) => on_rejected(rejected(reason)),
             },
-            "shutdown_grace" => match seconds(value) {
+            "shutdown_grace" => match seconds(value, TIMEOUT_SECONDS) {
                 Some(ms) => options.shutdown_grace_ms = ms,
                 None => on_rejected(rejected("expected whole seconds up to 3600")),
             },
-            "runtime_timeout" => match seconds(value) {
+            "runtime_timeout" => match seconds(value, TIMEOUT_SECONDS) {
                 Some(ms) => options.runtime_timeout_ms = ms,
                 None => on_rejected(rejected("expected whole seconds up to 3600")),
             },
@@ -102,9 +116,17 @@ pub fn parse<'a>(cmdline: &'a str, mut on_rejected: impl FnMut(Rejected<'a>)) ->
                     None => on_rejected(rejected("expected auto, none or a /dev/ path")),
                 },
             },
-            "data_timeout" => match seconds(value) {
+            "data_timeout" => match seconds(value, TIMEOUT_SECONDS) {
                 Some(ms) => options.data_timeout_ms = Some(ms),
                 None => on_rejected(rejected("expected whole seconds up to 3600")),
+            },
+            "slot" => match Slot::parse(value) {
+                Some(slot) => options.slot = Some(slot),
+                None => on_rejected(rejected("expected a or b")),
+            },
+            "boot_deadline" => match seconds(value, BOOT_DEADLINE_SECONDS) {
+                Some(ms) => options.boot_deadline_ms = ms,
+                None => on_rejected(rejected("expected whole seconds from 1 to 86400")),
             },
             _ => on_rejected(rejected("unknown option")),
         }
@@ -112,9 +134,10 @@ pub fn parse<'a>(cmdline: &'a str, mut on_rejected: impl FnMut(Rejected<'a>)) ->
     options
 }
 
-fn seconds(value: &str) -> Option<u64> {
+/// Whole seconds within `range`, in milliseconds.
+fn seconds(value: &str, range: RangeInclusive<u64>) -> Option<u64> {
     let seconds: u64 = value.parse().ok()?;
-    (seconds <= MAX_TIMEOUT_SECONDS).then(|| seconds * 1000)
+    range.contains(&seconds).then(|| seconds * 1000)
 }
 
 /// Splits like the kernel does: on whitespace, except inside double quotes.
@@ -200,6 +223,38 @@ mod tests {
             parse_collecting("kios.data=vdb1 kios.data=/dev/ kios.data_timeout=x");
         assert_eq!(options.data, DataSource::Auto);
         assert_eq!(rejected.len(), 3);
+    }
+
+    #[test]
+    fn the_boot_slot_and_its_deadline_are_read_and_checked() {
+        let (options, rejected) = parse_collecting("");
+        assert_eq!((options.slot, options.boot_deadline_ms), (None, 600_000));
+        assert!(rejected.is_empty());
+        let (options, rejected) = parse_collecting("kios.slot=b kios.boot_deadline=86400");
+        assert_eq!(options.slot, Some(Slot::B));
+        assert_eq!(options.boot_deadline_ms, 86_400_000);
+        assert!(rejected.is_empty());
+        let (options, _) = parse_collecting("kios.slot=\"a\" kios.boot_deadline=1");
+        assert_eq!(
+            (options.slot, options.boot_deadline_ms),
+            (Some(Slot::A), 1000)
+        );
+        let (options, rejected) = parse_collecting(
+            "kios.slot=c kios.slot=A kios.slot= kios.slot kios.boot_deadline=0 kios.boot_deadline=86401 kios.boot_deadline=99999999999999999999",
+        );
+        assert_eq!(options, Options::default());
+        assert_eq!(
+            rejected,
+            [
+                "kios.slot=c expected a or b",
+                "kios.slot=A expected a or b",
+                "kios.slot= expected a or b",
+                "kios.slot expected a or b",
+                "kios.boot_deadline=0 expected whole seconds from 1 to 86400",
+                "kios.boot_deadline=86401 expected whole seconds from 1 to 86400",
+                "kios.boot_deadline=99999999999999999999 expected whole seconds from 1 to 86400",
+            ]
+        );
     }
 
     #[test]

@@ -168,6 +168,9 @@ impl<S: Sys> Init<S> {
         self.load_modules(LATE_MODULE_LIST);
         // After the late modules: evdev and the button driver may be among them.
         self.watch_power_button();
+        // Last: off the way to the kubelet, and done before the event loop
+        // can hear the boot is good.
+        self.read_boot_slot(pid1_us);
     }
 
     /// The initramfs cannot be pivot_root'ed (runc needs that), so the init
@@ -230,7 +233,7 @@ impl<S: Sys> Init<S> {
         }
     }
 
-    fn mkdir(&mut self, path: &str, mode: u32) {
+    pub(super) fn mkdir(&mut self, path: &str, mode: u32) {
         match self.sys.mkdir(path, mode) {
             Ok(()) | Err(Errno::EXIST) => {}
             Err(errno) => log!(
@@ -351,6 +354,7 @@ impl<S: Sys> Init<S> {
             &mut self.sys,
             &self.options.data,
             self.options.data_timeout_ms,
+            &mut self.esp,
         );
         let error = match found {
             Ok(device) => {

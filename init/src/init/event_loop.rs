@@ -26,6 +26,7 @@ impl<S: Sys> Init<S> {
                 self.supervisor.next_deadline_us(),
                 self.shutdown.as_ref().and_then(Shutdown::deadline_us),
                 self.bus.next_deadline_us(),
+                self.boot_deadline_us(),
             ]
             .into_iter()
             // A fold, not flatten().min(): 100 bytes less in the init.
@@ -36,6 +37,7 @@ impl<S: Sys> Init<S> {
             let timeout_ms = deadline.map(|at| at.saturating_sub(now).div_ceil(1000));
             let event = self.sys.next_event(timeout_ms);
             self.handle(event);
+            self.check_boot_deadline();
             self.bus.expire(&mut self.sys);
             self.restart_due_services();
             if let Some(shutdown) = &mut self.shutdown {
@@ -111,6 +113,7 @@ impl<S: Sys> Init<S> {
                 }
                 Some(Command::RestartKubelet) => self.restart(Service::Kubelet),
                 Some(Command::RestartRuntime) => self.restart(Service::Runtime),
+                Some(Command::BootGood) => self.boot_good(),
                 None => {
                     log!(
                         &mut self.sys,
@@ -124,7 +127,7 @@ impl<S: Sys> Init<S> {
         }
     }
 
-    fn request_shutdown(&mut self, action: PowerAction, by: &str) {
+    pub(super) fn request_shutdown(&mut self, action: PowerAction, by: &str) {
         if self.shutdown.is_some() {
             return;
         }

@@ -3,6 +3,7 @@
 //! drives the shutdown.
 
 mod boot;
+mod boot_slot;
 mod event_loop;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -15,8 +16,10 @@ use crate::config::kubelet;
 use crate::log;
 use crate::log::Level;
 use crate::shutdown::Shutdown;
+use crate::storage::data_partition::DevicePath;
 use crate::supervisor::{Service, Supervisor};
 use crate::sys::{CommandArgv, Pid, Sys};
+use boot_slot::BootSlot;
 
 /// The init's state: the [`Sys`] it acts through, what the command line
 /// said, the services and the shutdown in progress.
@@ -28,6 +31,11 @@ pub struct Init<S: Sys> {
     /// How long a shutdown waits for clients and inhibitors.
     shutdown_grace_ms: u64,
     bus: Bus,
+    /// The EFI system partition beside the data partition, if the type
+    /// scan found one: where the boot slots' entries are.
+    esp: Option<DevicePath>,
+    /// The disk slot this boot came from (`kios.slot=`), once read.
+    boot_slot: Option<BootSlot>,
 }
 
 impl<S: Sys> Init<S> {
@@ -39,6 +47,8 @@ impl<S: Sys> Init<S> {
             shutdown: None,
             shutdown_grace_ms: 0,
             bus: Bus::new(0),
+            esp: None,
+            boot_slot: None,
         }
     }
 

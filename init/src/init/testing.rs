@@ -41,6 +41,20 @@ pub(crate) fn position(sys: &RecordingSys, call: &str) -> usize {
         .unwrap_or_else(|| panic!("no call {call} in {:#?}", sys.calls))
 }
 
+/// A kiOS disk `vda` (the EFI system partition, then an ext4 data
+/// partition) whose ESP's `EFI/Linux` lists `entries`; `cmdline` is the
+/// kernel command line.
+pub(crate) fn slot_disk(cmdline: &str, entries: &[&str]) -> RecordingSys {
+    use crate::storage::data_partition::tests::{disk_with, ext4_superblock};
+    use crate::storage::gpt::{DATA_PARTITION_TYPE, ESP_TYPE};
+    RecordingSys::new()
+        .with_file("/proc/cmdline", cmdline.as_bytes())
+        .with_dir("/sys/block", &["vda"])
+        .with_file("/dev/vda", &disk_with(&[ESP_TYPE, DATA_PARTITION_TYPE]))
+        .with_file("/dev/vda2", &ext4_superblock())
+        .with_dir("/run/kios-esp/EFI/Linux", entries)
+}
+
 pub(crate) fn run_with(mut init: Init<RecordingSys>, events: &[Event]) -> Init<RecordingSys> {
     init.sys.events.extend(events.iter().copied());
     init.run();

@@ -44,6 +44,25 @@ pub fn symlink(target: &str, path: &str) -> SysResult<()> {
     .map_err(errno)
 }
 
+/// renameat2 within one directory, opened once (a path only: no read
+/// access needed), with RENAME_NOREPLACE.
+pub fn rename(dir: &str, from: &str, to: &str) -> SysResult<()> {
+    let dir = rustix::fs::open(
+        c_path(dir, &mut [0; PATH_MAX])?,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(errno)?;
+    rustix::fs::renameat_with(
+        &dir,
+        c_path(from, &mut [0; PATH_MAX])?,
+        &dir,
+        c_path(to, &mut [0; PATH_MAX])?,
+        rustix::fs::RenameFlags::NOREPLACE,
+    )
+    .map_err(errno)
+}
+
 pub fn mount(op: &MountOp<'_>) -> SysResult<()> {
     use linux_raw_sys::general::{MS_BIND, MS_MOVE, MS_RDONLY, MS_REC, MS_REMOUNT, MS_SHARED};
     // One mount(2) call for every form: the flags say which, and the

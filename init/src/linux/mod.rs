@@ -190,6 +190,10 @@ impl Sys for Linux {
         files::symlink(target, path)
     }
 
+    fn rename(&mut self, dir: &str, from: &str, to: &str) -> SysResult<()> {
+        files::rename(dir, from, to)
+    }
+
     fn mount(&mut self, op: &MountOp<'_>) -> SysResult<()> {
         files::mount(op)
     }
@@ -260,7 +264,7 @@ impl Sys for Linux {
         process::has_children()
     }
 
-    fn run_bounded(&mut self, timeout_ms: u64, work: fn(&mut Self)) -> SysResult<()> {
+    fn run_bounded(&mut self, timeout_ms: u64, work: &mut dyn FnMut(&mut Self)) -> SysResult<()> {
         self.run_in_child(timeout_ms, work)
     }
 

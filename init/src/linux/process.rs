@@ -67,7 +67,11 @@ impl Linux {
 
     /// Runs `work` in a forked child, polling for its exit until
     /// `timeout_ms` have passed: PID 1 stays free whatever the child blocks on.
-    pub(super) fn run_in_child(&mut self, timeout_ms: u64, work: fn(&mut Linux)) -> SysResult<()> {
+    pub(super) fn run_in_child(
+        &mut self,
+        timeout_ms: u64,
+        work: &mut dyn FnMut(&mut Linux),
+    ) -> SysResult<()> {
         let deadline_us = self.now_us() + timeout_ms * 1000;
         let child = match process::fork().map_err(errno)? {
             Fork::Child => {

@@ -2,6 +2,8 @@
 //! or the device the command line names; then the filesystem check.
 //! Nothing here ever formats a disk: a partition that does not hold a
 //! mountable ext4 leaves the node ephemeral, with the reason in kmsg.
+//! The type scan also notes the EFI system partition of the data
+//! partition's disk, where a kiOS disk keeps its boot slots' entries.
 
 use crate::config::cmdline::DataSource;
 use crate::errno::Errno;
@@ -59,19 +61,22 @@ impl ufmt::uDisplay for DataError {
     }
 }
 
-/// Finds the data partition and checks it holds ext4.
+/// Finds the data partition and checks it holds ext4. A type scan that
+/// finds it also sets `esp` to its disk's EFI system partition, if any.
 pub fn find<S: Sys>(
     sys: &mut S,
     source: &DataSource,
     timeout_ms: Option<u64>,
+    esp: &mut Option<DevicePath>,
 ) -> Result<DevicePath, DataError> {
     let (device, node_timeout_ms) = match source {
         DataSource::None => return Err(DataError::NotFound),
         DataSource::Device(path) => (path.clone(), timeout_ms.unwrap_or(NAMED_DEVICE_TIMEOUT_MS)),
-        DataSource::Auto => (
-            scan_until(sys, timeout_ms.unwrap_or(0))?,
-            PARTITION_NODE_TIMEOUT_MS,
-        ),
+        DataSource::Auto => {
+            let (device, disk_esp) = scan_until(sys, timeout_ms.unwrap_or(0))?;
+            *esp = disk_esp;
+            (device, PARTITION_NODE_TIMEOUT_MS)
+        }
     };
     sys.wait_for_path(&device, None, node_timeout_ms)
         .map_err(|errno| DataError::DeviceMissing(device.clone(), errno))?;
@@ -85,14 +90,17 @@ pub fn find<S: Sys>(
     Ok(device)
 }
 
+/// A data partition and its disk's EFI system partition.
+type Found = (DevicePath, Option<DevicePath>);
+
 /// Scans the disks for the kiOS partition type, again and again until
 /// `timeout_ms` has passed (0: once). Each unusable disk is reported once.
-fn scan_until<S: Sys>(sys: &mut S, timeout_ms: u64) -> Result<DevicePath, DataError> {
+fn scan_until<S: Sys>(sys: &mut S, timeout_ms: u64) -> Result<Found, DataError> {
     let deadline = sys.now_us() + timeout_ms * 1000;
     let mut report = true;
     loop {
-        if let Some(device) = scan(sys, report) {
-            return Ok(device);
+        if let Some(found) = scan(sys, report) {
+            return Ok(found);
         }
         report = false;
         if sys.now_us() >= deadline {
@@ -105,7 +113,7 @@ fn scan_until<S: Sys>(sys: &mut S, timeout_ms: u64) -> Result<DevicePath, DataEr
 /// The first partition of the kiOS type on any disk, disks in name order
 /// (vda before vdb). Each round lists /sys/block again for the next name:
 /// no list to cut short on a machine with many disks, and no sort.
-fn scan<S: Sys>(sys: &mut S, report: bool) -> Option<DevicePath> {
+fn scan<S: Sys>(sys: &mut S, report: bool) -> Option<Found> {
     let mut last: Option<DiskName> = None;
     loop {
         let mut next: Option<DiskName> = None;
@@ -166,7 +174,7 @@ impl ufmt::uDisplay for DiskSkipped {
     }
 }
 
-fn data_partition_of<S: Sys>(sys: &mut S, disk: &str) -> Result<Option<DevicePath>, DiskSkipped> {
+fn data_partition_of<S: Sys>(sys: &mut S, disk: &str) -> Result<Option<Found>, DiskSkipped> {
     let sector = sector_size(sys, disk);
     let path = joined(&["/dev/", disk]);
     let mut header = [0u8; MAX_SECTOR];
@@ -181,9 +189,18 @@ fn data_partition_of<S: Sys>(sys: &mut S, disk: &str) -> Result<Option<DevicePat
     let len = sys
         .read_at(&path, offset, entries)
         .map_err(DiskSkipped::Read)?;
-    let number = gpt::find_partition(&array, &entries[..len], &gpt::DATA_PARTITION_TYPE)
-        .map_err(DiskSkipped::Table)?;
-    Ok(number.map(|number| partition_path(disk, number)))
+    let [data, esp] = gpt::find_partitions(
+        &array,
+        &entries[..len],
+        &[gpt::DATA_PARTITION_TYPE, gpt::ESP_TYPE],
+    )
+    .map_err(DiskSkipped::Table)?;
+    Ok(data.map(|data| {
+        (
+            partition_path(disk, data),
+            esp.map(|esp| partition_path(disk, esp)),
+        )
+    }))
 }
 
 /// The disk's logical block size (where LBA 1 is); 512 when unreadable.
@@ -209,18 +226,8 @@ pub fn partition_path(disk: &str, number: u32) -> DevicePath {
     } else {
         ""
     };
-    let mut digits = [0u8; 10];
-    let mut at = digits.len();
-    let mut rest = number;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    let number = core::str::from_utf8(&digits[at..]).unwrap_or("");
+    let mut digits = [0; 10];
+    let number = crate::text::decimal(number, &mut digits);
     joined(&["/dev/", disk, separator, number])
 }
 
@@ -237,14 +244,14 @@ fn joined(parts: &[&str]) -> DevicePath {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::init::testing::position;
     use crate::storage::gpt::tests::gpt_with;
     use crate::storage::gpt::DATA_PARTITION_TYPE;
     use crate::sys::recording::RecordingSys;
 
-    fn ext4_superblock() -> Vec<u8> {
+    pub(crate) fn ext4_superblock() -> Vec<u8> {
         let mut partition = vec![0u8; 2048];
         partition[1024 + 0x38] = 0x53;
         partition[1024 + 0x39] = 0xEF;
@@ -252,7 +259,7 @@ mod tests {
     }
 
     /// A disk image: protective sector, GPT header at LBA 1, entries at LBA 2.
-    fn disk_with(types: &[[u8; 16]]) -> Vec<u8> {
+    pub(crate) fn disk_with(types: &[[u8; 16]]) -> Vec<u8> {
         let (header, entries) = gpt_with(types);
         let mut disk = vec![0u8; 512];
         disk.extend(header);
@@ -281,7 +288,7 @@ mod tests {
             .with_file("/dev/vdb", &bad_crc)
             .with_file("/dev/vdc", &disk_with(&[[1; 16], DATA_PARTITION_TYPE]))
             .with_file("/dev/vdc2", &ext4_superblock());
-        let found = find(&mut sys, &DataSource::Auto, None);
+        let found = find(&mut sys, &DataSource::Auto, None, &mut None);
         assert_eq!(found.unwrap().as_str(), "/dev/vdc2");
         assert!(sys.logged("disk /dev/vda: no GPT (no EFI PART signature at LBA 1), skipped"));
         assert!(sys.logged("disk /dev/vdb: GPT header CRC mismatch, skipped"));
@@ -311,7 +318,7 @@ mod tests {
             sys = sys.with_file(&format!("/dev/{name}"), &disk_with(&[DATA_PARTITION_TYPE]));
         }
         let mut sys = sys.with_file("/dev/vdaa1", &ext4_superblock());
-        let found = find(&mut sys, &DataSource::Auto, None);
+        let found = find(&mut sys, &DataSource::Auto, None, &mut None);
         assert_eq!(found.unwrap().as_str(), "/dev/vdaa1");
         assert_eq!(sys.calls_starting("read_at /dev/vdab").len(), 0);
         assert!(
@@ -333,7 +340,9 @@ mod tests {
             .with_file("/dev/sda", &disk)
             .with_file("/dev/sda1", &ext4_superblock());
         assert_eq!(
-            find(&mut sys, &DataSource::Auto, None).unwrap().as_str(),
+            find(&mut sys, &DataSource::Auto, None, &mut None)
+                .unwrap()
+                .as_str(),
             "/dev/sda1"
         );
     }
@@ -344,7 +353,7 @@ mod tests {
             .with_dir("/sys/block", &["vda"])
             .with_file("/dev/vda", &disk_with(&[[1; 16]]));
         assert_eq!(
-            find(&mut sys, &DataSource::Auto, None),
+            find(&mut sys, &DataSource::Auto, None, &mut None),
             Err(DataError::NotFound)
         );
         assert_eq!(sys.calls_starting("sleep").len(), 0);
@@ -353,7 +362,7 @@ mod tests {
             .with_dir("/sys/block", &["vda"])
             .with_file("/dev/vda", &[0u8; 1024]);
         assert_eq!(
-            find(&mut sys, &DataSource::Auto, Some(1000)),
+            find(&mut sys, &DataSource::Auto, Some(1000), &mut None),
             Err(DataError::NotFound)
         );
         assert_eq!(sys.calls_starting("sleep").len(), 10);
@@ -368,7 +377,9 @@ mod tests {
     fn a_named_device_is_waited_for_with_a_bound_and_checked_for_ext4() {
         let mut sys = RecordingSys::new().with_file("/dev/vdb1", &ext4_superblock());
         assert_eq!(
-            find(&mut sys, &device("/dev/vdb1"), None).unwrap().as_str(),
+            find(&mut sys, &device("/dev/vdb1"), None, &mut None)
+                .unwrap()
+                .as_str(),
             "/dev/vdb1"
         );
         assert!(sys
@@ -377,7 +388,7 @@ mod tests {
 
         let mut sys = RecordingSys::new().failing("wait_for_path", Errno::TIMEDOUT);
         assert_eq!(
-            find(&mut sys, &device("/dev/never"), Some(3000)),
+            find(&mut sys, &device("/dev/never"), Some(3000), &mut None),
             Err(DataError::DeviceMissing(
                 heapless::String::try_from("/dev/never").unwrap(),
                 Errno::TIMEDOUT
@@ -386,7 +397,7 @@ mod tests {
 
         let mut sys = RecordingSys::new().with_file("/dev/vdb1", &[0u8; 2048]);
         assert_eq!(
-            find(&mut sys, &device("/dev/vdb1"), None),
+            find(&mut sys, &device("/dev/vdb1"), None, &mut None),
             Err(DataError::NotExt4(
                 heapless::String::try_from("/dev/vdb1").unwrap()
             ))
@@ -397,11 +408,42 @@ mod tests {
         );
     }
 
+    /// A kiOS disk keeps its boot slots' entries on the EFI system
+    /// partition beside its data partition; another disk's is not it.
+    #[test]
+    fn the_scan_notes_the_esp_of_the_data_partitions_disk() {
+        use crate::storage::gpt::ESP_TYPE;
+        let mut sys = RecordingSys::new()
+            .with_dir("/sys/block", &["vda", "vdb"])
+            .with_file("/dev/vda", &disk_with(&[ESP_TYPE]))
+            .with_file(
+                "/dev/vdb",
+                &disk_with(&[ESP_TYPE, [1; 16], DATA_PARTITION_TYPE]),
+            )
+            .with_file("/dev/vdb3", &ext4_superblock());
+        let mut esp = None;
+        let found = find(&mut sys, &DataSource::Auto, None, &mut esp);
+        assert_eq!(found.unwrap().as_str(), "/dev/vdb3");
+        assert_eq!(esp.unwrap().as_str(), "/dev/vdb1");
+
+        let mut sys = RecordingSys::new()
+            .with_dir("/sys/block", &["vda"])
+            .with_file("/dev/vda", &disk_with(&[DATA_PARTITION_TYPE]))
+            .with_file("/dev/vda1", &[0; 2048]);
+        let mut esp = None;
+        let found = find(&mut sys, &DataSource::Auto, None, &mut esp);
+        assert_eq!(
+            found,
+            Err(DataError::NotExt4("/dev/vda1".try_into().unwrap()))
+        );
+        assert_eq!(esp, None);
+    }
+
     #[test]
     fn data_none_skips_every_disk() {
         let mut sys = RecordingSys::new().with_dir("/sys/block", &["vda"]);
         assert_eq!(
-            find(&mut sys, &DataSource::None, None),
+            find(&mut sys, &DataSource::None, None, &mut None),
             Err(DataError::NotFound)
         );
         assert!(sys.calls_starting("list_dir").is_empty());

@@ -1,7 +1,10 @@
-//! Just enough GPT to find the kiOS data partition: the header at LBA 1,
-//! its CRC, the partition entry array and its CRC (UEFI spec, chapter 5).
+//! Just enough GPT to find the kiOS data partition and the EFI system
+//! partition by their types: the header at LBA 1, its CRC, the partition
+//! entry array and its CRC (UEFI spec, chapter 5).
 //! No udev or libblkid on the node, so the init reads the table itself.
 
+/// The EFI system partition's type, where the boot slots' entries are.
+pub use kios_abi::boot_slots::ESP_TYPE_GPT_BYTES as ESP_TYPE;
 /// The kiOS data partition type as GPT stores it; the disk builder writes it.
 pub use kios_abi::data_partition::TYPE_GPT_BYTES as DATA_PARTITION_TYPE;
 
@@ -87,14 +90,28 @@ pub fn find_partition(
     entries: &[u8],
     type_guid: &[u8; 16],
 ) -> Result<Option<u32>, GptError> {
+    find_partitions(array, entries, &[*type_guid]).map(|[number]| number)
+}
+
+/// [`find_partition`] for several types in one pass over the entries.
+pub fn find_partitions<const N: usize>(
+    array: &EntryArray,
+    entries: &[u8],
+    types: &[[u8; 16]; N],
+) -> Result<[Option<u32>; N], GptError> {
     let entries = entries.get(..array.byte_len()).ok_or(GptError::BadHeader)?;
     if crc32_parts(&[entries]) != array.crc {
         return Err(GptError::EntriesCrc);
     }
-    Ok(entries
-        .chunks_exact(array.entry_size as usize)
-        .position(|entry| &entry[..16] == type_guid)
-        .map(|index| index as u32 + 1))
+    let mut found = [None; N];
+    for (number, entry) in (1..).zip(entries.chunks_exact(array.entry_size as usize)) {
+        for (slot, type_guid) in found.iter_mut().zip(types) {
+            if slot.is_none() && &entry[..16] == type_guid {
+                *slot = Some(number);
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// CRC-32 (IEEE 802.3, reflected), the GPT's checksum, over consecutive parts.
@@ -170,6 +187,16 @@ pub mod tests {
             Ok(Some(2))
         );
         assert_eq!(find_partition(&array, &entries, &[9; 16]), Ok(None));
+    }
+
+    #[test]
+    fn several_types_are_found_in_one_pass_each_at_its_first_partition() {
+        let (header, entries) = gpt_with(&[OTHER, ESP_TYPE, DATA_PARTITION_TYPE, ESP_TYPE]);
+        let array = parse_header(&header, 16384).unwrap();
+        assert_eq!(
+            find_partitions(&array, &entries, &[DATA_PARTITION_TYPE, ESP_TYPE, [9; 16]]),
+            Ok([Some(3), Some(2), None])
+        );
     }
 
     #[test]

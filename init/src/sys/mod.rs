@@ -182,6 +182,9 @@ pub trait Sys {
 
     fn mkdir(&mut self, path: &str, mode: u32) -> SysResult<()>;
     fn symlink(&mut self, target: &str, path: &str) -> SysResult<()>;
+    /// Renames the entry `from` of directory `dir` to `to` in the same
+    /// directory, never over an existing `to` (EEXIST).
+    fn rename(&mut self, dir: &str, from: &str, to: &str) -> SysResult<()>;
     fn mount(&mut self, op: &MountOp<'_>) -> SysResult<()>;
     fn unmount(&mut self, target: &str, how: Unmount) -> SysResult<()>;
     fn chdir(&mut self, path: &str) -> SysResult<()>;
@@ -216,7 +219,8 @@ pub trait Sys {
     fn has_children(&mut self) -> bool;
     /// Runs `work` in a child process and waits for it up to `timeout_ms`
     /// (ETIMEDOUT after): for calls that can block forever in the kernel.
-    fn run_bounded(&mut self, timeout_ms: u64, work: fn(&mut Self)) -> SysResult<()>
+    /// What `work` changes in memory stays in the child.
+    fn run_bounded(&mut self, timeout_ms: u64, work: &mut dyn FnMut(&mut Self)) -> SysResult<()>
     where
         Self: Sized;
 

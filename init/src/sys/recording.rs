@@ -126,6 +126,10 @@ impl Sys for RecordingSys {
         self.record(format!("symlink {target} {path}"))
     }
 
+    fn rename(&mut self, dir: &str, from: &str, to: &str) -> SysResult<()> {
+        self.record(format!("rename {dir} {from} {to}"))
+    }
+
     fn mount(&mut self, op: &MountOp<'_>) -> SysResult<()> {
         self.record(match *op {
             MountOp::Fs {
@@ -264,7 +268,7 @@ impl Sys for RecordingSys {
         self.children > 0
     }
 
-    fn run_bounded(&mut self, timeout_ms: u64, work: fn(&mut Self)) -> SysResult<()> {
+    fn run_bounded(&mut self, timeout_ms: u64, work: &mut dyn FnMut(&mut Self)) -> SysResult<()> {
         self.calls.push(format!("bounded {timeout_ms} ms"));
         if self.bounded_work_hangs {
             self.now_us += timeout_ms * 1000;
