@@ -1,7 +1,9 @@
-//! `kiosctl shutdown|restart-kubelet|restart-runtime`: the node's control
-//! client, shipped as the `kios.local/kiosctl:1` image. A kiOS host has no
-//! shell, so an operator (or a test) runs it in a pod that mounts the
-//! init's system socket, `/run/system.sock`; the init obeys root only.
+//! `kiosctl shutdown|restart-kubelet|restart-runtime|boot-good`: the
+//! node's control client, shipped as the `kios.local/kiosctl:1` image. A
+//! kiOS host has no shell, so an operator (or a test) runs it in a pod that
+//! mounts the init's system socket, `/run/system.sock`; the init obeys root
+//! only. `boot-good` is what the `kios-boot-check` static pod runs: the
+//! boot is good, the init gives the booted slot's entry its tries back.
 //!
 //! For `shutdown` it also answers the init's shutdown event (0x01) with
 //! "continue" (0x02): it has nothing to finish, and staying silent would
@@ -35,10 +37,11 @@ fn main() -> ! {
         "shutdown" => Command::Shutdown,
         "restart-kubelet" => Command::RestartKubelet,
         "restart-runtime" => Command::RestartRuntime,
+        "boot-good" => Command::BootGood,
         _ => {
             kmsg::write(
                 Level::Err,
-                "usage: kiosctl shutdown|restart-kubelet|restart-runtime",
+                "usage: kiosctl shutdown|restart-kubelet|restart-runtime|boot-good",
             );
             process::exit(USAGE)
         }
