@@ -6,6 +6,7 @@
 
 use kios_init::config::cmdline::{self, DataSource, PanicPolicy};
 use kios_init::config::hostname::Hostname;
+use kios_init::storage::boot_entries::Slot;
 use libfuzzer_sys::fuzz_target;
 
 const MAX_MS: u64 = 3_600_000;
@@ -26,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
     assert!(options.shutdown_grace_ms <= MAX_MS);
     assert!(options.runtime_timeout_ms <= MAX_MS);
     assert!(options.data_timeout_ms.is_none_or(|ms| ms <= MAX_MS));
+    assert!((1000..=86_400_000).contains(&options.boot_deadline_ms));
     if let Some(hostname) = &options.hostname {
         assert_eq!(
             Hostname::parse(hostname.as_str().as_bytes()).as_ref(),
@@ -66,6 +68,11 @@ fuzz_target!(|data: &[u8]| {
     if let Some(ms) = options.data_timeout_ms {
         rendered += &format!(" kios.data_timeout={}", ms / 1000);
     }
+    if let Some(slot) = options.slot {
+        rendered += &format!(" kios.slot={}", slot.letter());
+        assert_eq!(Slot::parse(slot.letter()), Some(slot));
+    }
+    rendered += &format!(" kios.boot_deadline={}", options.boot_deadline_ms / 1000);
     let again = cmdline::parse(&rendered, |word| panic!("{rendered:?}: rejected {word:?}"));
     assert_eq!(again, options, "{rendered:?}");
 });

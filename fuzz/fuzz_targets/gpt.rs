@@ -3,13 +3,13 @@
 //! block size file, the disk, and its partitions' first bytes (three
 //! sections). A parsed header is within the spec's ranges, a found
 //! partition is numbered within the table, and the scan agrees with the
-//! parser.
+//! parser, also on the EFI system partition beside the data partition.
 #![no_main]
 
 use kios_fuzz::{sections, FuzzSys};
 use kios_init::config::cmdline::DataSource;
 use kios_init::storage::data_partition::{self, partition_path};
-use kios_init::storage::gpt::{self, DATA_PARTITION_TYPE};
+use kios_init::storage::gpt::{self, DATA_PARTITION_TYPE, ESP_TYPE};
 use libfuzzer_sys::fuzz_target;
 
 const MAX_ENTRIES_LEN: usize = 16384;
@@ -21,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
     let header = disk.get(512..).unwrap_or_default();
     let header = &header[..header.len().min(512)];
     let mut expected = None;
+    let mut expected_esp = None;
     if let Ok(array) = gpt::parse_header(header, MAX_ENTRIES_LEN) {
         assert!(array.first_lba >= 2 && array.count > 0);
         assert!(array.entry_size >= 128 && array.entry_size.is_power_of_two());
@@ -37,6 +38,9 @@ fuzz_target!(|data: &[u8]| {
                 );
             }
             expected = Some(found);
+            expected_esp = gpt::find_partition(&array, entries, &ESP_TYPE)
+                .ok()
+                .flatten();
         }
     }
     let _ = gpt::is_ext4_superblock(partition);
@@ -49,7 +53,8 @@ fuzz_target!(|data: &[u8]| {
     for number in 1..=4 {
         sys.file(&partition_path("vda", number), partition);
     }
-    let found = data_partition::find(&mut sys, &DataSource::Auto, None);
+    let mut esp = None;
+    let found = data_partition::find(&mut sys, &DataSource::Auto, None, &mut esp);
     let sector_512 = matches!(block_size.trim_ascii(), b"512" | b"" | b"0");
     if let Ok(path) = &found {
         assert!(path.starts_with("/dev/vda"), "{path:?}");
@@ -61,6 +66,13 @@ fuzz_target!(|data: &[u8]| {
                 panic!("the scan found {path:?}, the parser nothing");
             };
             assert_eq!(path, &partition_path("vda", number));
+            assert_eq!(
+                esp,
+                expected_esp.map(|number| partition_path("vda", number))
+            );
         }
+    }
+    if let Some(esp) = &esp {
+        assert!(esp.starts_with("/dev/vda"), "{esp:?}");
     }
 });

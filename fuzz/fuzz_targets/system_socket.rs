@@ -59,7 +59,7 @@ pub fn script(data: &[u8]) -> FuzzSys {
             7 => Event::Timeout,
             8 => Event::Request {
                 client: ClientId(0),
-                byte: Command::ALL[usize::from(bytes.u8() % 4)].byte(),
+                byte: Command::ALL[usize::from(bytes.u8()) % Command::ALL.len()].byte(),
             },
             _ => {
                 sys.clients = usize::from(bytes.u8() % 4);

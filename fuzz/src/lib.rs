@@ -36,6 +36,7 @@ pub const TARGETS: &[&str] = &[
     "dbus_logind",
     "evdev",
     "child_output",
+    "boot_entries",
 ];
 
 /// Separates the files of a target that takes several (`kubelet_config`,
@@ -203,6 +204,18 @@ impl Sys for FuzzSys {
         self.call()
     }
 
+    fn rename(&mut self, dir: &str, from: &str, to: &str) -> SysResult<()> {
+        assert!(
+            dir.starts_with('/'),
+            "rename in a relative directory {dir:?}"
+        );
+        assert!(
+            !from.contains('/') && !to.contains('/'),
+            "rename out of {dir:?}: {from:?} to {to:?}"
+        );
+        self.call()
+    }
+
     fn mount(&mut self, op: &MountOp<'_>) -> SysResult<()> {
         if let MountOp::Fs { target, .. }
         | MountOp::ReadOnly { target }
@@ -341,7 +354,7 @@ impl Sys for FuzzSys {
         self.children > 0
     }
 
-    fn run_bounded(&mut self, timeout_ms: u64, work: fn(&mut Self)) -> SysResult<()> {
+    fn run_bounded(&mut self, timeout_ms: u64, work: &mut dyn FnMut(&mut Self)) -> SysResult<()> {
         // A fuzzed failure stands for the work hanging until the timeout.
         self.call()
             .inspect_err(|_| self.now_us += timeout_ms * 1000)?;

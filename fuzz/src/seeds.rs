@@ -213,6 +213,11 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         // Reads of 64 bytes (first byte 63) and of 4096 (255).
         ("child_output", "containerd", cat(&[&[63], b"time=\"2026-01-01T00:00:00Z\" level=info msg=\"starting containerd\" revision= version=1.6.20\nlevel=info msg=\"serving...\" address=/run/containerd/containerd.sock\n"])),
         ("child_output", "kubelet-long", cat(&[&[255], b"I0101 00:00:00.000000  1 server.go:416] Version: v1.20.2\n", &[b'x'; 1000], b"\n\npartial"])),
+        // Boot entries as the disk builder names them and systemd-boot renames them.
+        ("boot_entries", "counting", text("kios-0.18.0-a+2-1.efi")),
+        ("boot_entries", "given-up", text("kios-2-broken-b+0-3.efi")),
+        ("boot_entries", "good", text("kios-0.18.0-b+3.efi")),
+        ("boot_entries", "not-counted", text("kios-1.0+git-a.efi")),
     ];
     let kubelet = [GODBUS_HELLO, GODBUS_GET, GODBUS_INHIBIT, GODBUS_ADD_MATCH]
         .map(hex)
