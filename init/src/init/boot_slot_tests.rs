@@ -93,6 +93,22 @@ fn without_kios_slot_nothing_is_read_logged_or_renamed() {
 }
 
 #[test]
+fn a_bad_slot_or_deadline_is_ignored_with_a_line_and_counts_nothing() {
+    let sys = slot_disk(
+        "kios.slot=c kios.boot_deadline=0\n",
+        &["kios-1.0-a+1-2.efi"],
+    );
+    let init = booted(sys);
+    let sys = init.sys();
+    assert!(sys.logged("Warning: cmdline: ignored kios.slot=c (expected a or b)"));
+    assert!(sys.logged(
+        "Warning: cmdline: ignored kios.boot_deadline=0 (expected whole seconds from 1 to 86400)"
+    ));
+    assert!(sys.calls_starting("mount vfat").is_empty());
+    assert!(init.boot_slot.is_none());
+}
+
+#[test]
 fn a_missing_esp_or_entry_turns_boot_counting_off_and_the_node_stays_up() {
     let sys = RecordingSys::new().with_file("/proc/cmdline", SLOT_A.as_bytes());
     let init = booted(sys);
