@@ -51,6 +51,7 @@ fn small_node_image(workspace: &Workspace, arch: Arch, dir: &Path) -> Result<Nod
         arch,
         kernel,
         initrd,
+        root_image: None,
         init_bytes: 0,
         parts: Vec::new(),
     })

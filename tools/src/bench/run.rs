@@ -118,6 +118,7 @@ pub fn bench_scenario(
             init,
             extra_files: vec![probe_pod_file()],
             compression: boots.compression,
+            root_image: false,
         },
         &out,
     )?;

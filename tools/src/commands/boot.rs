@@ -194,6 +194,7 @@ fn new_image_config(args: &BootArgs) -> Result<VmConfig> {
                 files
             },
             compression: args.compression,
+            root_image: false,
         },
         &out,
     )?;

@@ -12,6 +12,9 @@ use crate::host::fs::sha256_file;
 use crate::host::workspace::Workspace;
 use crate::image::disk::{build_disk_image, DiskOptions, DEFAULT_DATA_BYTES};
 use crate::image::node_image::{build_node_image, ImageOptions, InitChoice, NodeImage};
+use crate::image::slots::{
+    build_release, build_slot_disk, release_files, ReleaseOptions, SlotDiskOptions,
+};
 use crate::kernel::KernelChoice;
 use crate::testing::probe_pod::probe_pod_file;
 use crate::vm::qemu::ConsoleVerbosity;
@@ -36,6 +39,15 @@ pub struct BuildArgs {
     /// kernel image, and an empty ext4 data partition.
     #[arg(long)]
     disk: bool,
+    /// With --disk: the A/B disk instead (docs/updates.md): systemd-boot
+    /// with boot counting, slot A holding this build as a release whose
+    /// root is verified by dm-verity, slot B empty for an update. kiOS kernel only.
+    #[arg(long, requires = "disk")]
+    slots: bool,
+    /// With --slots: the release's version, which the boot manager orders
+    /// slots by (newest first).
+    #[arg(long, value_name = "VERSION", default_value = env!("CARGO_PKG_VERSION"), requires = "slots")]
+    release_version: String,
     /// The kiOS kernel (everything built in; built on first use, then
     /// cached), or Debian's cloud kernel with modules.
     #[arg(long, value_enum, default_value_t = KernelChoice::Kios)]
@@ -230,6 +242,12 @@ fn describe(name: &str, dir: &Path, path: &Path) -> Result<Artifact> {
 }
 
 pub fn run(args: &BuildArgs) -> Result<()> {
+    if args.slots && args.kernel != KernelChoice::Kios {
+        bail!(
+            "--slots needs the kiOS kernel: a slot's kernel sets up dm-verity and mounts \
+             the erofs root itself, which Debian's 6.1 kernel has only as modules"
+        );
+    }
     let workspace = Workspace::locate()?;
     let components = NodeComponents::resolve(&workspace, args.arch, args.oci_runtime, args.kernel)?;
     let image: NodeImage = build_node_image(
@@ -245,9 +263,13 @@ pub fn run(args: &BuildArgs) -> Result<()> {
                 if args.probe_pod {
                     files.push(probe_pod_file());
                 }
+                if args.slots {
+                    files.extend(release_files(&args.release_version)?);
+                }
                 files
             },
             compression: args.compression,
+            root_image: args.slots,
         },
         &args.out,
     )?;
@@ -258,7 +280,47 @@ pub fn run(args: &BuildArgs) -> Result<()> {
         describe(KERNEL, &args.out, &kernel)?,
         describe(INITRAMFS, &args.out, &image.initrd)?,
     ];
-    if args.disk {
+    if args.slots {
+        let release = build_release(
+            &components.bom,
+            &image,
+            &ReleaseOptions {
+                version: args.release_version.clone(),
+                console: args.console,
+                extra_kernel_arguments: String::new(),
+            },
+            &args.out,
+        )?;
+        let disk = build_slot_disk(
+            &components.bom,
+            &release,
+            None,
+            &SlotDiskOptions {
+                data_bytes: args
+                    .data_mib
+                    .checked_mul(1 << 20)
+                    .context("--data-mib is too large")?,
+                esp_config: match &args.esp_config {
+                    Some(dir) => read_config_dir(dir)?,
+                    None => Vec::new(),
+                },
+                ..SlotDiskOptions::default()
+            },
+            &args.out,
+        )?;
+        eprintln!(
+            "A/B disk image: {} bytes, {} allocated (sparse); release {}: unified kernel \
+             image {} bytes, root {} bytes and its hash tree {} bytes",
+            disk.bytes,
+            disk.allocated_bytes,
+            release.version,
+            release.uki_bytes,
+            release.root_data_bytes,
+            release.root_bytes - release.root_data_bytes
+        );
+        artifacts.push(describe(UKI, &args.out, &release.uki)?);
+        artifacts.push(describe(DISK, &args.out, &disk.path)?);
+    } else if args.disk {
         let options = DiskOptions {
             data_bytes: args
                 .data_mib

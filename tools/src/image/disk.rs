@@ -40,12 +40,12 @@ pub const ESP_NAME: &str = "esp";
 pub const DEFAULT_DATA_BYTES: u64 = 1 << 30;
 /// The disk image's file name in the output directory.
 pub const DISK_FILE: &str = "disk.img";
-/// The BOM component that provides systemd's EFI stub.
-const STUB_COMPONENT: &str = "systemd-boot-efi";
+/// The BOM component that provides systemd's EFI stub and systemd-boot.
+pub const STUB_COMPONENT: &str = "systemd-boot-efi";
 
 const SECTOR_BYTES: u64 = 512;
 /// Partitions start on MiB boundaries, as partitioning tools place them.
-const ALIGNMENT: u64 = 1 << 20;
+pub const ALIGNMENT: u64 = 1 << 20;
 /// FAT32 needs at least 65,525 clusters: 32 MiB of 512-byte clusters, plus room.
 const MIN_ESP_BYTES: u64 = 64 << 20;
 /// 1980-01-01 00:00 UTC, the earliest time FAT can record: every file and
@@ -494,7 +494,7 @@ pub fn derived_uuid(seed: &[u8], purpose: &str) -> Uuid {
     uuid::Builder::from_random_bytes(bytes).into_uuid()
 }
 
-fn volume_id(seed: &[u8]) -> u32 {
+pub fn volume_id(seed: &[u8]) -> u32 {
     let bytes = derived_uuid(seed, "esp volume id").into_bytes();
     u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
 }

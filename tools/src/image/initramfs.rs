@@ -285,10 +285,16 @@ impl Initramfs {
             boot.parents(&format!("/{name}"));
             boot.entries.insert(name.clone(), entry.clone());
         }
+        boot.file(ROOT_IMAGE, 0o444, self.erofs_image()?);
+        Ok(boot)
+    }
+
+    /// Every entry, boot ones included, as an erofs image: a root the
+    /// kernel can mount itself (a disk slot's, `crate::image::slots`).
+    pub fn erofs_image(&self) -> Result<Vec<u8>> {
         let tree = tempfile::tempdir().context("creating a directory for the erofs root")?;
         self.write_tree(tree.path())?;
-        boot.file(ROOT_IMAGE, 0o444, erofs::pack(tree.path())?);
-        Ok(boot)
+        erofs::pack(tree.path())
     }
 
     /// Writes the entries as files under `root` for mkfs.erofs, which
@@ -344,7 +350,7 @@ impl Initramfs {
     }
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let partial = path.with_extension("partial");
     std::fs::write(&partial, bytes).with_context(|| format!("writing {}", partial.display()))?;
     std::fs::rename(&partial, path).with_context(|| format!("moving {} into place", path.display()))

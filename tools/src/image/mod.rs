@@ -1,10 +1,11 @@
 //! Assembling what boots: the node image (an initramfs, optionally with
-//! an erofs root), the kernel modules it loads, the GPT disk image and the
-//! unified kernel image.
+//! an erofs root), the kernel modules it loads, the GPT disk image, the
+//! A/B disk with verified roots and the unified kernel image.
 
 pub mod disk;
 pub mod erofs;
 pub mod initramfs;
 pub mod modules;
 pub mod node_image;
+pub mod slots;
 pub mod uki;

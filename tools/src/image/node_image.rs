@@ -25,7 +25,7 @@ use crate::components::{build_images, stage_components, stage_workspace_binaries
 use crate::host::arch::Arch;
 use crate::host::fs::{file_size, tree_bytes};
 use crate::host::workspace::Workspace;
-use crate::image::initramfs::{Compression, Initramfs};
+use crate::image::initramfs::{write_atomically, Compression, Initramfs};
 use crate::image::modules::ModuleTree;
 use crate::vm::qemu::VmConfig;
 
@@ -165,6 +165,9 @@ pub struct ImageOptions {
     pub extra_files: Vec<(String, Vec<u8>)>,
     /// How the initramfs is stored.
     pub compression: Compression,
+    /// Also write the whole root as an erofs image, for a disk slot
+    /// ([`crate::image::slots`]).
+    pub root_image: bool,
 }
 
 /// Which init an image boots.
@@ -185,6 +188,7 @@ impl Default for ImageOptions {
             init: InitChoice::Kios,
             extra_files: Vec::new(),
             compression: Compression::default(),
+            root_image: false,
         }
     }
 }
@@ -206,6 +210,8 @@ pub struct NodeImage {
     pub arch: Arch,
     pub kernel: PathBuf,
     pub initrd: PathBuf,
+    /// The root as an erofs image, when [`ImageOptions::root_image`] asked for it.
+    pub root_image: Option<PathBuf>,
     pub init_bytes: u64,
     pub parts: Vec<ImagePart>,
 }
@@ -350,10 +356,18 @@ pub fn build_node_image(
 
     let initrd = out_dir.join(format!("kios-{arch}.{}", options.compression.suffix()));
     image.write_stored(&initrd, options.compression)?;
+    let root_image = if options.root_image {
+        let path = out_dir.join(format!("root-{arch}.erofs"));
+        write_atomically(&path, &image.erofs_image()?)?;
+        Some(path)
+    } else {
+        None
+    };
     Ok(NodeImage {
         arch,
         kernel,
         initrd,
+        root_image,
         init_bytes,
         parts,
     })

@@ -54,9 +54,26 @@ pub fn default_boot_path(arch: Arch) -> String {
     format!("EFI/BOOT/BOOT{}.EFI", efi_arch(arch).to_uppercase())
 }
 
+/// systemd-boot inside Debian's `systemd-boot-efi` package.
+pub fn boot_manager_path_in_package(arch: Arch) -> String {
+    format!(
+        "usr/lib/systemd/boot/efi/systemd-boot{}.efi",
+        efi_arch(arch)
+    )
+}
+
 /// The os-release the stub reads the OS's name from.
 pub fn os_release(arch: Arch) -> String {
     format!("NAME=kiOS\nID=kios\nPRETTY_NAME=\"kiOS ({arch})\"\n")
+}
+
+/// A release's os-release: systemd-boot orders entries of the same ID by
+/// IMAGE_VERSION, newest first, and shows PRETTY_NAME in its menu.
+pub fn release_os_release(arch: Arch, version: &str) -> String {
+    format!(
+        "NAME=kiOS\nID=kios\nIMAGE_ID=kios\nIMAGE_VERSION={version}\nVERSION_ID={version}\n\
+         PRETTY_NAME=\"kiOS {version} ({arch})\"\n"
+    )
 }
 
 /// The stub with `parts` added as its `.osrel`, `.cmdline`, `.initrd` and `.linux` sections.
@@ -67,16 +84,18 @@ pub fn build_uki(stub: &[u8], parts: &UkiParts) -> Result<Vec<u8>> {
         kernel_header.optional_header.is_some(),
         "the kernel's PE header has no optional header"
     );
-    add_sections(
-        stub,
-        &[
-            (".osrel", parts.os_release),
-            (".cmdline", parts.cmdline),
-            (".initrd", parts.initrd),
-            (".linux", parts.kernel),
-        ],
-    )
-    .context("adding the kernel, initramfs and command line to systemd's EFI stub")
+    // No `.initrd` section when there is none: a slot's kernel mounts its root itself.
+    let sections: Vec<(&str, &[u8])> = [
+        (".osrel", parts.os_release),
+        (".cmdline", parts.cmdline),
+        (".initrd", parts.initrd),
+        (".linux", parts.kernel),
+    ]
+    .into_iter()
+    .filter(|(name, contents)| *name != ".initrd" || !contents.is_empty())
+    .collect();
+    add_sections(stub, &sections)
+        .context("adding the kernel, initramfs and command line to systemd's EFI stub")
 }
 
 /// Byte offsets of the fields rewritten, from the PE signature and from

@@ -120,6 +120,10 @@ pub struct VmConfig {
     /// (a random machine ID). amd64 only: arm64's `virt` has SMBIOS only
     /// under UEFI firmware.
     pub smbios_uuid: Option<Uuid>,
+    /// Let the guest reboot (the firmware boots the disk again) instead
+    /// of QEMU exiting when it does (`-no-reboot`): boot counting and
+    /// slot fallback take several boots in one run.
+    pub reboots: bool,
 }
 
 /// A guest TCP port reachable at `address:host_port` on the host: QEMU
@@ -231,10 +235,7 @@ impl ConsoleVerbosity {
 /// The kernel command line of every node boot: QEMU passes it with
 /// `-append`, and the disk image's unified kernel image carries it.
 pub fn kernel_command_line(arch: Arch, console: ConsoleVerbosity) -> String {
-    let device = match arch {
-        Arch::Amd64 => "ttyS0",
-        Arch::Arm64 => "ttyAMA0",
-    };
+    let device = console_device(arch);
     // panic=-1 reboots at once on a panic and -no-reboot turns that into
     // QEMU exiting, so a broken boot ends the run instead of hanging.
     // rootfstype=ramfs: an erofs root image is mounted from a file in the
@@ -243,6 +244,29 @@ pub fn kernel_command_line(arch: Arch, console: ConsoleVerbosity) -> String {
         "console={device} rdinit={INIT} rootfstype=ramfs printk.devkmsg=on panic=-1 loglevel={}",
         console.loglevel()
     )
+}
+
+/// The kernel command line of a disk slot's unified kernel image: no
+/// initramfs; `root_arguments` make the kernel mount the slot's verified
+/// root itself, and it starts the init from there. A panic reboots at
+/// once, which costs the slot one of its tries.
+pub fn slot_kernel_command_line(
+    arch: Arch,
+    console: ConsoleVerbosity,
+    root_arguments: &str,
+) -> String {
+    format!(
+        "console={} init={INIT} {root_arguments} printk.devkmsg=on panic=-1 loglevel={}",
+        console_device(arch),
+        console.loglevel()
+    )
+}
+
+fn console_device(arch: Arch) -> &'static str {
+    match arch {
+        Arch::Amd64 => "ttyS0",
+        Arch::Arm64 => "ttyAMA0",
+    }
 }
 
 impl VmConfig {
@@ -271,6 +295,7 @@ impl VmConfig {
             host_forwards: Vec::new(),
             monitor_socket: None,
             smbios_uuid: None,
+            reboots: false,
         }
     }
 
@@ -322,7 +347,12 @@ impl VmConfig {
                     .iter()
                     .flat_map(|uuid| ["-uuid".to_string(), uuid.to_string()]),
             )
-            .args(["-nographic", "-no-reboot", "-serial", "stdio"])
+            .args(["-nographic", "-serial", "stdio"])
+            .args(if self.reboots {
+                &[][..]
+            } else {
+                &["-no-reboot"][..]
+            })
             .arg("-monitor")
             .arg(match &self.monitor_socket {
                 Some(socket) => format!("unix:{},server=on,wait=off", socket.display()),

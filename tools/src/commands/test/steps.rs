@@ -183,6 +183,17 @@ pub(super) const STEPS: &[Step] = &[
         resources: &[],
     },
     Step {
+        name: "e2e_update",
+        description: "QEMU A/B disk tests under OVMF with reboots (kiOS kernel): a slot whose kubelet never comes up is given up after its boot tries and the other boots by itself; a byte flipped in a slot's root fails dm-verity before anything on it runs, and the other slot boots",
+        action: Action::TestBinary {
+            test: "e2e_update",
+            args: &["--ignored", "--test-threads=1", "--nocapture"],
+        },
+        needs_qemu: true,
+        after: NODE_IMAGE_AND_KERNEL_SOURCE,
+        resources: &[Resource::KiosKernel],
+    },
+    Step {
         name: "e2e_persist",
         description: "QEMU persistence test: the disk image booted twice under UEFI firmware",
         action: Action::TestBinary {
