@@ -3,12 +3,17 @@
 //! lists them: an accepted name is `kios-<version>-<a|b>[+<left>[-<done>]].efi`
 //! in printable ASCII; its good name is no longer, parses to the same
 //! version and slot with every try given back, and is its own good name.
+//! The same bytes as a `LoaderBootCountPath` variable (`booted_entry`)
+//! name an entry only if `parse` accepts it.
 #![no_main]
 
-use kios_init::storage::boot_entries::{BootEntry, EntryName};
+use kios_init::storage::boot_entries::{booted_entry, BootEntry, EntryName};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    if let Some(name) = booted_entry(data) {
+        assert!(BootEntry::parse(&name).is_some(), "{name:?}");
+    }
     // The kernel hands the init UTF-8 names only; FAT's are at most 255.
     let Ok(name) = core::str::from_utf8(data) else {
         return;

@@ -6,7 +6,6 @@
 
 use kios_init::config::cmdline::{self, DataSource, PanicPolicy};
 use kios_init::config::hostname::Hostname;
-use kios_init::storage::boot_entries::Slot;
 use libfuzzer_sys::fuzz_target;
 
 const MAX_MS: u64 = 3_600_000;
@@ -67,10 +66,6 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Some(ms) = options.data_timeout_ms {
         rendered += &format!(" kios.data_timeout={}", ms / 1000);
-    }
-    if let Some(slot) = options.slot {
-        rendered += &format!(" kios.slot={}", slot.letter());
-        assert_eq!(Slot::parse(slot.letter()), Some(slot));
     }
     rendered += &format!(" kios.boot_deadline={}", options.boot_deadline_ms / 1000);
     let again = cmdline::parse(&rendered, |word| panic!("{rendered:?}: rejected {word:?}"));

@@ -7,7 +7,13 @@
 //! `b`), the Boot Loader Specification's boot counting: systemd-boot takes
 //! one try at each boot (`+3` becomes `+2-1`) and gives an entry up at
 //! `+0`; the init gives the tries back once the boot is good (`+3` again).
-//! The slot's command line says which slot it is: `kios.slot=a|b`.
+//! Both slots' images are the same bytes, so no command line says which
+//! slot booted: systemd-boot's EFI variable `LoaderBootCountPath` (vendor
+//! GUID [`LOADER_VENDOR_GUID`]) names the entry file it booted, after the
+//! try (`\EFI\Linux\kios-1.0-a+1-2.efi`), and so its slot.
+
+/// systemd-boot's vendor GUID, whose `LoaderBootCountPath` the init reads.
+pub const LOADER_VENDOR_GUID: &str = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
 
 /// The ESP's GPT partition type, as text.
 pub const ESP_TYPE_GUID: &str = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b";

@@ -3,7 +3,6 @@
 use core::ops::RangeInclusive;
 
 use crate::config::hostname::Hostname;
-use crate::storage::boot_entries::Slot;
 
 /// What PID 1 does if it panics (`kios.panic=reboot|halt|poweroff`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -40,12 +39,10 @@ pub struct Options {
     /// `kios.data_timeout=SECONDS`: how long to wait for the data partition
     /// (None: a named device gets 10 s, the type scan looks once).
     pub data_timeout_ms: Option<u64>,
-    /// `kios.slot=a|b`: the disk slot this boot came from; None (a RAM
-    /// root, an older disk) turns boot counting off.
-    pub slot: Option<Slot>,
     /// `kios.boot_deadline=SECONDS`: how long after PID 1 starts the boot
     /// may take to be reported good before the node reboots into the
-    /// other slot.
+    /// other slot (with boot counting on: systemd-boot's
+    /// `LoaderBootCountPath` names a slot's entry).
     pub boot_deadline_ms: u64,
 }
 
@@ -58,7 +55,6 @@ impl Default for Options {
             runtime_timeout_ms: 30_000,
             data: DataSource::Auto,
             data_timeout_ms: None,
-            slot: None,
             boot_deadline_ms: 600_000,
         }
     }
@@ -119,10 +115,6 @@ pub fn parse<'a>(cmdline: &'a str, mut on_rejected: impl FnMut(Rejected<'a>)) ->
             "data_timeout" => match seconds(value, TIMEOUT_SECONDS) {
                 Some(ms) => options.data_timeout_ms = Some(ms),
                 None => on_rejected(rejected("expected whole seconds up to 3600")),
-            },
-            "slot" => match Slot::parse(value) {
-                Some(slot) => options.slot = Some(slot),
-                None => on_rejected(rejected("expected a or b")),
             },
             "boot_deadline" => match seconds(value, BOOT_DEADLINE_SECONDS) {
                 Some(ms) => options.boot_deadline_ms = ms,
@@ -226,30 +218,24 @@ mod tests {
     }
 
     #[test]
-    fn the_boot_slot_and_its_deadline_are_read_and_checked() {
+    fn the_boot_deadline_is_read_and_checked() {
         let (options, rejected) = parse_collecting("");
-        assert_eq!((options.slot, options.boot_deadline_ms), (None, 600_000));
+        assert_eq!(options.boot_deadline_ms, 600_000);
         assert!(rejected.is_empty());
-        let (options, rejected) = parse_collecting("kios.slot=b kios.boot_deadline=86400");
-        assert_eq!(options.slot, Some(Slot::B));
+        let (options, rejected) = parse_collecting("kios.boot_deadline=86400");
         assert_eq!(options.boot_deadline_ms, 86_400_000);
         assert!(rejected.is_empty());
-        let (options, _) = parse_collecting("kios.slot=\"a\" kios.boot_deadline=1");
-        assert_eq!(
-            (options.slot, options.boot_deadline_ms),
-            (Some(Slot::A), 1000)
-        );
+        let (options, _) = parse_collecting("kios.boot_deadline=\"1\"");
+        assert_eq!(options.boot_deadline_ms, 1000);
         let (options, rejected) = parse_collecting(
-            "kios.slot=c kios.slot=A kios.slot= kios.slot kios.boot_deadline=0 kios.boot_deadline=86401 kios.boot_deadline=99999999999999999999",
+            "kios.slot=a kios.boot_deadline=0 kios.boot_deadline=86401 kios.boot_deadline=99999999999999999999",
         );
         assert_eq!(options, Options::default());
         assert_eq!(
             rejected,
             [
-                "kios.slot=c expected a or b",
-                "kios.slot=A expected a or b",
-                "kios.slot= expected a or b",
-                "kios.slot expected a or b",
+                // The slot comes from the boot manager, not the command line.
+                "kios.slot=a unknown option",
                 "kios.boot_deadline=0 expected whole seconds from 1 to 86400",
                 "kios.boot_deadline=86401 expected whole seconds from 1 to 86400",
                 "kios.boot_deadline=99999999999999999999 expected whole seconds from 1 to 86400",

@@ -1,6 +1,9 @@
-//! Boot counting on a disk's A/B slots (`kios.slot=`; docs/design.md,
-//! "Boot slots and boot counting"). After the kubelet starts the init
-//! reads the slots' entries off the EFI system partition (ESP); `BootGood`,
+//! Boot counting on a disk's A/B slots (docs/design.md, "Boot slots and
+//! boot counting"). After the kubelet starts the init reads which entry
+//! systemd-boot booted, from its `LoaderBootCountPath` EFI variable (the
+//! slot is the entry's: the slots' images are the same bytes, so their
+//! command line cannot say), and the slots' entries off the EFI system
+//! partition (ESP); `BootGood`,
 //! sent by the `kios-boot-check` static pod, gives the booted entry its
 //! tries back; a boot not good by `kios.boot_deadline=` reboots, so the
 //! boot manager takes another try or boots the other slot.
@@ -9,7 +12,7 @@ use super::Init;
 use crate::errno::Errno;
 use crate::log;
 use crate::log::Level;
-use crate::storage::boot_entries::{BootEntry, EntryName, Slot};
+use crate::storage::boot_entries::{booted_entry, BootEntry, EntryName, Slot};
 use crate::sys::{MountOp, PowerAction, Sys, Unmount};
 use crate::text::decimal;
 use kios_abi::boot_slots::ESP_MOUNT;
@@ -19,6 +22,16 @@ use linux_raw_sys::general::{MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY};
 /// they agree; log lines spell `EFI/Linux/` out, as a format string
 /// cannot take a constant).
 const ENTRIES_PATH: &str = "/run/kios-esp/EFI/Linux";
+/// Where efivarfs goes for the read of the variable (sysfs has the
+/// directory on an EFI boot only).
+const EFIVARS: &str = "/sys/firmware/efi/efivars";
+/// systemd-boot's `LoaderBootCountPath` (its vendor GUID) on efivarfs: the
+/// booted entry's ESP path, set for an entry with a counter only.
+const BOOT_COUNT_PATH: &str =
+    "/sys/firmware/efi/efivars/LoaderBootCountPath-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
+/// Room for the variable: its attributes and, in UTF-16, a path to an
+/// entry of FAT's longest name, with room to spare.
+const VARIABLE_MAX: usize = 1024;
 /// How long giving the tries back may take: a hung disk blocks the
 /// mount, the rename or the sync in the kernel, in a child, not PID 1.
 const MARK_GOOD_TIMEOUT_MS: u64 = 10_000;
@@ -31,7 +44,8 @@ const GIVEN_UP_MAX: usize = 4;
 /// What the init knows of the slot it booted from.
 pub(super) struct BootSlot {
     slot: Slot,
-    /// The booted slot's entry on the ESP, as named at boot.
+    /// The booted entry (`LoaderBootCountPath`), as named at boot, once
+    /// found on the ESP.
     entry: Option<EntryName>,
     /// The entry's tries left, as named at boot.
     tries_left: u32,
@@ -48,11 +62,19 @@ pub(super) struct BootSlot {
 type Failure<'a> = (&'static str, &'a str, Errno);
 
 impl<S: Sys> Init<S> {
-    /// Reads the slots' entries off the ESP, mounted read-only for the
-    /// listing only: logs the booted entry and each of the other slot's
-    /// given-up ones. Nothing without `kios.slot=`.
+    /// Reads the booted entry off `LoaderBootCountPath`, then the slots'
+    /// entries off the ESP, mounted read-only for the listing only: logs
+    /// the booted entry and each of the other slot's given-up ones.
+    /// Nothing without the variable (no systemd-boot, or no counter).
     pub(super) fn read_boot_slot(&mut self, pid1_us: u64) {
-        let Some(slot) = self.options.slot else {
+        let Some(booted) = self.read_booted_entry() else {
+            return;
+        };
+        // `booted_entry` checked it parses.
+        let Some(BootEntry {
+            slot, tries_left, ..
+        }) = BootEntry::parse(&booted)
+        else {
             return;
         };
         let mut state = BootSlot {
@@ -76,6 +98,7 @@ impl<S: Sys> Init<S> {
             Some(esp) => list_entries(
                 &mut self.sys,
                 esp,
+                &booted,
                 slot,
                 &mut state.other_bootable,
                 &mut given_up,
@@ -92,9 +115,9 @@ impl<S: Sys> Init<S> {
                 on,
                 errno
             ),
-            Ok((name, left)) => {
+            Ok(()) => {
                 let mut digits = [0; 10];
-                let tries_left = match left {
+                let tries_left = match tries_left {
                     Some(left) => {
                         state.tries_left = left;
                         state.deadline_us = Some(pid1_us + self.options.boot_deadline_ms * 1000);
@@ -107,10 +130,10 @@ impl<S: Sys> Init<S> {
                     Level::Notice,
                     "booted slot {}: EFI/Linux/{} (tries left: {})",
                     letter,
-                    name.as_str(),
+                    booted.as_str(),
                     tries_left
                 );
-                state.entry = Some(name);
+                state.entry = Some(booted);
             }
         }
         for name in &given_up {
@@ -130,6 +153,46 @@ impl<S: Sys> Init<S> {
         self.boot_slot = Some(state);
     }
 
+    /// The entry `LoaderBootCountPath` names, on efivarfs mounted for the
+    /// read (unless mounted already). None without the variable, silently;
+    /// with one line when it cannot be read or names no entry.
+    fn read_booted_entry(&mut self) -> Option<EntryName> {
+        let mounted = match self.sys.mount(&MountOp::Fs {
+            source: "efivarfs",
+            target: EFIVARS,
+            fstype: "efivarfs",
+            flags: MS_RDONLY | ESP_FLAGS,
+            data: "",
+        }) {
+            Ok(()) => true,
+            // Not an EFI boot (no such directory), or mounted already.
+            Err(Errno::NOENT | Errno::BUSY) => false,
+            Err(errno) => {
+                return boot_count_path_failed(
+                    &mut self.sys,
+                    ("mounting efivarfs on", EFIVARS, errno),
+                )
+            }
+        };
+        let mut variable = [0; VARIABLE_MAX];
+        let read = self.sys.read_file(BOOT_COUNT_PATH, &mut variable);
+        if mounted {
+            let _ = self.sys.unmount(EFIVARS, Unmount::Detach);
+        }
+        let errno = match read {
+            Err(Errno::NOENT) => return None,
+            Err(errno) => {
+                return boot_count_path_failed(&mut self.sys, ("reading", BOOT_COUNT_PATH, errno))
+            }
+            Ok(read) if read.truncated => Errno::FBIG,
+            Ok(read) => match booted_entry(&variable[..read.len]) {
+                Some(name) => return Some(name),
+                None => Errno::INVAL,
+            },
+        };
+        boot_count_path_failed(&mut self.sys, ("decoding", BOOT_COUNT_PATH, errno))
+    }
+
     /// `BootGood`: renames the booted entry to its good name on the ESP,
     /// mounted read-write for that only, in a bounded child. Once per boot.
     pub(super) fn boot_good(&mut self) {
@@ -137,7 +200,7 @@ impl<S: Sys> Init<S> {
             Some(state) if !state.good => state,
             unusable => {
                 let why = match unusable {
-                    None => "no kios.slot, no boot slot to mark",
+                    None => "not booted from a counted slot entry, nothing to mark",
                     Some(_) => "reported already, ignored",
                 };
                 return log!(&mut self.sys, Level::Notice, "boot good: {}", why);
@@ -215,26 +278,30 @@ impl<S: Sys> Init<S> {
     }
 }
 
-/// Mounts the ESP (read-only) and lists its entries: the booted slot's
-/// (the first listed) and its tries left; whether the other slot has one
-/// still tried; the other slot's given-up ones.
+/// Mounts the ESP (read-only) and lists its entries: whether the booted
+/// one is there; whether the other slot has one still tried; the other
+/// slot's given-up ones.
 fn list_entries<'a, S: Sys>(
     sys: &mut S,
     esp: &'a str,
+    booted: &str,
     slot: Slot,
     other_bootable: &mut bool,
     given_up: &mut heapless::Vec<EntryName, GIVEN_UP_MAX>,
-) -> Result<(EntryName, Option<u32>), Failure<'a>> {
+) -> Result<(), Failure<'a>> {
     sys.mount(&esp_mount(esp, MS_RDONLY))
         .map_err(|errno| ("mounting", esp, errno))?;
-    let mut own = None;
+    let mut found = false;
     let listed = sys.list_dir(ENTRIES_PATH, &mut |name| {
         let (Some(entry), Ok(stored)) = (BootEntry::parse(name), EntryName::try_from(name)) else {
             return;
         };
+        found |= name == booted;
         if entry.slot == slot {
-            own.get_or_insert((stored, entry.tries_left));
-        } else if entry.is_bootable() {
+            // The booted entry, or another of its slot: nothing more.
+            return;
+        }
+        if entry.is_bootable() {
             *other_bootable = true;
         } else {
             let _ = given_up.push(stored);
@@ -242,7 +309,25 @@ fn list_entries<'a, S: Sys>(
     });
     unmount_esp(sys);
     listed.map_err(|errno| ("listing EFI/Linux on", esp, errno))?;
-    own.ok_or(("finding its entry in EFI/Linux on", esp, Errno::NOENT))
+    found
+        .then_some(())
+        .ok_or(("finding its entry in EFI/Linux on", esp, Errno::NOENT))
+}
+
+/// `LoaderBootCountPath` unusable: one line, and no boot counting.
+fn boot_count_path_failed<S: Sys>(
+    sys: &mut S,
+    (step, on, errno): Failure<'_>,
+) -> Option<EntryName> {
+    log!(
+        sys,
+        Level::Warning,
+        "boot slot: {} {} failed: {}; boot counting off",
+        step,
+        on,
+        errno
+    );
+    None
 }
 
 /// In the bounded child: the ESP read-write, the rename, a sync so the

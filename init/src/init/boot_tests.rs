@@ -69,6 +69,8 @@ fn mounts_have_tight_flags_and_root_is_shared_last() {
             "mount tmpfs /var flags=0 mode=0755,size=50%",
             "mount overlay /etc flags=6 lowerdir=/etc,upperdir=/var/lib/kios/etc/upper,workdir=/var/lib/kios/etc/work",
             "mount overlay /opt/cni/bin flags=6 lowerdir=/opt/cni/bin,upperdir=/var/lib/kios/cni-bin/upper,workdir=/var/lib/kios/cni-bin/work",
+            // For systemd-boot's LoaderBootCountPath (no EFI here: ENOENT).
+            "mount efivarfs /sys/firmware/efi/efivars flags=15 ",
         ]
     );
     // Mounts made later under a shared mount are shared too.

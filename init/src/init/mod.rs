@@ -34,7 +34,7 @@ pub struct Init<S: Sys> {
     /// The EFI system partition beside the data partition, if the type
     /// scan found one: where the boot slots' entries are.
     esp: Option<DevicePath>,
-    /// The disk slot this boot came from (`kios.slot=`), once read.
+    /// The disk slot this boot came from (`LoaderBootCountPath`), once read.
     boot_slot: Option<BootSlot>,
 }
 

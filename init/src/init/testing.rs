@@ -42,17 +42,38 @@ pub(crate) fn position(sys: &RecordingSys, call: &str) -> usize {
 }
 
 /// A kiOS disk `vda` (the EFI system partition, then an ext4 data
-/// partition) whose ESP's `EFI/Linux` lists `entries`; `cmdline` is the
-/// kernel command line.
-pub(crate) fn slot_disk(cmdline: &str, entries: &[&str]) -> RecordingSys {
+/// partition) whose ESP's `EFI/Linux` lists `entries`, booted on EFI by
+/// systemd-boot from `EFI/Linux/<booted>`, as its `LoaderBootCountPath`
+/// on efivarfs says (None: no such variable).
+pub(crate) fn slot_disk(booted: Option<&str>, entries: &[&str]) -> RecordingSys {
     use crate::storage::data_partition::tests::{disk_with, ext4_superblock};
     use crate::storage::gpt::{DATA_PARTITION_TYPE, ESP_TYPE};
-    RecordingSys::new()
-        .with_file("/proc/cmdline", cmdline.as_bytes())
+    let sys = RecordingSys::new()
+        .with_file("/proc/cmdline", b"console=ttyS0\n")
         .with_dir("/sys/block", &["vda"])
         .with_file("/dev/vda", &disk_with(&[ESP_TYPE, DATA_PARTITION_TYPE]))
         .with_file("/dev/vda2", &ext4_superblock())
         .with_dir("/run/kios-esp/EFI/Linux", entries)
+        .with_dir("/sys/firmware/efi/efivars", &[]);
+    match booted {
+        Some(name) => sys.with_file(
+            LOADER_BOOT_COUNT_PATH,
+            &boot_count_path(&format!("\\EFI\\Linux\\{name}\0")),
+        ),
+        None => sys,
+    }
+}
+
+/// systemd-boot's `LoaderBootCountPath` variable on efivarfs.
+pub(crate) const LOADER_BOOT_COUNT_PATH: &str =
+    "/sys/firmware/efi/efivars/LoaderBootCountPath-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
+
+/// The variable's file as efivarfs shows it: attributes (non-volatile,
+/// boot and runtime access), then `value` in UTF-16LE.
+pub(crate) fn boot_count_path(value: &str) -> Vec<u8> {
+    let mut bytes = vec![0x07, 0, 0, 0];
+    bytes.extend(value.encode_utf16().flat_map(u16::to_le_bytes));
+    bytes
 }
 
 pub(crate) fn run_with(mut init: Init<RecordingSys>, events: &[Event]) -> Init<RecordingSys> {

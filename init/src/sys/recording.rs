@@ -130,6 +130,8 @@ impl Sys for RecordingSys {
         self.record(format!("rename {dir} {from} {to}"))
     }
 
+    /// efivarfs mounts on an EFI boot only, where sysfs has its directory:
+    /// one whose test gave `/sys/firmware/efi/efivars` or a file in it.
     fn mount(&mut self, op: &MountOp<'_>) -> SysResult<()> {
         self.record(match *op {
             MountOp::Fs {
@@ -144,7 +146,19 @@ impl Sys for RecordingSys {
             MountOp::ReadOnly { target } => format!("readonly {target}"),
             MountOp::ReadOnlyFilesystem { target } => format!("readonly-fs {target}"),
             MountOp::SharedRecursive { target } => format!("rshared {target}"),
-        })
+        })?;
+        match *op {
+            MountOp::Fs {
+                fstype: "efivarfs",
+                target,
+                ..
+            } if !self.dirs.contains_key(target)
+                && !self.files.keys().any(|path| path.starts_with(target)) =>
+            {
+                Err(Errno::NOENT)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// A mount taken away leaves `/proc/self/mountinfo` (a forced one
