@@ -15,9 +15,9 @@ use crate::kernel::KernelChoice;
 use crate::testing::standin_image::INIT_PACKAGE;
 
 /// The init's size budget: it must stay small enough to be noise in boot
-/// time and image size. 64 KiB until issue 17's robustness fixes (see
-/// docs/measurements.md, "The init's size").
-pub const INIT_SIZE_LIMIT_BYTES: u64 = 68 * 1024;
+/// time and image size. 64 KiB until issue 17's robustness fixes, 68 KiB
+/// until issue 18's boot counting (see docs/measurements.md, "The init's size").
+pub const INIT_SIZE_LIMIT_BYTES: u64 = 76 * 1024;
 
 #[derive(Debug, clap::Args)]
 pub struct SizeArgs {
