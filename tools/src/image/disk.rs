@@ -34,7 +34,7 @@ use crate::image::uki::{build_uki, default_boot_path, os_release, stub_path_in_p
 use crate::vm::qemu::{kernel_command_line, ConsoleVerbosity, VmConfig};
 
 /// The EFI system partition's GPT type (UEFI spec 5.3.3).
-pub const ESP_TYPE_GUID: &str = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b";
+pub use kios_abi::boot_slots::ESP_TYPE_GUID;
 /// The data partition's GPT name and ext4 label.
 pub const ESP_NAME: &str = "esp";
 pub const DEFAULT_DATA_BYTES: u64 = 1 << 30;
@@ -47,7 +47,7 @@ const SECTOR_BYTES: u64 = 512;
 /// Partitions start on MiB boundaries, as partitioning tools place them.
 pub const ALIGNMENT: u64 = 1 << 20;
 /// FAT32 needs at least 65,525 clusters: 32 MiB of 512-byte clusters, plus room.
-const MIN_ESP_BYTES: u64 = 64 << 20;
+pub const MIN_ESP_BYTES: u64 = 64 << 20;
 /// 1980-01-01 00:00 UTC, the earliest time FAT can record: every file and
 /// filesystem on the disk carries it, so builds repeat byte for byte.
 const FAT_EPOCH_UNIX_SECONDS: u64 = 315_532_800;
@@ -177,21 +177,7 @@ pub fn build_disk_image(
     )?;
     drop(esp_files);
     drop(uki);
-    let data = out_dir.join(format!(".data-{arch}.ext4"));
-    with_step(
-        format!(
-            "making the {} MiB ext4 data partition",
-            options.data_bytes >> 20
-        ),
-        || {
-            make_ext4(
-                &data,
-                options.data_bytes,
-                data_partition::NAME,
-                derived_uuid(&seed, "data filesystem"),
-            )
-        },
-    )?;
+    let data = make_data_filesystem(out_dir, arch, options.data_bytes, &seed)?;
 
     let path = out_dir.join(DISK_FILE);
     let partitions = with_step(format!("writing {}", path.display()), || {
@@ -199,32 +185,16 @@ pub fn build_disk_image(
             &path,
             derived_uuid(&seed, "disk"),
             &[
-                PartitionSpec {
-                    name: ESP_NAME.into(),
-                    type_guid: parse_guid(ESP_TYPE_GUID)?,
-                    guid: derived_uuid(&seed, "esp partition"),
-                    bytes: esp_bytes,
-                    contents: PartitionContents::Image(esp.clone()),
-                },
-                PartitionSpec {
-                    name: data_partition::NAME.into(),
-                    type_guid: parse_guid(data_partition::TYPE_GUID)?,
-                    guid: derived_uuid(&seed, "data partition"),
-                    bytes: options.data_bytes,
-                    contents: PartitionContents::Image(data.clone()),
-                },
+                esp_partition(&seed, esp_bytes, &esp)?,
+                data_partition_spec(&seed, options.data_bytes, &data)?,
             ],
         )
     })?;
-    for scratch in [&esp, &data] {
-        std::fs::remove_file(scratch).with_context(|| format!("removing {}", scratch.display()))?;
-    }
-    let metadata =
-        std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
+    let (bytes, allocated_bytes) = finish_disk(&path, &[&esp, &data])?;
     Ok(DiskImage {
         arch,
-        bytes: metadata.len(),
-        allocated_bytes: metadata.blocks() * 512,
+        bytes,
+        allocated_bytes,
         path,
         uki_bytes: std::fs::metadata(&uki_path)
             .with_context(|| format!("reading {}", uki_path.display()))?
@@ -232,6 +202,62 @@ pub fn build_disk_image(
         uki: uki_path,
         partitions,
     })
+}
+
+/// Makes the empty ext4 data partition's filesystem, a scratch file in
+/// `out_dir` (see [`finish_disk`]), its UUID derived from `seed`.
+pub fn make_data_filesystem(
+    out_dir: &Path,
+    arch: Arch,
+    bytes: u64,
+    seed: &[u8],
+) -> Result<PathBuf> {
+    let data = out_dir.join(format!(".data-{arch}.ext4"));
+    with_step(
+        format!("making the {} MiB ext4 data partition", bytes >> 20),
+        || {
+            make_ext4(
+                &data,
+                bytes,
+                data_partition::NAME,
+                derived_uuid(seed, "data filesystem"),
+            )
+        },
+    )?;
+    Ok(data)
+}
+
+/// The EFI system partition's entry, holding the FAT image `esp`.
+pub fn esp_partition(seed: &[u8], bytes: u64, esp: &Path) -> Result<PartitionSpec> {
+    Ok(PartitionSpec {
+        name: ESP_NAME.into(),
+        type_guid: parse_guid(ESP_TYPE_GUID)?,
+        guid: derived_uuid(seed, "esp partition"),
+        bytes,
+        contents: PartitionContents::Image(esp.to_path_buf()),
+    })
+}
+
+/// The data partition's entry, holding the ext4 image `data`.
+pub fn data_partition_spec(seed: &[u8], bytes: u64, data: &Path) -> Result<PartitionSpec> {
+    Ok(PartitionSpec {
+        name: data_partition::NAME.into(),
+        type_guid: parse_guid(data_partition::TYPE_GUID)?,
+        guid: derived_uuid(seed, "data partition"),
+        bytes,
+        contents: PartitionContents::Image(data.to_path_buf()),
+    })
+}
+
+/// Removes the filesystems' scratch files once they are copied into the
+/// disk at `path`; returns the disk's size and what the sparse file takes.
+pub fn finish_disk(path: &Path, scratch: &[&Path]) -> Result<(u64, u64)> {
+    for file in scratch {
+        std::fs::remove_file(file).with_context(|| format!("removing {}", file.display()))?;
+    }
+    let metadata =
+        std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok((metadata.len(), metadata.blocks() * 512))
 }
 
 /// The VM whose UEFI firmware boots `disk`, sized like every node VM.

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, ensure, Context, Result};
-use kios_abi::data_partition;
+use kios_abi::boot_slots::{ENTRIES_DIR, ENTRY_PREFIX, ENTRY_SUFFIX};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -31,9 +31,9 @@ use crate::host::command::output_of;
 use crate::host::packages::{ensure_installed, DISK_IMAGE_PACKAGES};
 use crate::host::progress::with_step;
 use crate::image::disk::{
-    derived_uuid, make_esp, make_ext4, parse_guid, volume_id, write_gpt_disk, PartitionContents,
-    PartitionSpec, PlacedPartition, ALIGNMENT, DEFAULT_DATA_BYTES, DISK_FILE, ESP_NAME,
-    ESP_TYPE_GUID, STUB_COMPONENT,
+    data_partition_spec, derived_uuid, esp_partition, finish_disk, make_data_filesystem, make_esp,
+    parse_guid, volume_id, write_gpt_disk, PartitionContents, PartitionSpec, PlacedPartition,
+    ALIGNMENT, DEFAULT_DATA_BYTES, DISK_FILE, MIN_ESP_BYTES, STUB_COMPONENT,
 };
 use crate::image::node_image::{NodeImage, NODE_MEMORY_MIB};
 use crate::image::uki::{
@@ -57,15 +57,11 @@ pub const ROOT_OS_RELEASE_PATH: &str = "/usr/lib/os-release";
 /// dm-verity's data and hash block size (veritysetup's default).
 const VERITY_BLOCK_BYTES: u64 = 4096;
 const SECTOR_BYTES: u64 = 512;
-/// Where systemd-boot finds unified kernel images (Boot Loader Specification type #2).
-pub const ENTRIES_DIR: &str = "EFI/Linux";
 const LOADER_CONF_PATH: &str = "loader/loader.conf";
 /// systemd-boot 252's configuration: boot the first entry at once (a key
 /// held at start still shows the menu); no editing the command line, which
 /// is the verified one; no entries but the slots'.
 const LOADER_CONF: &str = "timeout 0\neditor no\nauto-entries no\nauto-firmware no\n";
-/// FAT32 needs at least 65,525 clusters: 32 MiB of 512-byte clusters, plus room.
-const MIN_ESP_BYTES: u64 = 64 << 20;
 
 /// One of the disk's two slots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -333,7 +329,7 @@ pub struct SlotDisk {
 /// The boot entry a release gets in `slot`, counting `tries`.
 pub fn entry_path(release: &Release, slot: Slot, tries: u32) -> String {
     format!(
-        "{ENTRIES_DIR}/kios-{}-{}+{tries}.efi",
+        "{ENTRIES_DIR}/{ENTRY_PREFIX}{}-{}+{tries}{ENTRY_SUFFIX}",
         release.version,
         slot.letter()
     )
@@ -424,21 +420,7 @@ pub fn build_slot_disk(
         || make_esp(&esp, esp_bytes, &esp_files, volume_id(&seed)),
     )?;
     drop(files);
-    let data = out_dir.join(format!(".data-{arch}.ext4"));
-    with_step(
-        format!(
-            "making the {} MiB ext4 data partition",
-            options.data_bytes >> 20
-        ),
-        || {
-            make_ext4(
-                &data,
-                options.data_bytes,
-                data_partition::NAME,
-                derived_uuid(&seed, "data filesystem"),
-            )
-        },
-    )?;
+    let data = make_data_filesystem(out_dir, arch, options.data_bytes, &seed)?;
 
     let root_type = parse_guid(root_type_guid(arch))?;
     let slot_partition = |slot: Slot, release: Option<&Release>| PartitionSpec {
@@ -459,34 +441,18 @@ pub fn build_slot_disk(
             &path,
             derived_uuid(&seed, "disk"),
             &[
-                PartitionSpec {
-                    name: ESP_NAME.into(),
-                    type_guid: parse_guid(ESP_TYPE_GUID)?,
-                    guid: derived_uuid(&seed, "esp partition"),
-                    bytes: esp_bytes,
-                    contents: PartitionContents::Image(esp.clone()),
-                },
+                esp_partition(&seed, esp_bytes, &esp)?,
                 slot_partition(Slot::A, Some(a)),
                 slot_partition(Slot::B, b),
-                PartitionSpec {
-                    name: data_partition::NAME.into(),
-                    type_guid: parse_guid(data_partition::TYPE_GUID)?,
-                    guid: derived_uuid(&seed, "data partition"),
-                    bytes: options.data_bytes,
-                    contents: PartitionContents::Image(data.clone()),
-                },
+                data_partition_spec(&seed, options.data_bytes, &data)?,
             ],
         )
     })?;
-    for scratch in [&esp, &data] {
-        std::fs::remove_file(scratch).with_context(|| format!("removing {}", scratch.display()))?;
-    }
-    let metadata =
-        std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
+    let (bytes, allocated_bytes) = finish_disk(&path, &[&esp, &data])?;
     Ok(SlotDisk {
         arch,
-        bytes: metadata.len(),
-        allocated_bytes: std::os::unix::fs::MetadataExt::blocks(&metadata) * 512,
+        bytes,
+        allocated_bytes,
         path,
         esp_bytes,
         entries,
