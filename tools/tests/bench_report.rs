@@ -132,7 +132,7 @@ fn ratios_and_targets_come_from_the_medians() {
     );
     assert_eq!(met[3].0, "first_pod_running, seconds");
 
-    let alone = ArchResult::new(Arch::Arm64, 70_000, arch.kios.clone(), None);
+    let alone = ArchResult::new(Arch::Arm64, 80_000, arch.kios.clone(), None);
     assert!(alone.ratios.is_none());
     let met: Vec<Option<bool>> = alone.targets.iter().map(|target| target.met).collect();
     assert_eq!(&met[..3], [None, None, Some(false)]);
