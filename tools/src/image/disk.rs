@@ -262,10 +262,15 @@ pub fn finish_disk(path: &Path, scratch: &[&Path]) -> Result<(u64, u64)> {
 
 /// The VM whose UEFI firmware boots `disk`, sized like every node VM.
 pub fn firmware_vm_config(disk: &DiskImage, icount: bool) -> VmConfig {
+    node_firmware_vm(disk.arch, &disk.path, icount)
+}
+
+/// A node VM (its memory) whose UEFI firmware boots the disk at `path`.
+pub fn node_firmware_vm(arch: Arch, path: &Path, icount: bool) -> VmConfig {
     VmConfig {
         memory_mib: NODE_MEMORY_MIB,
         icount,
-        ..VmConfig::firmware_boot(disk.arch, disk.path.clone())
+        ..VmConfig::firmware_boot(arch, path.to_path_buf())
     }
 }
 
@@ -529,6 +534,6 @@ pub fn parse_guid(text: &str) -> Result<Uuid> {
     Uuid::parse_str(text).with_context(|| format!("`{text}` is not a GUID"))
 }
 
-fn read(path: &Path) -> Result<Vec<u8>> {
+pub fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }

@@ -28,14 +28,16 @@ use uuid::Uuid;
 use crate::components::bom::{fetch_component, Bom};
 use crate::host::arch::Arch;
 use crate::host::command::output_of;
+use crate::host::fs::sha256_file;
 use crate::host::packages::{ensure_installed, DISK_IMAGE_PACKAGES};
 use crate::host::progress::with_step;
 use crate::image::disk::{
     data_partition_spec, derived_uuid, esp_partition, finish_disk, make_data_filesystem, make_esp,
-    parse_guid, volume_id, write_gpt_disk, PartitionContents, PartitionSpec, PlacedPartition,
-    ALIGNMENT, DEFAULT_DATA_BYTES, DISK_FILE, MIN_ESP_BYTES, STUB_COMPONENT,
+    node_firmware_vm, parse_guid, read, volume_id, write_gpt_disk, PartitionContents,
+    PartitionSpec, PlacedPartition, ALIGNMENT, DEFAULT_DATA_BYTES, DISK_FILE, MIN_ESP_BYTES,
+    STUB_COMPONENT,
 };
-use crate::image::node_image::{NodeImage, NODE_MEMORY_MIB};
+use crate::image::node_image::NodeImage;
 use crate::image::uki::{
     boot_manager_path_in_package, build_uki, default_boot_path, release_os_release,
     stub_path_in_package, UkiParts,
@@ -128,10 +130,7 @@ pub struct Release {
 /// os-release and the boot-check static pod. Add them to the node image's
 /// extra files.
 pub fn release_files(version: &str) -> Result<Vec<(String, Vec<u8>)>> {
-    ensure!(
-        valid_version(version),
-        "release version `{version}`: use 1 to 64 of a-z, A-Z, 0-9, `.`, `_` and `~`"
-    );
+    check_version(version)?;
     Ok(vec![
         (
             ROOT_OS_RELEASE_PATH.to_string(),
@@ -145,14 +144,18 @@ pub fn release_files(version: &str) -> Result<Vec<(String, Vec<u8>)>> {
     ])
 }
 
-/// A version that reads unambiguously in a boot entry's name
-/// (`kios-<version>-<slot>+<tries>.efi`): no `-` or `+`, which separate
-/// the slot and the counter.
-fn valid_version(version: &str) -> bool {
-    (1..=64).contains(&version.len())
-        && version
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || b"._~".contains(&byte))
+/// Refuses a version that would not read unambiguously in a boot entry's
+/// name (`kios-<version>-<slot>+<tries>.efi`): no `-` or `+`, which
+/// separate the slot and the counter.
+fn check_version(version: &str) -> Result<()> {
+    ensure!(
+        (1..=64).contains(&version.len())
+            && version
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || b"._~".contains(&byte)),
+        "release version `{version}`: use 1 to 64 of a-z, A-Z, 0-9, `.`, `_` and `~`"
+    );
+    Ok(())
 }
 
 /// Makes a release of `image` (built with `ImageOptions::root_image` and
@@ -164,11 +167,7 @@ pub fn build_release(
     options: &ReleaseOptions,
     out_dir: &Path,
 ) -> Result<Release> {
-    ensure!(
-        valid_version(&options.version),
-        "release version `{}`: use 1 to 64 of a-z, A-Z, 0-9, `.`, `_` and `~`",
-        options.version
-    );
+    check_version(&options.version)?;
     ensure_installed(&["cryptsetup-bin"])?;
     let arch = image.arch;
     let erofs = image
@@ -190,7 +189,7 @@ pub fn build_release(
         .with_context(|| format!("padding {}", root.display()))?;
     // The salt only needs to be fixed per release: derived from the root,
     // the same tree gives the same bytes.
-    let salt = hex::encode(Sha256::digest(std::fs::read(&root)?));
+    let salt = sha256_file(&root)?;
     let root_hash = with_step(
         format!("hashing the {arch} root for dm-verity ({root_data_bytes} bytes)"),
         || verity_format(&root, root_data_bytes, &salt),
@@ -462,15 +461,7 @@ pub fn build_slot_disk(
 
 /// The VM whose UEFI firmware boots `disk`, sized like every node VM.
 pub fn slot_disk_vm_config(disk: &SlotDisk, icount: bool) -> VmConfig {
-    VmConfig {
-        memory_mib: NODE_MEMORY_MIB,
-        icount,
-        ..VmConfig::firmware_boot(disk.arch, disk.path.clone())
-    }
-}
-
-fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    node_firmware_vm(disk.arch, &disk.path, icount)
 }
 
 #[cfg(test)]
@@ -480,10 +471,10 @@ mod tests {
     #[test]
     fn versions_that_would_blur_an_entry_name_are_refused() {
         for good in ["1", "0.18.0", "2~rc1", "v2_broken"] {
-            assert!(valid_version(good), "{good}");
+            assert!(check_version(good).is_ok(), "{good}");
         }
         for bad in ["", "1-2", "1+2", "a/b", "ä", &"9".repeat(65)] {
-            assert!(!valid_version(bad), "{bad}");
+            assert!(check_version(bad).is_err(), "{bad}");
         }
         assert!(release_files("1-2").is_err());
     }
