@@ -21,6 +21,10 @@ pub const ESP_TYPE_GUID: &str = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b";
 pub const ESP_TYPE_GPT_BYTES: [u8; 16] = gpt_bytes(ESP_TYPE_GUID);
 /// Where the boot manager finds the slots' images, on the ESP.
 pub const ENTRIES_DIR: &str = "EFI/Linux";
+/// A slot's root partition is named this and its letter (`kios-root-a`)
+/// in the GPT; its unique GUID is its release's (the first 128 bits of
+/// the dm-verity root hash), which the release's command line names.
+pub const SLOT_PARTITION_PREFIX: &str = "kios-root-";
 /// Where the init mounts the ESP (a directory only it reads, mode 0700),
 /// for as long as it lists or renames the entries.
 pub const ESP_MOUNT: &str = "/run/kios-esp";

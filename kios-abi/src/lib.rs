@@ -16,3 +16,4 @@ pub mod kubernetes;
 pub mod system_bus;
 pub mod system_socket;
 pub mod timeline;
+pub mod update_bundle;

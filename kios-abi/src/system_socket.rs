@@ -18,16 +18,20 @@ pub enum Command {
     /// This boot is good (the `kios-boot-check` static pod ran): the init
     /// gives its boot slot's entry its tries back. Obeyed once per boot.
     BootGood,
+    /// Take an update bundle: the init hands this connection to
+    /// `/bin/kios-update` ([`crate::update_bundle`] has the exchange).
+    Update,
 }
 
 impl Command {
     /// Every command, in byte order.
-    pub const ALL: [Command; 5] = [
+    pub const ALL: [Command; 6] = [
         Command::Shutdown,
         Command::ContinueShutdown,
         Command::RestartKubelet,
         Command::RestartRuntime,
         Command::BootGood,
+        Command::Update,
     ];
 
     /// The byte on the wire.
@@ -38,6 +42,7 @@ impl Command {
             Command::RestartKubelet => 0x03,
             Command::RestartRuntime => 0x04,
             Command::BootGood => 0x05,
+            Command::Update => 0x06,
         }
     }
 
@@ -50,6 +55,7 @@ impl Command {
             0x03 => Some(Command::RestartKubelet),
             0x04 => Some(Command::RestartRuntime),
             0x05 => Some(Command::BootGood),
+            0x06 => Some(Command::Update),
             _ => None,
         }
     }
@@ -64,15 +70,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_five_commands_and_nothing_else() {
+    fn the_six_commands_and_nothing_else() {
         assert_eq!(Command::decode(1), Some(Command::Shutdown));
         assert_eq!(Command::decode(2), Some(Command::ContinueShutdown));
         assert_eq!(Command::decode(3), Some(Command::RestartKubelet));
         assert_eq!(Command::decode(4), Some(Command::RestartRuntime));
         assert_eq!(Command::decode(5), Some(Command::BootGood));
+        assert_eq!(Command::decode(6), Some(Command::Update));
         assert!((0..=255u8)
             .filter(|&b| Command::decode(b).is_some())
-            .eq(1..=5));
+            .eq(1..=6));
     }
 
     #[test]

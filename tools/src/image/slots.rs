@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, ensure, Context, Result};
-use kios_abi::boot_slots::{ENTRIES_DIR, ENTRY_PREFIX, ENTRY_SUFFIX};
+use kios_abi::boot_slots::{ENTRIES_DIR, ENTRY_PREFIX, ENTRY_SUFFIX, SLOT_PARTITION_PREFIX};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -82,7 +82,7 @@ impl Slot {
 
     /// The slot's root partition's GPT name.
     pub fn partition_name(self) -> String {
-        format!("kios-root-{}", self.letter())
+        format!("{SLOT_PARTITION_PREFIX}{}", self.letter())
     }
 }
 
