@@ -43,10 +43,10 @@ const GIVEN_UP_MAX: usize = 4;
 
 /// What the init knows of the slot it booted from.
 pub(super) struct BootSlot {
-    slot: Slot,
+    pub(super) slot: Slot,
     /// The booted entry (`LoaderBootCountPath`), as named at boot, once
     /// found on the ESP.
-    entry: Option<EntryName>,
+    pub(super) entry: Option<EntryName>,
     /// The entry's tries left, as named at boot.
     tries_left: u32,
     /// The other slot has an entry the boot manager still tries.

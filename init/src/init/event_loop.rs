@@ -50,6 +50,9 @@ impl<S: Sys> Init<S> {
     #[inline(never)]
     pub(super) fn handle(&mut self, event: Event) {
         match event {
+            Event::ChildExited { pid, status } if self.update == Some(pid) => {
+                self.update_exited(status)
+            }
             Event::ChildExited { pid, status } => {
                 let now = self.sys.now_us();
                 let Some(exit) = self.supervisor.exited(pid, now) else {
@@ -114,6 +117,7 @@ impl<S: Sys> Init<S> {
                 Some(Command::RestartKubelet) => self.restart(Service::Kubelet),
                 Some(Command::RestartRuntime) => self.restart(Service::Runtime),
                 Some(Command::BootGood) => self.boot_good(),
+                Some(Command::Update) => self.start_update(client),
                 None => {
                     log!(
                         &mut self.sys,

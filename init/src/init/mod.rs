@@ -5,6 +5,7 @@
 mod boot;
 mod boot_slot;
 mod event_loop;
+mod update;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -36,6 +37,8 @@ pub struct Init<S: Sys> {
     esp: Option<DevicePath>,
     /// The disk slot this boot came from (`LoaderBootCountPath`), once read.
     boot_slot: Option<BootSlot>,
+    /// The running `kios-update`, while one runs.
+    update: Option<Pid>,
 }
 
 impl<S: Sys> Init<S> {
@@ -49,6 +52,7 @@ impl<S: Sys> Init<S> {
             bus: Bus::new(0),
             esp: None,
             boot_slot: None,
+            update: None,
         }
     }
 

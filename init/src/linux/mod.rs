@@ -243,7 +243,18 @@ impl Sys for Linux {
     }
 
     fn spawn(&mut self, name: &'static str, argv: &CommandArgv) -> SysResult<Pid> {
-        self.start_child(name, argv)
+        self.start_child(name, argv, None)
+    }
+
+    fn hand_over(
+        &mut self,
+        client: ClientId,
+        name: &'static str,
+        argv: &CommandArgv,
+    ) -> SysResult<Pid> {
+        let connection = self.take_client(client).ok_or(Errno::BADF)?;
+        // The child gets the connection; the init's copy closes here.
+        self.start_child(name, argv, Some(connection))
     }
 
     fn kill(&mut self, pid: Option<Pid>, signal: Signal) -> SysResult<()> {

@@ -93,22 +93,24 @@ impl Linux {
         }
     }
 
-    /// Forks and execs `argv` in a session of its own, stdin on /dev/null,
-    /// stdout and stderr into a pipe the init reads as `name`'s output
-    /// (or /dev/kmsg, which never blocks, when no pipe is left).
-    pub(super) fn start_child(&mut self, name: &'static str, argv: &CommandArgv) -> SysResult<Pid> {
+    /// Forks and execs `argv` in a session of its own, stdin on `stdin`
+    /// (None: /dev/null), stdout and stderr into a pipe the init reads as
+    /// `name`'s output (or /dev/kmsg, which never blocks, when no pipe is left).
+    pub(super) fn start_child(
+        &mut self,
+        name: &'static str,
+        argv: &CommandArgv,
+        stdin: Option<OwnedFd>,
+    ) -> SysResult<Pid> {
         let mut args: heapless::Vec<&CStr, 32> = heapless::Vec::new();
         for arg in argv.iter_with_nul() {
             let arg = CStr::from_bytes_with_nul(arg).map_err(|_| Errno::INVAL)?;
             args.push(arg).map_err(|_| Errno::TOOBIG)?;
         }
         let path = *args.first().ok_or(Errno::INVAL)?;
-        let stdin = rustix::fs::open(
-            c"/dev/null",
-            OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .ok();
+        let stdin = stdin.or_else(|| {
+            rustix::fs::open(c"/dev/null", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()
+        });
         let output = self.output_pipe(name).or_else(|| {
             mini_libc_free::kmsg!(
                 kmsg::Level::Warning,

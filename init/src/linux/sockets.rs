@@ -275,10 +275,15 @@ impl Linux {
     }
 
     pub(super) fn remove_client(&mut self, client: ClientId) {
-        if let Some(index) = self.clients.iter().position(|c| c.id == client.0) {
-            let removed = self.clients.swap_remove(index);
-            let _ = epoll::delete(&self.epoll, removed.fd.as_fd());
-        }
+        drop(self.take_client(client));
+    }
+
+    /// Stops watching a client and hands back its connection.
+    pub(super) fn take_client(&mut self, client: ClientId) -> Option<OwnedFd> {
+        let index = self.clients.iter().position(|c| c.id == client.0)?;
+        let removed = self.clients.swap_remove(index);
+        let _ = epoll::delete(&self.epoll, removed.fd.as_fd());
+        Some(removed.fd)
     }
 }
 

@@ -209,6 +209,14 @@ pub trait Sys {
     /// Starts `argv[0]` with the init's environment; its stdout and stderr
     /// are captured into kmsg lines labelled `name`.
     fn spawn(&mut self, name: &'static str, argv: &CommandArgv) -> SysResult<Pid>;
+    /// Starts `argv[0]` as [`Sys::spawn`] does, with a system-socket
+    /// client's connection as its stdin: the init stops watching the client.
+    fn hand_over(
+        &mut self,
+        client: ClientId,
+        name: &'static str,
+        argv: &CommandArgv,
+    ) -> SysResult<Pid>;
     /// Signals one process, or every process but PID 1 when `pid` is None.
     fn kill(&mut self, pid: Option<Pid>, signal: Signal) -> SysResult<()>;
     /// Waits until `path` exists: ETIMEDOUT after `timeout_ms`, ESRCH if

@@ -259,6 +259,19 @@ impl Sys for RecordingSys {
         Ok(Pid(self.next_pid))
     }
 
+    fn hand_over(
+        &mut self,
+        client: ClientId,
+        name: &'static str,
+        argv: &CommandArgv,
+    ) -> SysResult<Pid> {
+        let args: Vec<&str> = argv.iter().collect();
+        self.record(format!("hand_over {} {name} {}", client.0, args.join(" ")))?;
+        self.next_pid += 1;
+        self.children += 1;
+        Ok(Pid(self.next_pid))
+    }
+
     fn kill(&mut self, pid: Option<Pid>, signal: Signal) -> SysResult<()> {
         match pid {
             Some(pid) => self.record(format!("kill {} {signal:?}", pid.0)),
