@@ -13,8 +13,9 @@ use crate::host::workspace::Workspace;
 use crate::image::disk::{build_disk_image, DiskOptions, DEFAULT_DATA_BYTES};
 use crate::image::node_image::{build_node_image, ImageOptions, InitChoice, NodeImage};
 use crate::image::slots::{
-    build_release, build_slot_disk, release_files, ReleaseOptions, SlotDiskOptions,
+    build_release, build_slot_disk, release_files, ReleaseOptions, SlotDiskOptions, DEFAULT_TRIES,
 };
+use crate::image::update_bundle::write_update_bundle;
 use crate::kernel::KernelChoice;
 use crate::testing::probe_pod::probe_pod_file;
 use crate::vm::qemu::ConsoleVerbosity;
@@ -44,9 +45,15 @@ pub struct BuildArgs {
     /// root is verified by dm-verity, slot B empty for an update. kiOS kernel only.
     #[arg(long, requires = "disk")]
     slots: bool,
-    /// With --slots: the release's version, which the boot manager orders
-    /// slots by (newest first).
-    #[arg(long, value_name = "VERSION", default_value = env!("CARGO_PKG_VERSION"), requires = "slots")]
+    /// Write an update bundle of this build to DIR (docs/updates.md): an
+    /// OCI image archive a node pulls and `kiosctl update` hands to the
+    /// node, which writes it into its inactive slot. kiOS kernel only.
+    #[arg(long, value_name = "DIR")]
+    update: Option<PathBuf>,
+    /// With --slots or --update: the release's version, which the boot
+    /// manager orders slots by (newest first) and a node updates only to
+    /// a newer one.
+    #[arg(long, value_name = "VERSION", default_value = env!("CARGO_PKG_VERSION"))]
     release_version: String,
     /// The kiOS kernel (everything built in; built on first use, then
     /// cached), or Debian's cloud kernel with modules.
@@ -161,6 +168,7 @@ pub const KERNEL: &str = "kernel";
 pub const INITRAMFS: &str = "initramfs";
 pub const UKI: &str = "uki";
 pub const DISK: &str = "disk";
+pub const UPDATE_BUNDLE: &str = "update";
 
 /// One file `kios build` wrote.
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,9 +250,10 @@ fn describe(name: &str, dir: &Path, path: &Path) -> Result<Artifact> {
 }
 
 pub fn run(args: &BuildArgs) -> Result<()> {
-    if args.slots && args.kernel != KernelChoice::Kios {
+    let release_wanted = args.slots || args.update.is_some();
+    if release_wanted && args.kernel != KernelChoice::Kios {
         bail!(
-            "--slots needs the kiOS kernel: a slot's kernel sets up dm-verity and mounts \
+            "--slots and --update need the kiOS kernel: a slot's kernel sets up dm-verity and mounts \
              the erofs root itself, which Debian's 6.1 kernel has only as modules"
         );
     }
@@ -263,13 +272,13 @@ pub fn run(args: &BuildArgs) -> Result<()> {
                 if args.probe_pod {
                     files.push(probe_pod_file());
                 }
-                if args.slots {
+                if release_wanted {
                     files.extend(release_files(&args.release_version)?);
                 }
                 files
             },
             compression: args.compression,
-            root_image: args.slots,
+            root_image: release_wanted,
         },
         &args.out,
     )?;
@@ -280,8 +289,8 @@ pub fn run(args: &BuildArgs) -> Result<()> {
         describe(KERNEL, &args.out, &kernel)?,
         describe(INITRAMFS, &args.out, &image.initrd)?,
     ];
-    if args.slots {
-        let release = build_release(
+    let release = match release_wanted {
+        true => Some(build_release(
             &components.bom,
             &image,
             &ReleaseOptions {
@@ -290,7 +299,22 @@ pub fn run(args: &BuildArgs) -> Result<()> {
                 extra_kernel_arguments: String::new(),
             },
             &args.out,
-        )?;
+        )?),
+        false => None,
+    };
+    if let (Some(dir), Some(release)) = (&args.update, &release) {
+        let kiosctl = workspace.build_musl_binary("kiosctl", args.arch)?;
+        let bundle = write_update_bundle(release, &kiosctl, DEFAULT_TRIES, dir)?;
+        eprintln!(
+            "update bundle {}: {} bytes ({}), version {}",
+            bundle.archive.display(),
+            bundle.archive_bytes,
+            bundle.image,
+            bundle.version
+        );
+        artifacts.push(describe(UPDATE_BUNDLE, &args.out, &bundle.archive)?);
+    }
+    if let (true, Some(release)) = (args.slots, &release) {
         let disk = build_slot_disk(
             &components.bom,
             &release,

@@ -9,3 +9,4 @@ pub mod modules;
 pub mod node_image;
 pub mod slots;
 pub mod uki;
+pub mod update_bundle;

@@ -47,6 +47,12 @@ const NODE_IMAGE_AND_CONTROL_PLANE: &[&str] =
     &["components_stage", "seed_containerd", "control_plane"];
 const NODE_IMAGE_AND_KERNEL_SOURCE: &[&str] =
     &["components_stage", "seed_containerd", "kernel_config"];
+const NODE_IMAGE_KERNEL_SOURCE_AND_CONTROL_PLANE: &[&str] = &[
+    "components_stage",
+    "seed_containerd",
+    "kernel_config",
+    "control_plane",
+];
 
 /// The steps in priority order: a free lane takes the first one that can
 /// start. The steps that fill the caches come first; then the QEMU steps,
@@ -184,13 +190,13 @@ pub(super) const STEPS: &[Step] = &[
     },
     Step {
         name: "e2e_update",
-        description: "QEMU A/B disk tests under OVMF with reboots (kiOS kernel): a slot whose kubelet never comes up is given up after its boot tries and the other boots by itself; a byte flipped in a slot's root fails dm-verity before anything on it runs, and the other slot boots",
+        description: "QEMU A/B disk tests under OVMF with reboots (kiOS kernel): a slot whose kubelet never comes up is given up after its boot tries and the other boots by itself; a byte flipped in a slot's root fails dm-verity before anything on it runs, and the other slot boots; a node in a loopback cluster pulls an update bundle from the loopback registry, its pod hands it over, and the node comes back Ready on slot B with its /etc and data; bad bundles (wrong arch, truncated, hash mismatch, older) refused with nothing written",
         action: Action::TestBinary {
             test: "e2e_update",
             args: &["--ignored", "--test-threads=1", "--nocapture"],
         },
         needs_qemu: true,
-        after: NODE_IMAGE_AND_KERNEL_SOURCE,
+        after: NODE_IMAGE_KERNEL_SOURCE_AND_CONTROL_PLANE,
         resources: &[Resource::KiosKernel],
     },
     Step {
