@@ -416,14 +416,11 @@ fn update_pod(name: &str, node: &str, image: &str, args: &[&str]) -> Value {
                 },
                 "volumeMounts": [
                     { "name": "system-socket", "mountPath": "/run/system.sock" },
-                    { "name": "kmsg", "mountPath": "/dev/kmsg" },
                 ],
             }],
             "volumes": [
                 { "name": "system-socket",
                   "hostPath": { "path": "/run/system.sock", "type": "Socket" } },
-                { "name": "kmsg",
-                  "hostPath": { "path": "/dev/kmsg", "type": "CharDevice" } },
             ],
         },
     })
