@@ -12,6 +12,7 @@ use crate::host::fs::sha256_file;
 use crate::host::workspace::Workspace;
 use crate::image::disk::{build_disk_image, DiskOptions, DEFAULT_DATA_BYTES};
 use crate::image::node_image::{build_node_image, ImageOptions, InitChoice, NodeImage};
+use crate::image::secure_boot::{project_key, write_der_certificate, SigningKey};
 use crate::image::slots::{
     build_release, build_slot_disk, release_files, ReleaseOptions, SlotDiskOptions, DEFAULT_TRIES,
 };
@@ -76,6 +77,19 @@ pub struct BuildArgs {
     /// /kios/config/, for the node to take into /etc on its first boot.
     #[arg(long, value_name = "DIR", requires = "disk")]
     esp_config: Option<PathBuf>,
+    /// With --slots: sign systemd-boot and the UKI on the disk for UEFI
+    /// Secure Boot with the project key, made once in the cache's
+    /// secure-boot/key/ (docs/security.md#secure-boot); writes the
+    /// certificate to enroll as DIR/secure-boot-db.cer (DER).
+    #[arg(long, requires = "slots", conflicts_with = "sign_key")]
+    sign: bool,
+    /// With --slots: sign with this PEM private key (RSA-2048) instead,
+    /// whose certificate is --sign-cert.
+    #[arg(long, value_name = "KEY.pem", requires_all = ["slots", "sign_cert"])]
+    sign_key: Option<PathBuf>,
+    /// The PEM X.509 certificate of --sign-key.
+    #[arg(long, value_name = "CERT.pem", requires = "sign_key")]
+    sign_cert: Option<PathBuf>,
     /// Print the manifest as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -169,6 +183,9 @@ pub const INITRAMFS: &str = "initramfs";
 pub const UKI: &str = "uki";
 pub const DISK: &str = "disk";
 pub const UPDATE_BUNDLE: &str = "update";
+pub const SECURE_BOOT_CERT: &str = "db-cert";
+/// The certificate a signed disk's firmware must trust, in DIR.
+pub const SECURE_BOOT_CERT_FILE: &str = "secure-boot-db.cer";
 
 /// One file `kios build` wrote.
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,6 +274,12 @@ pub fn run(args: &BuildArgs) -> Result<()> {
              the erofs root itself, which Debian's 6.1 kernel has only as modules"
         );
     }
+    // Before the build: a key that does not fit fails at once.
+    let signing = match (&args.sign_key, &args.sign_cert) {
+        (Some(key), Some(cert)) => Some(SigningKey::from_files(key, cert)?),
+        _ if args.sign => Some(project_key()?),
+        _ => None,
+    };
     let workspace = Workspace::locate()?;
     let components = NodeComponents::resolve(&workspace, args.arch, args.oci_runtime, args.kernel)?;
     let image: NodeImage = build_node_image(
@@ -317,7 +340,7 @@ pub fn run(args: &BuildArgs) -> Result<()> {
     if let (true, Some(release)) = (args.slots, &release) {
         let disk = build_slot_disk(
             &components.bom,
-            &release,
+            release,
             None,
             &SlotDiskOptions {
                 data_bytes: args
@@ -328,6 +351,7 @@ pub fn run(args: &BuildArgs) -> Result<()> {
                     Some(dir) => read_config_dir(dir)?,
                     None => Vec::new(),
                 },
+                signing: signing.clone(),
                 ..SlotDiskOptions::default()
             },
             &args.out,
@@ -344,6 +368,16 @@ pub fn run(args: &BuildArgs) -> Result<()> {
         );
         artifacts.push(describe(UKI, &args.out, &release.uki)?);
         artifacts.push(describe(DISK, &args.out, &disk.path)?);
+        if let Some(key) = &signing {
+            let cert = args.out.join(SECURE_BOOT_CERT_FILE);
+            write_der_certificate(key, &cert)?;
+            eprintln!(
+                "signed for Secure Boot with {}: enroll {} in the firmware's db",
+                key.cert.display(),
+                cert.display()
+            );
+            artifacts.push(describe(SECURE_BOOT_CERT, &args.out, &cert)?);
+        }
     } else if args.disk {
         let options = DiskOptions {
             data_bytes: args

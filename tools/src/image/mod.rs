@@ -7,6 +7,7 @@ pub mod erofs;
 pub mod initramfs;
 pub mod modules;
 pub mod node_image;
+pub mod secure_boot;
 pub mod slots;
 pub mod uki;
 pub mod update_bundle;

@@ -38,6 +38,7 @@ use crate::image::disk::{
     STUB_COMPONENT,
 };
 use crate::image::node_image::NodeImage;
+use crate::image::secure_boot::{read_signed, SigningKey};
 use crate::image::uki::{
     boot_manager_path_in_package, build_uki, default_boot_path, release_os_release,
     stub_path_in_package, UkiParts,
@@ -298,6 +299,9 @@ pub struct SlotDiskOptions {
     /// First-boot configuration under the ESP's `kios/config/` (as
     /// [`crate::image::disk::DiskOptions::esp_config`]).
     pub esp_config: Vec<(String, Vec<u8>)>,
+    /// Sign systemd-boot and each UKI on the ESP with this key, for
+    /// firmware with Secure Boot on ([`crate::image::secure_boot`]).
+    pub signing: Option<SigningKey>,
 }
 
 impl Default for SlotDiskOptions {
@@ -307,6 +311,7 @@ impl Default for SlotDiskOptions {
             slot_bytes: DEFAULT_SLOT_BYTES,
             tries: DEFAULT_TRIES,
             esp_config: Vec::new(),
+            signing: None,
         }
     }
 }
@@ -380,7 +385,15 @@ pub fn build_slot_disk(
         .chain_update(b.map_or("", |b| b.root_hash.as_str()).as_bytes())
         .finalize();
 
-    let boot_manager = read(
+    // Secure Boot: what goes on the ESP signed, or as it is.
+    let signed = |input: &Path| {
+        read_signed(
+            input,
+            options.signing.as_ref(),
+            &out_dir.join(".signed.efi"),
+        )
+    };
+    let boot_manager = signed(
         &fetch_component(bom, STUB_COMPONENT, arch)?.join(boot_manager_path_in_package(arch)),
     )?;
     let mut files: Vec<(String, Vec<u8>)> = vec![
@@ -394,7 +407,7 @@ pub fn build_slot_disk(
     for (slot, release) in [(Slot::A, Some(a)), (Slot::B, b)] {
         if let Some(release) = release {
             let path = entry_path(release, slot, options.tries);
-            files.push((path.clone(), read(&release.uki)?));
+            files.push((path.clone(), signed(&release.uki)?));
             entries.push(path);
         }
     }

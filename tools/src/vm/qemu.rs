@@ -124,6 +124,10 @@ pub struct VmConfig {
     /// of QEMU exiting when it does (`-no-reboot`): boot counting and
     /// slot fallback take several boots in one run.
     pub reboots: bool,
+    /// A firmware boot under UEFI Secure Boot: OVMF's Secure Boot build
+    /// (q35 with SMM; amd64 only) from a copy of this variable store, the
+    /// one with the keys enrolled ([`crate::image::secure_boot::enrolled_variables`]).
+    pub secure_boot_variables: Option<PathBuf>,
 }
 
 /// A guest TCP port reachable at `address:host_port` on the host: QEMU
@@ -296,6 +300,7 @@ impl VmConfig {
             monitor_socket: None,
             smbios_uuid: None,
             reboots: false,
+            secure_boot_variables: None,
         }
     }
 
@@ -321,6 +326,24 @@ impl VmConfig {
         }
     }
 
+    fn secure_boot(&self) -> bool {
+        self.secure_boot_variables.is_some()
+    }
+
+    /// The firmware of a firmware boot: OVMF's Secure Boot build when
+    /// Secure Boot is on (amd64's: a firmware boot refuses it on arm64).
+    fn firmware(&self) -> Firmware {
+        if self.secure_boot() {
+            Firmware {
+                code: crate::image::secure_boot::SECURE_BOOT_FIRMWARE_CODE,
+                variables: crate::image::secure_boot::SECURE_BOOT_FIRMWARE_VARIABLES,
+                package: "ovmf",
+            }
+        } else {
+            Firmware::for_arch(self.arch)
+        }
+    }
+
     /// The writable copy of the firmware's variable store a firmware boot
     /// uses, beside its disk; `run_vm` renews it before every boot.
     fn firmware_variables(disk: &Path) -> PathBuf {
@@ -330,9 +353,11 @@ impl VmConfig {
     }
 
     pub fn command(&self) -> Command {
-        let machine = match self.arch {
-            Arch::Amd64 => "q35",
-            Arch::Arm64 => "virt",
+        let machine = match (self.arch, self.secure_boot()) {
+            // SMM: only the firmware's SMM code writes its authenticated variables.
+            (Arch::Amd64, true) => "q35,smm=on",
+            (Arch::Amd64, false) => "q35",
+            (Arch::Arm64, _) => "virt",
         };
         let (accel, cpu) = match self.accel {
             Accel::Tcg => ("tcg", "max"),
@@ -370,8 +395,11 @@ impl VmConfig {
                     .args(["-append", &self.kernel_command_line()]);
             }
             BootSource::Firmware { disk } => {
-                let firmware = Firmware::for_arch(self.arch);
+                let firmware = self.firmware();
                 let variables = VmConfig::firmware_variables(disk);
+                if self.secure_boot() {
+                    command.args(["-global", "driver=cfi.pflash01,property=secure,value=on"]);
+                }
                 command
                     .arg("-drive")
                     .arg(drive_option(
@@ -530,7 +558,10 @@ fn prepare_firmware(config: &VmConfig) -> Result<()> {
     let BootSource::Firmware { disk } = &config.boot else {
         return Ok(());
     };
-    let firmware = Firmware::for_arch(config.arch);
+    if config.secure_boot() && config.arch != Arch::Amd64 {
+        bail!("Secure Boot VMs are amd64 only (OVMF's Secure Boot build)");
+    }
+    let firmware = config.firmware();
     for file in [firmware.code, firmware.variables] {
         if !Path::new(file).exists() {
             bail!(
@@ -540,10 +571,14 @@ fn prepare_firmware(config: &VmConfig) -> Result<()> {
         }
     }
     let variables = VmConfig::firmware_variables(disk);
-    std::fs::copy(firmware.variables, &variables).with_context(|| {
+    let pristine = match &config.secure_boot_variables {
+        Some(enrolled) => enrolled.as_path(),
+        None => Path::new(firmware.variables),
+    };
+    std::fs::copy(pristine, &variables).with_context(|| {
         format!(
             "copying the firmware variables {} to {}",
-            firmware.variables,
+            pristine.display(),
             variables.display()
         )
     })?;
@@ -781,6 +816,27 @@ mod tests {
             ..config
         };
         assert!(args_of(&pristine).contains(" -snapshot "));
+    }
+
+    #[test]
+    fn a_secure_boot_vm_runs_ovmfs_secure_boot_build_with_smm() {
+        let plain = VmConfig::firmware_boot(Arch::Amd64, "/out/disk.img".into());
+        let joined = args_of(&plain);
+        assert!(joined.contains("-machine q35 "), "{joined}");
+        assert!(joined.contains("file=/usr/share/OVMF/OVMF_CODE_4M.fd"));
+        assert!(!joined.contains("secure"));
+        let secure = VmConfig {
+            secure_boot_variables: Some("/out/enrolled.fd".into()),
+            ..plain
+        };
+        let joined = args_of(&secure);
+        assert!(joined.contains("-machine q35,smm=on "), "{joined}");
+        assert!(joined.contains("-global driver=cfi.pflash01,property=secure,value=on"));
+        assert!(joined.contains(
+            "-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
+        ));
+        // The enrolled store is copied to the usual writable place before each boot.
+        assert!(joined.contains("-drive if=pflash,format=raw,unit=1,file=/out/disk.img.efivars"));
     }
 
     #[test]

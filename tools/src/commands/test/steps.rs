@@ -200,6 +200,17 @@ pub(super) const STEPS: &[Step] = &[
         resources: &[Resource::KiosKernel],
     },
     Step {
+        name: "e2e_secure_boot",
+        description: "QEMU Secure Boot tests under OVMF's Secure Boot build (kiOS kernel, amd64): the A/B disk signed with the project key, enrolled in the firmware's variable store, boots with the kernel saying Secure Boot is on and the boot good; the same disk with one byte of its UKI's kernel changed, or with the unsigned UKI, is refused by the firmware before any kernel line",
+        action: Action::TestBinary {
+            test: "e2e_secure_boot",
+            args: &["--ignored", "--test-threads=1", "--nocapture"],
+        },
+        needs_qemu: true,
+        after: NODE_IMAGE_AND_KERNEL_SOURCE,
+        resources: &[Resource::KiosKernel],
+    },
+    Step {
         name: "e2e_persist",
         description: "QEMU persistence test: the disk image booted twice under UEFI firmware",
         action: Action::TestBinary {
