@@ -46,7 +46,7 @@ use kios_tools::image::slots::{
     Slot, SlotDisk, SlotDiskOptions,
 };
 use kios_tools::image::update_bundle::{
-    bundle_image, manifest_text, write_update_bundle, REPOSITORY,
+    bundle_image, manifest_text, write_update_bundle, BundleFiles, REPOSITORY,
 };
 use kios_tools::kernel::KernelChoice;
 use kios_tools::testing::standin_checks::{Check, CheckReport};
@@ -428,7 +428,7 @@ fn update_pod(name: &str, node: &str, image: &str, args: &[&str]) -> Value {
 
 /// Bundles of small stand-in files, each wrong in one way for a node
 /// running release 2 on amd64 (the update test's node after its update).
-fn bad_bundles() -> Vec<(&'static str, Vec<(&'static str, Vec<u8>)>)> {
+fn bad_bundles() -> Vec<(String, BundleFiles<'static>)> {
     let uki = vec![0x4d; 4096];
     let root = vec![0xe0; 65536];
     let hash = |bytes: &[u8]| {
@@ -459,12 +459,15 @@ fn bad_bundles() -> Vec<(&'static str, Vec<(&'static str, Vec<u8>)>)> {
             (ROOT_FILE, root.to_vec()),
         ]
     };
-    vec![
+    [
         ("wrong-arch", files(manifest("9", "arm64", hash(&uki)), &root)),
         ("truncated", files(manifest("9", "amd64", hash(&uki)), &root[..root.len() / 2])),
         ("hash-mismatch", files(manifest("9", "amd64", hash(b"another kernel")), &root)),
         ("older", files(manifest("1", "amd64", hash(&uki)), &root)),
     ]
+    .into_iter()
+    .map(|(case, files)| (format!("/bad/{case}"), files))
+    .collect()
 }
 
 /// What the host saw of the update, in the cluster.
@@ -491,14 +494,15 @@ fn an_update_pulled_as_an_image_moves_the_node_to_slot_b_and_bad_bundles_are_ref
     let kiosctl = workspace.build_musl_binary("kiosctl", ARCH)?;
 
     // Release 2 as a bundle, and the bad ones, in the loopback registry.
-    let bundle = write_update_bundle(&releases.good_2, &kiosctl, TRIES, &out)?;
-    let pushed = registry.push_archives(&[bundle.archive.clone()], REPOSITORY, BUNDLE_TAG)?;
+    let bundle = write_update_bundle(&releases.good_2, &kiosctl, TRIES, None, &out)?;
+    let pushed = registry.push_archives(
+        std::slice::from_ref(&bundle.archive),
+        REPOSITORY,
+        BUNDLE_TAG,
+    )?;
     let bad_archive = out.join("kios-update-bad.tar");
-    let bad: Vec<(String, Vec<(&str, Vec<u8>)>)> = bad_bundles()
-        .into_iter()
-        .map(|(case, files)| (format!("/bad/{case}"), files))
-        .collect();
-    let bad_dirs: Vec<(&str, Vec<(&str, Vec<u8>)>)> = bad
+    let bad = bad_bundles();
+    let bad_dirs: Vec<(&str, BundleFiles)> = bad
         .iter()
         .map(|(dir, files)| (dir.as_str(), files.clone()))
         .collect();

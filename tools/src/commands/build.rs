@@ -77,15 +77,15 @@ pub struct BuildArgs {
     /// /kios/config/, for the node to take into /etc on its first boot.
     #[arg(long, value_name = "DIR", requires = "disk")]
     esp_config: Option<PathBuf>,
-    /// With --slots: sign systemd-boot and the UKI on the disk for UEFI
-    /// Secure Boot with the project key, made once in the cache's
+    /// With --slots or --update: sign systemd-boot and the UKI on the
+    /// disk, and the update bundle's UKI, for UEFI Secure Boot with the project key, made once in the cache's
     /// secure-boot/key/ (docs/security.md#secure-boot); writes the
     /// certificate to enroll as DIR/secure-boot-db.cer (DER).
-    #[arg(long, requires = "slots", conflicts_with = "sign_key")]
+    #[arg(long, conflicts_with = "sign_key")]
     sign: bool,
-    /// With --slots: sign with this PEM private key (RSA-2048) instead,
+    /// With --slots or --update: sign with this PEM private key (RSA-2048) instead,
     /// whose certificate is --sign-cert.
-    #[arg(long, value_name = "KEY.pem", requires_all = ["slots", "sign_cert"])]
+    #[arg(long, value_name = "KEY.pem", requires = "sign_cert")]
     sign_key: Option<PathBuf>,
     /// The PEM X.509 certificate of --sign-key.
     #[arg(long, value_name = "CERT.pem", requires = "sign_key")]
@@ -274,6 +274,9 @@ pub fn run(args: &BuildArgs) -> Result<()> {
              the erofs root itself, which Debian's 6.1 kernel has only as modules"
         );
     }
+    if (args.sign || args.sign_key.is_some()) && !release_wanted {
+        bail!("--sign and --sign-key sign a release's boot files: give --slots or --update");
+    }
     // Before the build: a key that does not fit fails at once.
     let signing = match (&args.sign_key, &args.sign_cert) {
         (Some(key), Some(cert)) => Some(SigningKey::from_files(key, cert)?),
@@ -327,7 +330,8 @@ pub fn run(args: &BuildArgs) -> Result<()> {
     };
     if let (Some(dir), Some(release)) = (&args.update, &release) {
         let kiosctl = workspace.build_musl_binary("kiosctl", args.arch)?;
-        let bundle = write_update_bundle(release, &kiosctl, DEFAULT_TRIES, dir)?;
+        let bundle =
+            write_update_bundle(release, &kiosctl, DEFAULT_TRIES, signing.as_ref(), dir)?;
         eprintln!(
             "update bundle {}: {} bytes ({}), version {}",
             bundle.archive.display(),

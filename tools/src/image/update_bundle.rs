@@ -16,11 +16,16 @@ use serde::Serialize;
 use crate::components::oci::{Image, Layer};
 use crate::host::arch::Arch;
 use crate::host::fs::sha256_file;
+use crate::image::secure_boot::{read_signed, SigningKey};
 use crate::image::slots::Release;
+use sha2::{Digest, Sha256};
 
 /// The bundle image's repository: `kios.local/kios-update:<version>` in
 /// the archive; pushed to a registry under any name.
 pub const REPOSITORY: &str = "kios-update";
+
+/// A bundle's files in an image: name and contents.
+pub type BundleFiles<'a> = Vec<(&'a str, Vec<u8>)>;
 
 /// A written bundle.
 #[derive(Clone, Debug, Serialize)]
@@ -37,8 +42,9 @@ pub struct UpdateBundle {
     pub manifest: String,
 }
 
-/// The manifest of `release` with `tries` boot tries for its entry.
-pub fn manifest(release: &Release, tries: u32) -> Result<String> {
+/// The manifest of `release`, whose UKI is `uki` (signed or not), with
+/// `tries` boot tries for its entry.
+pub fn manifest(release: &Release, uki: &[u8], tries: u32) -> Result<String> {
     ensure!(
         (1..=9).contains(&tries),
         "an entry's boot tries must be 1 to 9, not {tries}"
@@ -47,13 +53,20 @@ pub fn manifest(release: &Release, tries: u32) -> Result<String> {
         (key::FORMAT, FORMAT.to_string()),
         (key::VERSION, release.version.clone()),
         (key::ARCH, release.arch.debian_name().to_string()),
-        (key::UKI_SIZE, release.uki_bytes.to_string()),
-        (key::UKI_SHA256, sha256_file(&release.uki)?),
+        (key::UKI_SIZE, uki.len().to_string()),
+        (key::UKI_SHA256, hex_sha256(uki)),
         (key::ROOT_SIZE, release.root_bytes.to_string()),
         (key::ROOT_SHA256, sha256_file(&release.root)?),
         (key::ROOT_PARTUUID, release.partition_uuid.to_string()),
         (key::BOOT_TRIES, tries.to_string()),
     ]))
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// `KEY=value` lines, in the order given.
@@ -71,7 +84,7 @@ pub fn bundle_image(
     name: &str,
     arch: Arch,
     kiosctl_binary: &Path,
-    bundles: &[(&str, Vec<(&str, Vec<u8>)>)],
+    bundles: &[(&str, BundleFiles)],
 ) -> Result<Image> {
     let mut layer = Layer::new();
     layer.file_from_host("/kiosctl", 0o755, kiosctl_binary)?;
@@ -90,14 +103,18 @@ pub fn bundle_image(
     })
 }
 
-/// Writes `release`'s bundle image to `dir/kios-update-<version>-<arch>.tar`.
+/// Writes `release`'s bundle image to `dir/kios-update-<version>-<arch>.tar`,
+/// its UKI signed with `signing` for a node under Secure Boot.
 pub fn write_update_bundle(
     release: &Release,
     kiosctl_binary: &Path,
     tries: u32,
+    signing: Option<&SigningKey>,
     dir: &Path,
 ) -> Result<UpdateBundle> {
-    let manifest = manifest(release, tries)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let uki = read_signed(&release.uki, signing, &dir.join(".signed-uki.efi"))?;
+    let manifest = manifest(release, &uki, tries)?;
     let read = |path: &Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
     let image_name = format!("kios.local/{REPOSITORY}:{}", release.version);
     let image = bundle_image(
@@ -108,12 +125,11 @@ pub fn write_update_bundle(
             IMAGE_DIR,
             vec![
                 (MANIFEST_FILE, manifest.clone().into_bytes()),
-                (UKI_FILE, read(&release.uki)?),
+                (UKI_FILE, uki),
                 (ROOT_FILE, read(&release.root)?),
             ],
         )],
     )?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let archive = dir.join(format!(
         "{REPOSITORY}-{}-{}.tar",
         release.version, release.arch
@@ -157,7 +173,7 @@ mod tests {
     #[test]
     fn the_manifest_names_the_release_and_hashes_both_files() {
         let dir = tempfile::tempdir().unwrap();
-        let text = manifest(&release(dir.path()), 3).unwrap();
+        let text = manifest(&release(dir.path()), b"uki", 3).unwrap();
         let hash = |file: &str| sha256_file(&dir.path().join(file)).unwrap();
         assert_eq!(
             text,
@@ -175,7 +191,7 @@ mod tests {
     fn an_entry_gets_one_to_nine_tries() {
         let dir = tempfile::tempdir().unwrap();
         for tries in [0, 10] {
-            assert!(manifest(&release(dir.path()), tries).is_err());
+            assert!(manifest(&release(dir.path()), b"uki", tries).is_err());
         }
     }
 }
