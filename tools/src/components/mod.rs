@@ -168,7 +168,10 @@ pub fn stage_components(components: &NodeComponents, dir: &Path) -> Result<Vec<S
 
 /// The node's own tools built from this workspace, by package, and where
 /// each goes in the image: the first-boot step (`tools/firstboot`).
-pub const WORKSPACE_BINARIES: &[(&str, &str)] = &[("kios-firstboot", kios_abi::image::FIRSTBOOT)];
+pub const WORKSPACE_BINARIES: &[(&str, &str)] = &[
+    ("kios-firstboot", kios_abi::image::FIRSTBOOT),
+    ("kios-update", kios_abi::update_bundle::UPDATER),
+];
 
 /// Builds [`WORKSPACE_BINARIES`] for `arch` and lays them out under `dir`
 /// (static executables: no libraries to follow).
