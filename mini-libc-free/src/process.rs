@@ -1,4 +1,4 @@
-//! argv and envp, fork, execve and exit.
+//! argv and envp, the standard streams, fork, execve and exit.
 
 use core::ffi::CStr;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
@@ -12,6 +12,25 @@ use crate::syscall::{check, syscall4};
 static ARGC: AtomicUsize = AtomicUsize::new(0);
 static ARGV: AtomicPtr<*mut u8> = AtomicPtr::new(core::ptr::null_mut());
 static ENVP: AtomicPtr<*mut u8> = AtomicPtr::new(core::ptr::null_mut());
+
+/// A standard stream's descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stdio {
+    In = 0,
+    Out = 1,
+    Err = 2,
+}
+
+/// A descriptor of its own (close-on-exec, above 2) for a standard
+/// stream: what a binary that was handed a socket or a pipe as stdin or
+/// stdout reads and writes through. EBADF when the stream was not open.
+pub fn dup_stdio(stream: Stdio) -> Result<rustix::fd::OwnedFd, Errno> {
+    // SAFETY: the borrow lasts for this one fcntl and nothing here closes
+    // the descriptor meanwhile; one that is not open makes the kernel
+    // answer EBADF, which is returned.
+    let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(stream as i32) };
+    rustix::io::fcntl_dupfd_cloexec(fd, 3)
+}
 
 /// The most argv (or envp) entries `execve` passes on.
 pub const MAX_EXEC_ARGS: usize = 64;

@@ -23,12 +23,14 @@ use kios_tools::vm::qemu::{run_vm, LineVerdict, RunOptions};
 use kios_tools::vm::timeline::Timeline;
 
 /// The node's own long-running processes; pods add shims, pause and their containers.
-const HOST_BINARIES: [&str; 8] = [
+const HOST_BINARIES: [&str; 9] = [
     "containerd",
     "containerd-shim-runc-v2",
     "init",
     // Runs once per boot before containerd (tools/firstboot).
     "kios-firstboot",
+    // Runs only when an update pod hands the init a bundle (tools/update).
+    "kios-update",
     "kubelet",
     "mount",
     "runc",

@@ -164,25 +164,9 @@ fn write_all(fd: impl AsFd, mut bytes: &[u8]) -> Result<(), Errno> {
     Ok(())
 }
 
-/// fd 1 as a descriptor of its own: borrowing fd 1 would take `unsafe` in
-/// a no_std binary (rustix's `stdout()`), and mini-libc-free is the only
-/// crate that has any. `pidfd_getfd` on the process itself (Linux 5.6),
-/// else the pipe or terminal reopened through /proc.
+/// fd 1 as a descriptor of its own: the container's log.
 fn stdout() -> Option<OwnedFd> {
-    let duplicated = rustix::process::pidfd_open(
-        rustix::process::getpid(),
-        rustix::process::PidfdFlags::empty(),
-    )
-    .and_then(|me| rustix::process::pidfd_getfd(&me, 1, rustix::process::PidfdGetfdFlags::empty()));
-    duplicated
-        .or_else(|_| {
-            rustix::fs::open(
-                c"/proc/self/fd/1",
-                OFlags::WRONLY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-        })
-        .ok()
+    process::dup_stdio(process::Stdio::Out).ok()
 }
 
 /// `update [--force] [DIR]`: the exit code.

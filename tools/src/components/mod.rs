@@ -167,7 +167,8 @@ pub fn stage_components(components: &NodeComponents, dir: &Path) -> Result<Vec<S
 }
 
 /// The node's own tools built from this workspace, by package, and where
-/// each goes in the image: the first-boot step (`tools/firstboot`).
+/// each goes in the image: the first-boot step (`tools/firstboot`) and
+/// the updater (`tools/update`).
 pub const WORKSPACE_BINARIES: &[(&str, &str)] = &[
     ("kios-firstboot", kios_abi::image::FIRSTBOOT),
     ("kios-update", kios_abi::update_bundle::UPDATER),

@@ -33,7 +33,6 @@ mod node {
     use rustix::net::{
         RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendFlags,
     };
-    use rustix::process::{PidfdFlags, PidfdGetfdFlags};
 
     /// How long the client has to send the bundle after READY.
     const RECEIVE_TIMEOUT: Duration = Duration::from_secs(RECEIVE_TIMEOUT_S);
@@ -80,13 +79,9 @@ mod node {
         process::exit(update(&mut node, &args[..count], &mut buffer))
     }
 
-    /// fd 0, the client's connection, as a descriptor of its own: a
-    /// borrow of fd 0 would take `unsafe` in a no_std binary (rustix's
-    /// `stdin()`), and mini-libc-free is the only crate that has any.
-    /// `pidfd_getfd` on the process itself needs no privilege (Linux 5.6).
+    /// fd 0, the client's connection, as a descriptor of its own.
     fn client() -> Result<OwnedFd, rustix::io::Errno> {
-        let me = rustix::process::pidfd_open(rustix::process::getpid(), PidfdFlags::empty())?;
-        rustix::process::pidfd_getfd(&me, 0, PidfdGetfdFlags::empty())
+        process::dup_stdio(process::Stdio::In)
     }
 
     struct Syscalls {
