@@ -14,7 +14,12 @@ use super::PHASES;
 use crate::components::node::NodeComponents;
 use crate::host::workspace::Workspace;
 use crate::image::initramfs::Compression;
-use crate::image::node_image::{build_node_image, vm_config, ImageOptions, InitChoice, NodeImage};
+use crate::image::node_image::{
+    build_node_image, vm_config, ImageOptions, InitChoice, NODE_MEMORY_MIB,
+};
+use crate::image::slots::{
+    build_release, build_slot_disk, release_files, ReleaseOptions, SlotDiskOptions,
+};
 use crate::testing::probe_pod::probe_pod_file;
 use crate::vm::qemu::{run_vm, Accel, ConsoleVerbosity, LineVerdict, RunOptions, VmConfig, VmRun};
 use crate::vm::timeline::{Phase, Timeline};
@@ -84,6 +89,31 @@ pub fn check_run(scenario: Scenario, run: &VmRun) -> Result<BTreeMap<String, u64
         .collect())
 }
 
+/// Where the kiOS scenario's root comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchRoot {
+    /// The initramfs (or the erofs image inside it): the netboot and
+    /// `-kernel` boot.
+    #[default]
+    Ram,
+    /// A slot of the A/B disk: the release's kernel with its UKI's command
+    /// line, the erofs root verified by dm-verity from slot A, the data
+    /// partition beside it (docs/updates.md), without the firmware.
+    Verity,
+}
+
+impl BenchRoot {
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchRoot::Ram => "ram",
+            BenchRoot::Verity => "verity",
+        }
+    }
+}
+
+/// The release version the verified-root scenario builds.
+const BENCH_RELEASE: &str = "bench";
+
 /// How every scenario is booted.
 pub struct Boots {
     pub runs: u16,
@@ -93,6 +123,8 @@ pub struct Boots {
     pub console: ConsoleVerbosity,
     /// How both scenarios' initramfs is stored.
     pub compression: Compression,
+    /// Where the kiOS scenario's root comes from.
+    pub root: BenchRoot,
 }
 
 /// Builds one scenario's image (probe pod on) and boots it `boots.runs`
@@ -111,23 +143,62 @@ pub fn bench_scenario(
         Scenario::Kios => InitChoice::Kios,
         Scenario::Baseline => baseline_init(components)?,
     };
+    let verity = boots.root == BenchRoot::Verity && scenario == Scenario::Kios;
+    let mut extra_files = vec![probe_pod_file()];
+    if verity {
+        extra_files.extend(release_files(BENCH_RELEASE)?);
+    }
     let image = build_node_image(
         workspace,
         components,
         &ImageOptions {
             init,
-            extra_files: vec![probe_pod_file()],
+            extra_files,
             compression: boots.compression,
-            root_image: false,
+            root_image: verity,
         },
         &out,
     )?;
-    let image_bytes = std::fs::metadata(&image.initrd)
-        .with_context(|| format!("reading {}", image.initrd.display()))?
-        .len();
+    let (config, image_bytes) = if verity {
+        let release = build_release(
+            &components.bom,
+            &image,
+            &ReleaseOptions {
+                version: BENCH_RELEASE.to_string(),
+                console: boots.console,
+                extra_kernel_arguments: String::new(),
+            },
+            &out,
+        )?;
+        let disk = build_slot_disk(
+            &components.bom,
+            &release,
+            None,
+            &SlotDiskOptions::default(),
+            &out,
+        )?;
+        let config = VmConfig {
+            memory_mib: NODE_MEMORY_MIB,
+            // The guest's writes (the data partition) go to a scratch
+            // overlay: every run boots the same fresh disk.
+            snapshot: true,
+            ..VmConfig::slot_boot(arch, image.kernel.clone(), release.cmdline, disk.path)
+        };
+        (config, release.root_bytes)
+    } else {
+        let bytes = std::fs::metadata(&image.initrd)
+            .with_context(|| format!("reading {}", image.initrd.display()))?
+            .len();
+        (vm_config(&image, true), bytes)
+    };
+    let config = VmConfig {
+        accel: boots.accel,
+        console: boots.console,
+        ..config
+    };
     let mut runs = Vec::new();
     for index in 1..=boots.runs {
-        let phases = boot_once(&image, scenario, boots)
+        let phases = boot_once(&config, scenario, boots)
             .with_context(|| format!("{arch} {} run {index}", scenario.label()))?;
         eprintln!(
             "{arch} {} run {index}/{}: first_pod_running {:.3} s",
@@ -149,19 +220,14 @@ pub fn bench_scenario(
 }
 
 fn boot_once(
-    image: &NodeImage,
+    config: &VmConfig,
     scenario: Scenario,
     boots: &Boots,
 ) -> Result<BTreeMap<String, u64>> {
-    let config = VmConfig {
-        accel: boots.accel,
-        console: boots.console,
-        ..vm_config(image, true)
-    };
     let options = RunOptions {
         timeout: boots.timeout,
         echo: false,
     };
-    let run = run_vm(&config, options, |_| LineVerdict::Continue)?;
+    let run = run_vm(config, options, |_| LineVerdict::Continue)?;
     check_run(scenario, &run)
 }

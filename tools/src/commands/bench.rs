@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::bench::compare::DEFAULT_REGRESSION_FLOOR_US;
-use crate::bench::run::{bench_scenario, Boots};
+use crate::bench::run::{bench_scenario, BenchRoot, Boots};
 use crate::bench::{
     compare, latest_result, load_record, record, record_paths, results_dir, write_chart,
     ArchEnvironment, ArchResult, BenchReport, ComparisonReport, Delta, GitRevision, RecordTime,
@@ -29,7 +29,7 @@ use crate::kernel::KernelChoice;
 use crate::vm::qemu::{Accel, ConsoleVerbosity, KVM_CLOCK};
 
 /// The options `--against` leaves no use for: nothing is booted.
-const BOOT_OPTIONS: [&str; 8] = [
+const BOOT_OPTIONS: [&str; 9] = [
     "arch",
     "runs",
     "no_baseline",
@@ -38,6 +38,7 @@ const BOOT_OPTIONS: [&str; 8] = [
     "accel",
     "console",
     "compression",
+    "root",
 ];
 
 #[derive(Debug, clap::Args)]
@@ -83,6 +84,13 @@ pub struct BenchArgs {
     /// and compared apart.
     #[arg(long, value_enum, default_value_t = Compression::default())]
     compression: Compression,
+    /// Where the kiOS scenario's root comes from: ram (the initramfs) or
+    /// verity (an A/B release: its kernel and UKI command line, the erofs
+    /// root verified by dm-verity from slot A of a disk, the data partition
+    /// beside it; no firmware). verity needs the kiOS kernel and
+    /// --no-baseline, and is recorded and compared apart.
+    #[arg(long, value_enum, default_value_t = BenchRoot::default())]
+    root: BenchRoot,
     /// Compare the run with this recorded run (a JSON file of
     /// benches/results/, any schema) instead of the newest earlier record of
     /// the same kernel and accel.
@@ -194,6 +202,12 @@ fn bench(args: &BenchArgs, chosen: Option<(PathBuf, BenchReport)>) -> Result<()>
              loop device for an image file, and the kiOS kernel has none; add --no-baseline"
         );
     }
+    if args.root == BenchRoot::Verity && (!args.no_baseline || args.kernel != KernelChoice::Kios)
+    {
+        bail!(
+            "--root verity boots a slot release: the kiOS kernel sets up dm-verity itself,              and the shell baseline has no such root; add --kernel kios --no-baseline"
+        );
+    }
     let workspace = Workspace::locate()?;
     let results = results_dir(&workspace.root);
     // KVM timings follow the host's speed, and a console showing everything
@@ -207,6 +221,9 @@ fn bench(args: &BenchArgs, chosen: Option<(PathBuf, BenchReport)>) -> Result<()>
     }
     if args.compression != Compression::default() {
         record_key.push_str(&format!("-{}", args.compression.name()));
+    }
+    if args.root != BenchRoot::default() {
+        record_key.push_str(&format!("-{}-root", args.root.name()));
     }
     let previous = match chosen {
         Some(chosen) => Some(chosen),
@@ -234,6 +251,7 @@ fn bench(args: &BenchArgs, chosen: Option<(PathBuf, BenchReport)>) -> Result<()>
         accel: args.accel,
         console: args.console,
         compression: args.compression,
+        root: args.root,
     };
     let mut arches = Vec::new();
     let mut environment = BTreeMap::new();

@@ -36,6 +36,16 @@ pub enum BootSource {
     /// from its EFI system partition, whose unified kernel image carries
     /// the kernel, the initramfs and the command line.
     Firmware { disk: PathBuf },
+    /// QEMU loads a slot release's kernel with the command line of its
+    /// UKI (no initramfs) and attaches the A/B disk as the first drive:
+    /// the kernel verifies and mounts slot A's root as a firmware boot
+    /// does, without the firmware's time (the bench's verified-root
+    /// timeline under `-icount`).
+    Slot {
+        kernel: PathBuf,
+        cmdline: String,
+        disk: PathBuf,
+    },
 }
 
 /// How QEMU runs the guest's CPU.
@@ -284,6 +294,19 @@ impl VmConfig {
         VmConfig::booting(arch, BootSource::Firmware { disk })
     }
 
+    /// A VM that boots a slot release's `kernel` with its `cmdline`, the
+    /// A/B disk `disk` attached ([`BootSource::Slot`]).
+    pub fn slot_boot(arch: Arch, kernel: PathBuf, cmdline: String, disk: PathBuf) -> VmConfig {
+        VmConfig::booting(
+            arch,
+            BootSource::Slot {
+                kernel,
+                cmdline,
+                disk,
+            },
+        )
+    }
+
     fn booting(arch: Arch, boot: BootSource) -> VmConfig {
         VmConfig {
             arch,
@@ -413,6 +436,23 @@ impl VmConfig {
                     // bootindex: the firmware tries the disk first, not a network boot.
                     .args(["-device", "virtio-blk-pci,drive=boot-disk,bootindex=0"]);
             }
+            BootSource::Slot {
+                kernel,
+                cmdline,
+                disk,
+            } => {
+                let cmdline = match self.extra_kernel_arguments.trim() {
+                    "" => cmdline.clone(),
+                    extra => format!("{cmdline} {extra}"),
+                };
+                command
+                    .arg("-kernel")
+                    .arg(kernel)
+                    .args(["-append", &cmdline])
+                    .arg("-drive")
+                    .arg(drive_option("if=none,format=raw,id=boot-disk", disk))
+                    .args(["-device", "virtio-blk-pci,drive=boot-disk"]);
+            }
         }
         for (index, disk) in self.extra_disks.iter().enumerate() {
             command
@@ -471,8 +511,7 @@ impl VmConfig {
     /// of guest time, an unmount 48 s). With disks the idle guest sleeps
     /// in real time instead (`sleep=on`), so a read costs what it costs.
     pub fn icount_mode(&self) -> &'static str {
-        let has_disk =
-            matches!(self.boot, BootSource::Firmware { .. }) || !self.extra_disks.is_empty();
+        let has_disk = !matches!(self.boot, BootSource::Kernel { .. }) || !self.extra_disks.is_empty();
         if has_disk {
             "shift=0,sleep=on"
         } else {
