@@ -4,7 +4,12 @@
 //! (or a test) runs it in a pod that mounts the init's system socket,
 //! `/run/system.sock`; the init obeys root only. `boot-good` is what the
 //! `kios-boot-check` static pod runs: the boot is good, the init gives the
-//! booted slot's entry its tries back.
+//! booted slot's entry its tries back. It then stays connected until the
+//! node shuts down (answering the shutdown event) or it is signalled: a
+//! container that exited 0 is remembered as done on the data partition
+//! (containerd keeps its status there) and would not run at the next boot,
+//! which must report again; one that was running at shutdown is started
+//! again (`restartPolicy: Always`).
 //!
 //! For `shutdown` it also answers the init's shutdown event (0x01) with
 //! "continue" (0x02): it has nothing to finish, and staying silent would
@@ -73,8 +78,11 @@ fn main() -> ! {
         }
     };
     match send(command) {
-        Ok(()) => {
+        Ok(socket) => {
             mini_libc_free::kmsg!(Level::Notice, "{}: sent to {}", verb, SYSTEM_SOCKET);
+            if command == Command::BootGood {
+                stay_until_shutdown(&socket);
+            }
             process::exit(0)
         }
         Err(errno) => {
@@ -90,7 +98,7 @@ fn main() -> ! {
     }
 }
 
-fn send(command: Command) -> Result<(), Errno> {
+fn send(command: Command) -> Result<OwnedFd, Errno> {
     let socket = connect()?;
     rustix::io::write(&socket, &[command.byte()])?;
     if command == Command::Shutdown {
@@ -101,7 +109,18 @@ fn send(command: Command) -> Result<(), Errno> {
             rustix::io::write(&socket, &[Command::ContinueShutdown.byte()])?;
         }
     }
-    Ok(())
+    Ok(socket)
+}
+
+/// Reads the connection until the init closes it, answering its shutdown
+/// event at once: this client has nothing to finish.
+fn stay_until_shutdown(socket: &OwnedFd) {
+    let mut event = [0u8; 1];
+    while let Ok(1) = rustix::io::read(socket, &mut event) {
+        if event[0] == EVENT_SHUTDOWN {
+            let _ = rustix::io::write(socket, &[Command::ContinueShutdown.byte()]);
+        }
+    }
 }
 
 fn connect() -> Result<OwnedFd, Errno> {
