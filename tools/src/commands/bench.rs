@@ -17,7 +17,7 @@ use crate::bench::run::{bench_scenario, BenchRoot, Boots};
 use crate::bench::{
     compare, latest_result, load_record, record, record_paths, results_dir, write_chart,
     ArchEnvironment, ArchResult, BenchReport, ComparisonReport, Delta, GitRevision, RecordTime,
-    RecordedRun, RegressionGate, Scenario, CLOCK, SCHEMA_VERSION,
+    RecordedRun, RegressionGate, Scenario, CLOCK, DISK_CLOCK, SCHEMA_VERSION,
 };
 use crate::cli::ArchSelection;
 use crate::components::node::NodeComponents;
@@ -212,9 +212,11 @@ fn bench(args: &BenchArgs, chosen: Option<(PathBuf, BenchReport)>) -> Result<()>
     let results = results_dir(&workspace.root);
     // KVM timings follow the host's speed, and a console showing everything
     // costs boot time: each is recorded and compared apart.
-    let (clock, mut record_key) = match args.accel {
-        Accel::Tcg => (CLOCK, args.kernel.name().to_string()),
-        Accel::Kvm => (KVM_CLOCK, format!("{}-kvm", args.kernel.name())),
+    let (clock, mut record_key) = match (args.accel, args.root) {
+        (Accel::Tcg, BenchRoot::Ram) => (CLOCK, args.kernel.name().to_string()),
+        // A disk makes the idle guest sleep in real time (`VmConfig::icount_mode`).
+        (Accel::Tcg, BenchRoot::Verity) => (DISK_CLOCK, args.kernel.name().to_string()),
+        (Accel::Kvm, _) => (KVM_CLOCK, format!("{}-kvm", args.kernel.name())),
     };
     if args.console == ConsoleVerbosity::All {
         record_key.push_str("-console-all");
