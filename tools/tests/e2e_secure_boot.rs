@@ -27,11 +27,10 @@ use kios_tools::components::OciRuntime;
 use kios_tools::host::arch::Arch;
 use kios_tools::host::workspace::Workspace;
 use kios_tools::image::disk::ESP_NAME;
-use kios_tools::image::node_image::{build_node_image, ImageOptions};
 use kios_tools::image::secure_boot::{enrolled_variables, project_key, SigningKey};
 use kios_tools::image::slots::{
-    build_release, build_slot_disk, release_files, slot_disk_vm_config, Release, ReleaseOptions,
-    SlotDisk, SlotDiskOptions,
+    build_node_release, build_slot_disk, slot_disk_vm_config, Release, ReleaseOptions, SlotDisk,
+    SlotDiskOptions,
 };
 use kios_tools::kernel::KernelChoice;
 use kios_tools::testing::standin_checks::{Check, CheckReport};
@@ -79,19 +78,10 @@ fn build_signed() -> Result<Signed> {
         .join(format!("secure-boot-test-{ARCH}"));
     let components =
         NodeComponents::resolve(&workspace, ARCH, OciRuntime::Runc, KernelChoice::Kios)?;
-    let image = build_node_image(
+    let (_, release) = build_node_release(
         &workspace,
         &components,
-        &ImageOptions {
-            extra_files: release_files("1")?,
-            root_image: true,
-            ..ImageOptions::default()
-        },
-        &out.join("image-1"),
-    )?;
-    let release = build_release(
-        &components.bom,
-        &image,
+        Vec::new(),
         &ReleaseOptions {
             version: "1".into(),
             console: ConsoleVerbosity::Quiet,

@@ -40,10 +40,9 @@ use kios_tools::host::arch::Arch;
 use kios_tools::host::fs::sha256_file;
 use kios_tools::host::workspace::Workspace;
 use kios_tools::image::disk::ESP_NAME;
-use kios_tools::image::node_image::{build_node_image, ImageOptions};
 use kios_tools::image::slots::{
-    build_release, build_slot_disk, release_files, slot_disk_vm_config, Release, ReleaseOptions,
-    Slot, SlotDisk, SlotDiskOptions,
+    build_node_release, build_slot_disk, slot_disk_vm_config, Release, ReleaseOptions, Slot,
+    SlotDisk, SlotDiskOptions,
 };
 use kios_tools::image::update_bundle::{
     bundle_image, manifest_text, write_update_bundle, BundleFiles, REPOSITORY,
@@ -94,30 +93,13 @@ fn build_releases() -> Result<Releases> {
     let components =
         NodeComponents::resolve(&workspace, ARCH, OciRuntime::Runc, KernelChoice::Kios)?;
     let release = |version: &str, files: Vec<(String, Vec<u8>)>, extra: &str| {
-        let mut extra_files = release_files(version)?;
-        extra_files.extend(files);
-        let image = build_node_image(
-            &workspace,
-            &components,
-            &ImageOptions {
-                extra_files,
-                root_image: true,
-                ..ImageOptions::default()
-            },
-            &out.join(format!("image-{version}")),
-        )
-        .with_context(|| format!("building release {version}'s node image"))?;
-        build_release(
-            &components.bom,
-            &image,
-            &ReleaseOptions {
-                version: version.to_string(),
-                console: ConsoleVerbosity::Quiet,
-                extra_kernel_arguments: extra.to_string(),
-            },
-            &out,
-        )
-        .with_context(|| format!("building release {version}"))
+        let options = ReleaseOptions {
+            version: version.to_string(),
+            console: ConsoleVerbosity::Quiet,
+            extra_kernel_arguments: extra.to_string(),
+        };
+        build_node_release(&workspace, &components, files, &options, &out)
+            .map(|(_, release)| release)
     };
     let good_1 = release("1", Vec::new(), "")?;
     let good_2 = release("2", Vec::new(), "")?;
@@ -447,7 +429,10 @@ fn bad_bundles() -> Vec<(String, BundleFiles<'static>)> {
             (key::UKI_SHA256, uki_hash),
             (key::ROOT_SIZE, root.len().to_string()),
             (key::ROOT_SHA256, hash(&root)),
-            (key::ROOT_PARTUUID, "0badc0de-0000-4000-8000-000000000000".to_string()),
+            (
+                key::ROOT_PARTUUID,
+                "0badc0de-0000-4000-8000-000000000000".to_string(),
+            ),
             (key::BOOT_TRIES, "3".to_string()),
         ])
         .into_bytes()
@@ -460,9 +445,18 @@ fn bad_bundles() -> Vec<(String, BundleFiles<'static>)> {
         ]
     };
     [
-        ("wrong-arch", files(manifest("9", "arm64", hash(&uki)), &root)),
-        ("truncated", files(manifest("9", "amd64", hash(&uki)), &root[..root.len() / 2])),
-        ("hash-mismatch", files(manifest("9", "amd64", hash(b"another kernel")), &root)),
+        (
+            "wrong-arch",
+            files(manifest("9", "arm64", hash(&uki)), &root),
+        ),
+        (
+            "truncated",
+            files(manifest("9", "amd64", hash(&uki)), &root[..root.len() / 2]),
+        ),
+        (
+            "hash-mismatch",
+            files(manifest("9", "amd64", hash(b"another kernel")), &root),
+        ),
         ("older", files(manifest("1", "amd64", hash(&uki)), &root)),
     ]
     .into_iter()
@@ -483,8 +477,8 @@ struct UpdateSeen {
 
 #[test]
 #[ignore = "builds releases, runs a control plane and a registry, and boots an A/B disk under OVMF: run by cargo kios test"]
-fn an_update_pulled_as_an_image_moves_the_node_to_slot_b_and_bad_bundles_are_refused(
-) -> Result<()> {
+fn an_update_pulled_as_an_image_moves_the_node_to_slot_b_and_bad_bundles_are_refused() -> Result<()>
+{
     let releases = releases();
     let workspace = Workspace::locate()?;
     let bom = Bom::of(&workspace)?;
@@ -526,9 +520,15 @@ fn an_update_pulled_as_an_image_moves_the_node_to_slot_b_and_bad_bundles_are_ref
                 .node_kubeconfig(GUEST_SERVER, NODE)?
                 .into_bytes(),
         ),
-        ("kubernetes/node-ip".to_string(), format!("{NODE_IP}\n").into_bytes()),
         (
-            format!("containerd/certs.d/{}_{}_/hosts.toml", GUEST_ADDRESS, REGISTRY_GUEST_PORT),
+            "kubernetes/node-ip".to_string(),
+            format!("{NODE_IP}\n").into_bytes(),
+        ),
+        (
+            format!(
+                "containerd/certs.d/{}_{}_/hosts.toml",
+                GUEST_ADDRESS, REGISTRY_GUEST_PORT
+            ),
             containerd_hosts_toml(GUEST_REGISTRY).into_bytes(),
         ),
     ];
@@ -708,13 +708,18 @@ fn update_from_the_cluster(
     for (case, needle) in BAD_BUNDLES {
         let name = format!("update-{case}");
         let from = console.lock().unwrap().len();
-        api.create(&name, &update_pod(&name, NODE, bad, &["update", &format!("/bad/{case}")]))?;
-        let phase = api
-            .wait_for(&format!("pod {name} has ended"), POD_TIMEOUT, || {
-                let pod = api.pod("kube-system", &name)?;
-                let phase = pod["status"]["phase"].as_str().unwrap_or_default().to_string();
-                Ok(matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase))
-            })?;
+        api.create(
+            &name,
+            &update_pod(&name, NODE, bad, &["update", &format!("/bad/{case}")]),
+        )?;
+        let phase = api.wait_for(&format!("pod {name} has ended"), POD_TIMEOUT, || {
+            let pod = api.pod("kube-system", &name)?;
+            let phase = pod["status"]["phase"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            Ok(matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase))
+        })?;
         let line = console.lock().unwrap()[from..]
             .iter()
             .find(|line| line.contains(REFUSED) && line.contains(needle))
@@ -763,8 +768,9 @@ fn read_slots(disk: &Path) -> Result<SlotsOnDisk> {
         file.read_exact_at(&mut bytes, esp.first_lba * sector)?;
         bytes
     };
-    let filesystem = fatfs::FileSystem::new(std::io::Cursor::new(esp_bytes), fatfs::FsOptions::new())
-        .context("reading the ESP")?;
+    let filesystem =
+        fatfs::FileSystem::new(std::io::Cursor::new(esp_bytes), fatfs::FsOptions::new())
+            .context("reading the ESP")?;
     let mut entries: Vec<String> = filesystem
         .root_dir()
         .open_dir(ENTRIES_DIR)?

@@ -5,9 +5,9 @@
 mod boot;
 mod boot_slot;
 mod event_loop;
-mod update;
 #[cfg(test)]
 pub(crate) mod testing;
+mod update;
 
 pub use boot::BootError;
 

@@ -46,7 +46,12 @@ impl<S: Sys> Init<S> {
             Ok(ready) => ready,
             Err(why) => {
                 self.sys.drop_client(client);
-                return log!(&mut self.sys, Level::Warning, "update refused: {}; client dropped", why);
+                return log!(
+                    &mut self.sys,
+                    Level::Warning,
+                    "update refused: {}; client dropped",
+                    why
+                );
             }
         };
         match self.sys.hand_over(client, UPDATER_NAME, &argv) {
@@ -79,7 +84,10 @@ impl<S: Sys> Init<S> {
     /// node running as it is (the updater said why, to the client and kmsg).
     pub(super) fn update_exited(&mut self, status: ExitStatus) {
         self.update = None;
-        let slot = self.boot_slot.as_ref().map_or("?", |state| state.slot.letter());
+        let slot = self
+            .boot_slot
+            .as_ref()
+            .map_or("?", |state| state.slot.letter());
         if status == ExitStatus::Exited(0) {
             log!(
                 &mut self.sys,

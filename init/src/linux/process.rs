@@ -109,7 +109,12 @@ impl Linux {
         }
         let path = *args.first().ok_or(Errno::INVAL)?;
         let stdin = stdin.or_else(|| {
-            rustix::fs::open(c"/dev/null", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()
+            rustix::fs::open(
+                c"/dev/null",
+                OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .ok()
         });
         let output = self.output_pipe(name).or_else(|| {
             mini_libc_free::kmsg!(

@@ -17,9 +17,7 @@ use crate::image::initramfs::Compression;
 use crate::image::node_image::{
     build_node_image, vm_config, ImageOptions, InitChoice, NODE_MEMORY_MIB,
 };
-use crate::image::slots::{
-    build_release, build_slot_disk, release_files, ReleaseOptions, SlotDiskOptions,
-};
+use crate::image::slots::{build_node_release, build_slot_disk, ReleaseOptions, SlotDiskOptions};
 use crate::testing::probe_pod::probe_pod_file;
 use crate::vm::qemu::{run_vm, Accel, ConsoleVerbosity, LineVerdict, RunOptions, VmConfig, VmRun};
 use crate::vm::timeline::{Phase, Timeline};
@@ -144,25 +142,12 @@ pub fn bench_scenario(
         Scenario::Baseline => baseline_init(components)?,
     };
     let verity = boots.root == BenchRoot::Verity && scenario == Scenario::Kios;
-    let mut extra_files = vec![probe_pod_file()];
-    if verity {
-        extra_files.extend(release_files(BENCH_RELEASE)?);
-    }
-    let image = build_node_image(
-        workspace,
-        components,
-        &ImageOptions {
-            init,
+    let extra_files = vec![probe_pod_file()];
+    let (image, config, image_bytes) = if verity {
+        let (image, release) = build_node_release(
+            workspace,
+            components,
             extra_files,
-            compression: boots.compression,
-            root_image: verity,
-        },
-        &out,
-    )?;
-    let (config, image_bytes) = if verity {
-        let release = build_release(
-            &components.bom,
-            &image,
             &ReleaseOptions {
                 version: BENCH_RELEASE.to_string(),
                 console: boots.console,
@@ -184,12 +169,24 @@ pub fn bench_scenario(
             snapshot: true,
             ..VmConfig::slot_boot(arch, image.kernel.clone(), release.cmdline, disk.path)
         };
-        (config, release.root_bytes)
+        (image, config, release.root_bytes)
     } else {
+        let image = build_node_image(
+            workspace,
+            components,
+            &ImageOptions {
+                init,
+                extra_files,
+                compression: boots.compression,
+                root_image: false,
+            },
+            &out,
+        )?;
         let bytes = std::fs::metadata(&image.initrd)
             .with_context(|| format!("reading {}", image.initrd.display()))?
             .len();
-        (vm_config(&image, true), bytes)
+        let config = vm_config(&image, true);
+        (image, config, bytes)
     };
     let config = VmConfig {
         accel: boots.accel,

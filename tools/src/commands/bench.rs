@@ -202,8 +202,7 @@ fn bench(args: &BenchArgs, chosen: Option<(PathBuf, BenchReport)>) -> Result<()>
              loop device for an image file, and the kiOS kernel has none; add --no-baseline"
         );
     }
-    if args.root == BenchRoot::Verity && (!args.no_baseline || args.kernel != KernelChoice::Kios)
-    {
+    if args.root == BenchRoot::Verity && (!args.no_baseline || args.kernel != KernelChoice::Kios) {
         bail!(
             "--root verity boots a slot release: the kiOS kernel sets up dm-verity itself,              and the shell baseline has no such root; add --kernel kios --no-baseline"
         );

@@ -330,8 +330,7 @@ pub fn run(args: &BuildArgs) -> Result<()> {
     };
     if let (Some(dir), Some(release)) = (&args.update, &release) {
         let kiosctl = workspace.build_musl_binary("kiosctl", args.arch)?;
-        let bundle =
-            write_update_bundle(release, &kiosctl, DEFAULT_TRIES, signing.as_ref(), dir)?;
+        let bundle = write_update_bundle(release, &kiosctl, DEFAULT_TRIES, signing.as_ref(), dir)?;
         eprintln!(
             "update bundle {}: {} bytes ({}), version {}",
             bundle.archive.display(),

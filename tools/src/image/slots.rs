@@ -26,18 +26,20 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::components::bom::{fetch_component, Bom};
+use crate::components::node::NodeComponents;
 use crate::host::arch::Arch;
 use crate::host::command::output_of;
 use crate::host::fs::sha256_file;
 use crate::host::packages::{ensure_installed, DISK_IMAGE_PACKAGES};
 use crate::host::progress::with_step;
+use crate::host::workspace::Workspace;
 use crate::image::disk::{
     data_partition_spec, derived_uuid, esp_partition, finish_disk, make_data_filesystem, make_esp,
     node_firmware_vm, parse_guid, read, volume_id, write_gpt_disk, PartitionContents,
     PartitionSpec, PlacedPartition, ALIGNMENT, DEFAULT_DATA_BYTES, DISK_FILE, MIN_ESP_BYTES,
     STUB_COMPONENT,
 };
-use crate::image::node_image::NodeImage;
+use crate::image::node_image::{build_node_image, ImageOptions, NodeImage};
 use crate::image::secure_boot::{read_signed, SigningKey};
 use crate::image::uki::{
     boot_manager_path_in_package, build_uki, default_boot_path, release_os_release,
@@ -233,6 +235,34 @@ pub fn build_release(
         partition_uuid,
         cmdline,
     })
+}
+
+/// A release of the node from `components`: the node image with the
+/// release's files ([`release_files`]) and `extra_files`, its root as an
+/// erofs image, in `out/image-<version>`, then [`build_release`] into `out`.
+pub fn build_node_release(
+    workspace: &Workspace,
+    components: &NodeComponents,
+    extra_files: Vec<(String, Vec<u8>)>,
+    options: &ReleaseOptions,
+    out: &Path,
+) -> Result<(NodeImage, Release)> {
+    let mut files = release_files(&options.version)?;
+    files.extend(extra_files);
+    let image = build_node_image(
+        workspace,
+        components,
+        &ImageOptions {
+            extra_files: files,
+            root_image: true,
+            ..ImageOptions::default()
+        },
+        &out.join(format!("image-{}", options.version)),
+    )
+    .with_context(|| format!("building release {}'s node image", options.version))?;
+    let release = build_release(&components.bom, &image, options, out)
+        .with_context(|| format!("building release {}", options.version))?;
+    Ok((image, release))
 }
 
 /// Appends the hash tree of the first `data_bytes` of `root` to it (no

@@ -115,7 +115,8 @@ pub fn write_update_bundle(
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let uki = read_signed(&release.uki, signing, &dir.join(".signed-uki.efi"))?;
     let manifest = manifest(release, &uki, tries)?;
-    let read = |path: &Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+    let read =
+        |path: &Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
     let image_name = format!("kios.local/{REPOSITORY}:{}", release.version);
     let image = bundle_image(
         &image_name,

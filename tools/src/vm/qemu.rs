@@ -511,7 +511,8 @@ impl VmConfig {
     /// of guest time, an unmount 48 s). With disks the idle guest sleeps
     /// in real time instead (`sleep=on`), so a read costs what it costs.
     pub fn icount_mode(&self) -> &'static str {
-        let has_disk = !matches!(self.boot, BootSource::Kernel { .. }) || !self.extra_disks.is_empty();
+        let has_disk =
+            !matches!(self.boot, BootSource::Kernel { .. }) || !self.extra_disks.is_empty();
         if has_disk {
             "shift=0,sleep=on"
         } else {
