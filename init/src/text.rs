@@ -8,17 +8,9 @@ pub fn has_byte(bytes: &[u8], byte: u8) -> bool {
     bytes.iter().any(|&b| b == byte)
 }
 
-/// `text` before and after the first `byte`.
-pub fn split_once(text: &str, byte: u8) -> Option<(&str, &str)> {
-    let at = text.bytes().position(|b| b == byte)?;
-    Some((text.get(..at)?, text.get(at + 1..)?))
-}
-
-/// `text` before and after the last `byte`.
-pub fn rsplit_once(text: &str, byte: u8) -> Option<(&str, &str)> {
-    let at = text.bytes().rposition(|b| b == byte)?;
-    Some((text.get(..at)?, text.get(at + 1..)?))
-}
+/// `text` before and after the first or the last `byte`: kios-abi's,
+/// which the boot entries' parser there calls too (one copy in the init).
+pub use kios_abi::text::{rsplit_once, split_once};
 
 /// `number` in decimal, written into the end of `digits` (10 digits hold
 /// any u32; iterated, not indexed: no panic path).

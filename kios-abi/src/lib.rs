@@ -1,7 +1,9 @@
 //! The contracts between kiOS's crates, in one place: what the init, the
 //! node's small clients (`kiosctl`, the stand-in) and the host tools must
-//! agree on. Constants and small `Copy` types only, so depending on this
-//! crate costs the init no bytes it would not spend anyway.
+//! agree on. Constants, small `Copy` types and the parsers of names two
+//! crates read alike (the boot slots' entries), no dependencies, so
+//! depending on this crate costs the init no bytes it would not spend
+//! anyway.
 //!
 //! A literal that two crates need lives here; a literal only one crate
 //! needs stays in that crate.
@@ -15,5 +17,6 @@ pub mod image;
 pub mod kubernetes;
 pub mod system_bus;
 pub mod system_socket;
+pub mod text;
 pub mod timeline;
 pub mod update_bundle;

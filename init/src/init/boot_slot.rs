@@ -12,10 +12,10 @@ use super::Init;
 use crate::errno::Errno;
 use crate::log;
 use crate::log::Level;
-use crate::storage::boot_entries::{booted_entry, BootEntry, EntryName, Slot};
+use crate::storage::boot_entries::{booted_entry, good_name, EntryName};
 use crate::sys::{MountOp, PowerAction, Sys, Unmount};
 use crate::text::decimal;
-use kios_abi::boot_slots::ESP_MOUNT;
+use kios_abi::boot_slots::{BootEntry, Slot, ESP_MOUNT};
 use linux_raw_sys::general::{MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY};
 
 /// `kios_abi::boot_slots::ENTRIES_DIR` on the mounted ESP (a test checks
@@ -213,7 +213,7 @@ impl<S: Sys> Init<S> {
             .entry
             .as_deref()
             .and_then(BootEntry::parse)
-            .map(|entry| entry.good_name());
+            .map(|entry| good_name(&entry));
         let (Some(esp), Some(entry), Some(good)) = (&self.esp, &state.entry, good) else {
             return boot_good_unmarked(&mut self.sys, slot, "no entry of it to mark");
         };

@@ -4,9 +4,9 @@
 //! outcomes: `updated:`, `refused:` (nothing was written) or `failed:`
 //! (something was; the other slot is not bootable).
 
+use kios_abi::boot_slots::Slot;
 use kios_abi::update_bundle::{OUTCOME_FAILED, OUTCOME_REFUSED, OUTCOME_UPDATED};
 
-use crate::entries::Slot;
 use crate::text::Text;
 use crate::Errno;
 

@@ -23,11 +23,11 @@
 
 use core::cmp::Ordering;
 
-use kios_abi::boot_slots::{ESP_TYPE_GPT_BYTES, SLOT_PARTITION_PREFIX};
+use kios_abi::boot_slots::{BootEntry, Slot, ESP_TYPE_GPT_BYTES, SLOT_PARTITION_PREFIX};
 use kios_abi::update_bundle::{flags, MANIFEST_FILE, ROOT_FILE, UKI_FILE};
 use sha2::{Digest, Sha256};
 
-use crate::entries::{entry_name, Entry, EntryName, Slot, TEMPORARY_NAME};
+use crate::entries::{entry_name, given_up_name, EntryName, TEMPORARY_NAME};
 use crate::gpt::{Disk, Gpt, Partition};
 use crate::guid::Guid;
 use crate::manifest::{self, image_version, Manifest, ManifestError};
@@ -188,7 +188,7 @@ pub fn parse_args<'a>(args: &[&'a str]) -> Result<Args<'a>, &'static str> {
     if name.is_empty() || name.contains('/') || name.starts_with('.') {
         return Err("the ESP is not a device in /dev");
     }
-    match Entry::parse(booted) {
+    match BootEntry::parse(booted) {
         Some(entry) if entry.slot == slot => {}
         Some(_) => return Err("the booted entry is not the booted slot's"),
         None => return Err("the booted entry is not a slot entry's name"),
@@ -785,7 +785,7 @@ impl<N: Node> Run<'_, N> {
         self.node
             .list_dir(ENTRIES_PATH, &mut |name| {
                 temporary |= name == TEMPORARY_NAME;
-                match Entry::parse(name) {
+                match BootEntry::parse(name) {
                     Some(entry) if entry.slot == other => others.push(name),
                     Some(_) => running_entries.push(name),
                     None => {}
@@ -1027,10 +1027,10 @@ impl<N: Node> Run<'_, N> {
         if !plan.newer {
             let mut renamed = 0;
             for name in plan.running_entries.iter() {
-                let Some(parsed) = Entry::parse(name).filter(Entry::is_bootable) else {
+                let Some(parsed) = BootEntry::parse(name).filter(BootEntry::is_bootable) else {
                     continue;
                 };
-                let given_up = parsed.given_up_name(manifest.boot_tries);
+                let given_up = given_up_name(&parsed, manifest.boot_tries);
                 let from = path(&[ENTRIES_PATH, "/", name]);
                 let to = path(&[ENTRIES_PATH, "/", given_up.as_str()]);
                 if let Err(errno) = self.node.rename(from.as_str(), to.as_str()) {
