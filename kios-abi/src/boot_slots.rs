@@ -193,33 +193,29 @@ mod tests {
 
     #[test]
     fn counted_entries_parse_with_their_tries() {
-        assert_eq!(
-            BootEntry::parse("kios-0.18.0-a+3.efi"),
-            Some(entry("0.18.0", Slot::A, Some(3), None))
-        );
-        assert_eq!(
-            BootEntry::parse("kios-1.0-b+1-2.efi"),
-            Some(entry("1.0", Slot::B, Some(1), Some(2)))
-        );
-        assert_eq!(
-            BootEntry::parse("kios-2-broken-b+0-3.efi"),
-            Some(entry("2-broken", Slot::B, Some(0), Some(3)))
-        );
-        // The slot is the last `-` field before the last `+`.
-        assert_eq!(
-            BootEntry::parse("kios-1.0+git-a+2.efi"),
-            Some(entry("1.0+git", Slot::A, Some(2), None))
-        );
-        // The largest counter whose sum is still a count.
-        assert_eq!(
-            BootEntry::parse("kios-1-a+4294967294-1.efi"),
-            Some(entry("1", Slot::A, Some(4294967294), Some(1)))
-        );
-        // Leading zeros are digits too.
-        assert_eq!(
-            BootEntry::parse("kios-2-broken-a+007-1.efi"),
-            Some(entry("2-broken", Slot::A, Some(7), Some(1)))
-        );
+        use Slot::{A, B};
+        for (name, parsed) in [
+            ("kios-0.18.0-a+3.efi", entry("0.18.0", A, Some(3), None)),
+            ("kios-1.0-b+1-2.efi", entry("1.0", B, Some(1), Some(2))),
+            (
+                "kios-2-broken-b+0-3.efi",
+                entry("2-broken", B, Some(0), Some(3)),
+            ),
+            // The slot is the last `-` field before the last `+`.
+            ("kios-1.0+git-a+2.efi", entry("1.0+git", A, Some(2), None)),
+            // The largest counter whose sum is still a count.
+            (
+                "kios-1-a+4294967294-1.efi",
+                entry("1", A, Some(4294967294), Some(1)),
+            ),
+            // Leading zeros are digits too.
+            (
+                "kios-2-broken-a+007-1.efi",
+                entry("2-broken", A, Some(7), Some(1)),
+            ),
+        ] {
+            assert_eq!(BootEntry::parse(name), Some(parsed), "{name:?}");
+        }
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub mod socket;
 mod start;
 #[allow(unsafe_code)]
 mod syscall;
+pub mod text;
 #[allow(unsafe_code)]
 pub mod time;
 

@@ -9,7 +9,7 @@ use kios_abi::image::{
 
 use crate::identity::{self, MachineId, Source};
 use crate::policy::{self, Refusal, MAX_FILES, MAX_FILE_BYTES};
-use crate::text::Text;
+use crate::text::{Text, TextExt};
 use crate::Errno;
 
 /// A log line's level, as kmsg has them.

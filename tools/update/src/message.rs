@@ -7,7 +7,7 @@
 use kios_abi::boot_slots::Slot;
 use kios_abi::update_bundle::{OUTCOME_FAILED, OUTCOME_REFUSED, OUTCOME_UPDATED};
 
-use crate::text::Text;
+use crate::text::{Text, TextExt};
 use crate::Errno;
 
 /// One line (kmsg takes up to about 1 KiB; these stay far below).

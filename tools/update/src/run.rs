@@ -35,7 +35,7 @@ use crate::message::{
     failed, failed_start, push_not_bootable, refused, refused_errno, refused_hash, refused_size,
     updated, Line,
 };
-use crate::text::Text;
+use crate::text::{Text, TextExt};
 use crate::{exit, Errno, NODE_ARCH};
 
 /// Where the updater mounts the ESP (its own directory, mode 0700; the

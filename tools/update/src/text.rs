@@ -1,80 +1,21 @@
-//! Fixed-size text buffers: no allocator in the binary.
+//! The updater's text: mini-libc-free's fixed-size [`Text`] (no
+//! allocator in the binary), with what only the updater's lines push.
+
+pub use mini_libc_free::text::Text;
 
 use crate::Errno;
 
-/// Up to `N` bytes of printable ASCII; what does not fit is cut off and
-/// remembered ([`Text::overflowed`]), never an error at push time.
-#[derive(Clone)]
-pub struct Text<const N: usize> {
-    buf: [u8; N],
-    len: usize,
-    overflowed: bool,
-}
-
-impl<const N: usize> Default for Text<N> {
-    fn default() -> Self {
-        Text::new()
-    }
-}
-
-impl<const N: usize> Text<N> {
-    pub const fn new() -> Self {
-        Text {
-            buf: [0; N],
-            len: 0,
-            overflowed: false,
-        }
-    }
-
-    /// `text`, or None when it does not fit.
-    pub fn of(text: &str) -> Option<Self> {
-        let mut made = Text::new();
-        made.push(text);
-        (!made.overflowed).then_some(made)
-    }
-
-    pub fn push(&mut self, text: &str) -> &mut Self {
-        self.push_shown(text.as_bytes())
-    }
-
-    /// Appends bytes for a message: anything but printable ASCII becomes
-    /// `?`, so a hostile manifest value can neither split a line nor make
-    /// it invalid UTF-8.
-    pub fn push_shown(&mut self, bytes: &[u8]) -> &mut Self {
-        for &byte in bytes {
-            if self.len == N {
-                self.overflowed = true;
-                break;
-            }
-            self.buf[self.len] = if byte.is_ascii_graphic() || byte == b' ' {
-                byte
-            } else {
-                b'?'
-            };
-            self.len += 1;
-        }
-        self
-    }
-
-    pub fn push_u64(&mut self, value: u64) -> &mut Self {
-        self.push_shown(mini_libc_free::decimal::digits(value, &mut [0; 20]))
-    }
-
-    /// Bytes as lowercase hex.
-    pub fn push_hex(&mut self, bytes: &[u8]) -> &mut Self {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        for &byte in bytes {
-            self.push_shown(&[
-                DIGITS[usize::from(byte >> 4)],
-                DIGITS[usize::from(byte & 15)],
-            ]);
-        }
-        self
-    }
-
+/// The updater's own pieces of a line.
+pub trait TextExt {
     /// A byte count in megabytes with one decimal (`55.0 MB`), as the
     /// progress lines give sizes.
-    pub fn push_mb(&mut self, bytes: u64) -> &mut Self {
+    fn push_mb(&mut self, bytes: u64) -> &mut Self;
+    /// `errno 5 (EIO)`.
+    fn push_errno(&mut self, errno: Errno) -> &mut Self;
+}
+
+impl<const N: usize> TextExt for Text<N> {
+    fn push_mb(&mut self, bytes: u64) -> &mut Self {
         let tenths = (bytes + 50_000) / 100_000;
         self.push_u64(tenths / 10)
             .push(".")
@@ -82,47 +23,12 @@ impl<const N: usize> Text<N> {
             .push(" MB")
     }
 
-    /// `errno 5 (EIO)`.
-    pub fn push_errno(&mut self, errno: Errno) -> &mut Self {
+    fn push_errno(&mut self, errno: Errno) -> &mut Self {
         self.push("errno ")
             .push_u64(errno.0.unsigned_abs().into())
             .push(" (")
             .push(errno.name())
             .push(")")
-    }
-
-    pub fn as_str(&self) -> &str {
-        // Only printable ASCII is ever pushed.
-        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    pub fn overflowed(&self) -> bool {
-        self.overflowed
-    }
-
-    pub fn clear(&mut self) {
-        self.len = 0;
-        self.overflowed = false;
-    }
-}
-
-impl<const N: usize> core::fmt::Debug for Text<N> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl<const N: usize> PartialEq<&str> for Text<N> {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
     }
 }
 
@@ -131,33 +37,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn control_and_non_ascii_bytes_are_shown_as_question_marks() {
-        let mut text = Text::<32>::new();
-        text.push_shown(b"a\nb\xc3\xa9c");
-        assert_eq!(text.as_str(), "a?b??c");
-    }
-
-    #[test]
-    fn overflow_is_remembered() {
-        let mut text = Text::<4>::new();
-        text.push("abcdef");
-        assert_eq!(text.as_str(), "abcd");
-        assert!(text.overflowed());
-        assert!(Text::<3>::of("abcd").is_none());
-    }
-
-    #[test]
-    fn numbers_hex_megabytes_and_errnos() {
+    fn megabytes_and_errnos() {
         let mut text = Text::<96>::new();
-        text.push_u64(0)
-            .push(" ")
-            .push_hex(&[0x0f, 0xa0])
-            .push(" ")
-            .push_mb(55_021_568)
+        text.push_mb(55_021_568)
             .push(" ")
             .push_mb(49_999)
             .push(" ")
             .push_errno(Errno::IO);
-        assert_eq!(text.as_str(), "0 0fa0 55.0 MB 0.0 MB errno 5 (EIO)");
+        assert_eq!(text.as_str(), "55.0 MB 0.0 MB errno 5 (EIO)");
     }
 }
