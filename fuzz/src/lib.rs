@@ -323,6 +323,15 @@ impl Sys for FuzzSys {
         Ok(Pid(self.next_pid))
     }
 
+    fn hand_over(
+        &mut self,
+        _client: ClientId,
+        name: &'static str,
+        argv: &CommandArgv,
+    ) -> SysResult<Pid> {
+        self.spawn(name, argv)
+    }
+
     fn kill(&mut self, pid: Option<Pid>, signal: Signal) -> SysResult<()> {
         if let Some(pid) = pid {
             assert!(pid.0 > 1, "signalling pid {}", pid.0);
