@@ -36,6 +36,7 @@ pub mod cstr;
 pub mod decimal;
 #[allow(unsafe_code)]
 pub mod evdev;
+pub mod file;
 #[allow(unsafe_code)]
 pub mod kmsg;
 #[cfg(all(target_env = "musl", not(test)))]

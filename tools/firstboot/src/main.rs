@@ -54,21 +54,11 @@ mod node {
     impl Node for Syscalls {
         fn read(&mut self, path: &str, buf: &mut [u8]) -> Result<Read, Errno> {
             let fd = open(path, OFlags::RDONLY, 0)?;
-            let mut len = 0;
-            while len < buf.len() {
-                match rustix::io::read(&fd, &mut buf[len..]).map_err(errno)? {
-                    0 => {
-                        return Ok(Read {
-                            len,
-                            truncated: false,
-                        })
-                    }
-                    read => len += read,
-                }
-            }
-            let mut more = [0u8; 1];
-            let truncated = rustix::io::read(&fd, &mut more).map_err(errno)? > 0;
-            Ok(Read { len, truncated })
+            let filled = mini_libc_free::file::read_to_fill(&fd, buf).map_err(errno)?;
+            Ok(Read {
+                len: filled.len,
+                truncated: filled.truncated,
+            })
         }
 
         fn write(&mut self, path: &str, contents: &[u8], mode: u32) -> Result<(), Errno> {
