@@ -47,7 +47,7 @@ const REFUSAL_TIMEOUT: Duration = Duration::from_secs(300);
 /// The kernel's line on an EFI boot with Secure Boot on
 /// (drivers/firmware/efi/secureboot.c, at info: a quiet console shows it).
 const SECURE_BOOT_ENABLED: &str = "secureboot: Secure boot enabled";
-/// The init's lines (init/src/init/slots.rs).
+/// The init's lines (init/src/init/boot_slot.rs).
 const BOOTED_SLOT_A: &str = "kios: booted slot a";
 const BOOT_GOOD_A: &str = "kios: boot good: slot a";
 /// systemd-boot 252's line when the firmware's LoadImage fails

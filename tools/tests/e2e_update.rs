@@ -65,7 +65,7 @@ const BROKEN_DEADLINE_SECONDS: u32 = 60;
 const BROKEN_KUBELET_CONFIG: &str = "apiVersion: kubelet.config.k8s.io/v1beta1\n\
      kind: KubeletConfiguration\nstaticPodPath: [this is not a path\n";
 
-/// The init's lines these tests follow (init/src/init/slots.rs).
+/// The init's lines these tests follow (init/src/init/boot_slot.rs).
 const BOOTED_SLOT: &str = "kios: booted slot ";
 const BOOT_GOOD: &str = "kios: boot good: slot ";
 const NOT_GOOD_IN_TIME: &str = " not good within ";
@@ -81,7 +81,7 @@ struct Releases {
     out: PathBuf,
 }
 
-/// The three releases, built once for both tests.
+/// The three releases, built once for every test.
 fn releases() -> &'static Releases {
     static RELEASES: OnceLock<Releases> = OnceLock::new();
     RELEASES.get_or_init(|| build_releases().expect("building the releases"))
