@@ -34,6 +34,7 @@ mod auxv;
 #[allow(unsafe_code)]
 pub mod cstr;
 pub mod decimal;
+pub mod errno;
 #[allow(unsafe_code)]
 pub mod evdev;
 pub mod file;

@@ -20,36 +20,4 @@ pub mod policy;
 pub mod run;
 pub mod text;
 
-/// A failed call's errno, as the kernel gave it (positive).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Errno(pub i32);
-
-impl Errno {
-    pub const NOENT: Errno = Errno(2);
-    pub const EXIST: Errno = Errno(17);
-    pub const NODEV: Errno = Errno(19);
-    pub const NOTDIR: Errno = Errno(20);
-    pub const ISDIR: Errno = Errno(21);
-    pub const ROFS: Errno = Errno(30);
-
-    /// The symbolic name of the errnos a first boot meets, else "errno".
-    pub fn name(self) -> &'static str {
-        match self.0 {
-            1 => "EPERM",
-            2 => "ENOENT",
-            5 => "EIO",
-            12 => "ENOMEM",
-            13 => "EACCES",
-            16 => "EBUSY",
-            17 => "EEXIST",
-            19 => "ENODEV",
-            20 => "ENOTDIR",
-            21 => "EISDIR",
-            22 => "EINVAL",
-            28 => "ENOSPC",
-            30 => "EROFS",
-            36 => "ENAMETOOLONG",
-            _ => "errno",
-        }
-    }
-}
+pub use mini_libc_free::errno::Errno;
