@@ -20,7 +20,9 @@ use crate::components::kubelet_build::{self, KubernetesSource};
 use crate::host::arch::Arch;
 use crate::host::cache::cache_subdir;
 use crate::host::fs::{persist_dir, persist_file, scratch_dir_for, scratch_file_for, sha256_file};
-use crate::host::packages::{announce_host_change, lock_apt_lists, run_apt, AptLists};
+use crate::host::packages::{
+    announce_host_change, ensure_archive_component, lock_apt_lists, run_apt, AptLists,
+};
 use crate::host::progress::with_step;
 use crate::host::workspace::Workspace;
 
@@ -78,6 +80,11 @@ pub enum Source {
         /// as CA certificates): one .deb serves every architecture.
         #[serde(default)]
         arch: Option<PackageArch>,
+        /// The archive component when it is not `main`, e.g.
+        /// `non-free-firmware` (`raspi-firmware`): the tools add it to
+        /// apt's sources when apt does not list it yet.
+        #[serde(default)]
+        component: Option<String>,
     },
     /// A binary built from a Debian source package; `sha256` is the .dsc's
     /// (the .dsc pins the checksums of the tarballs it lists).
@@ -205,8 +212,9 @@ pub fn fetch_component(bom: &Bom, name: &str, arch: Arch) -> Result<PathBuf> {
             package,
             version,
             arch: package_arch,
+            component,
             ..
-        } => fetch_debian(&pinned, package, version, *package_arch),
+        } => fetch_debian(&pinned, package, version, *package_arch, component.as_deref()),
         Source::DebianSource {
             package,
             version,
@@ -265,7 +273,11 @@ fn fetch_debian(
     package: &str,
     version: &str,
     package_arch: Option<PackageArch>,
+    component: Option<&str>,
 ) -> Result<PathBuf> {
+    if let Some(component) = component {
+        ensure_archive_component(component, &format!("component `{}`", pin.component))?;
+    }
     let all = package_arch == Some(PackageArch::All);
     if !all {
         ensure_architecture(pin.arch)?;
@@ -440,6 +452,7 @@ arm64 = {{ source = "path", path = "sysroot.tar.gz", sha256 = "{ZEROS}" }}
                 version: "1.6.20".into(),
                 sha256: ZEROS.into(),
                 arch: None,
+                component: None,
             }
         );
         assert!(matches!(

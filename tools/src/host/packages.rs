@@ -38,10 +38,50 @@ const BACKPORTS_SOURCES_FILE: &str = "/etc/apt/sources.list.d/kios-backports.sou
 
 /// The backports entry, on the archive apt already uses for bookworm.
 fn backports_sources(archive_uri: &str) -> String {
+    sources_entry("deb deb-src", archive_uri, BACKPORTS_SUITE, "main")
+}
+
+/// One deb822 apt source, signed by Debian's archive key.
+fn sources_entry(types: &str, archive_uri: &str, suites: &str, component: &str) -> String {
     format!(
-        "Types: deb deb-src\nURIs: {archive_uri}\nSuites: {BACKPORTS_SUITE}\nComponents: main\n\
+        "Types: {types}\nURIs: {archive_uri}\nSuites: {suites}\nComponents: {component}\n\
          Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
     )
+}
+
+/// The apt source file the tools write for a bookworm archive component.
+fn component_sources_file(component: &str) -> String {
+    format!("/etc/apt/sources.list.d/kios-{component}.sources")
+}
+
+/// Makes apt list bookworm's `component` (e.g. `non-free-firmware`, where
+/// `raspi-firmware` is): when no source has it, writes one on the archive
+/// apt already uses for bookworm main and refreshes the lists (as root,
+/// announced); otherwise says what to run. `needed_for` names the reason.
+pub fn ensure_archive_component(component: &str, needed_for: &str) -> Result<()> {
+    let policy = crate::host::command::output_of(Command::new("apt-cache").arg("policy"))?;
+    if archive_uri(&policy, "bookworm", component).is_some() {
+        return Ok(());
+    }
+    let path = component_sources_file(component);
+    let uri = archive_uri(&policy, "bookworm", "main").context(
+        "apt lists no bookworm main packages to take the archive address from; \
+         add Debian's bookworm archive to apt's sources and run `sudo apt-get update`",
+    )?;
+    let entry = sources_entry("deb", &uri, "bookworm", component);
+    if !rustix::process::geteuid().is_root() {
+        bail!(
+            "apt lists no bookworm {component} packages, which {needed_for} needs: \
+             as root, write {path} with\n{entry}and run `apt-get update`"
+        );
+    }
+    announce_host_change(&format!(
+        "adding apt source {path} (bookworm {component}) and running apt-get update, \
+         because {needed_for} comes from that component"
+    ));
+    std::fs::write(&path, entry).with_context(|| format!("writing the apt source {path}"))?;
+    let _lists = lock_apt_lists(AptLists::Change)?;
+    run_apt(Command::new("apt-get").arg("update"))
 }
 
 /// The archive address apt uses for `suite/component` binary packages, from
@@ -234,6 +274,20 @@ mod tests {
             Some("http://mirror.example/debian")
         );
         assert_eq!(archive_uri(policy, "trixie", "main"), None);
+    }
+
+    #[test]
+    fn a_component_source_uses_the_archive_of_bookworm_main() {
+        assert_eq!(
+            component_sources_file("non-free-firmware"),
+            "/etc/apt/sources.list.d/kios-non-free-firmware.sources"
+        );
+        assert_eq!(
+            sources_entry("deb", "http://mirror.example/debian", "bookworm", "non-free-firmware"),
+            "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm\n\
+             Components: non-free-firmware\n\
+             Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+        );
     }
 
     #[test]

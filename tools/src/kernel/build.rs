@@ -14,7 +14,10 @@ use super::config::{
 };
 use super::source::{kernel_source, KernelSource};
 use super::SOURCE_PACKAGE;
-use super::{build_packages, cross_compiler, image_path_in_build, image_target, kernel_arch};
+use super::{
+    build_packages, cross_compiler, device_tree_path_in_build, device_tree_targets,
+    image_path_in_build, image_target, kernel_arch,
+};
 use crate::host::arch::Arch;
 use crate::host::cache::{cache_subdir, KERNEL_BUILD};
 use crate::host::command::run_logged;
@@ -225,6 +228,22 @@ pub struct KernelImage {
     pub built_now: bool,
 }
 
+impl KernelImage {
+    /// A board's device tree built with this kernel (`bcm2711-rpi-4-b.dtb`),
+    /// beside it in the cache.
+    pub fn device_tree(&self, file_name: &str) -> Result<PathBuf> {
+        let path = self.path.with_file_name(file_name);
+        if !path.is_file() {
+            bail!(
+                "the {} kiOS kernel has no device tree {file_name} (at {})",
+                self.arch,
+                path.display()
+            );
+        }
+        Ok(path)
+    }
+}
+
 /// Resolves the config, rewrites the committed resolved config if it
 /// changed, and returns the kernel for it, building it unless cached.
 pub fn build_kernel(workspace: &Workspace, arch: Arch) -> Result<KernelImage> {
@@ -272,7 +291,8 @@ fn compile(resolution: &Resolution, output_dir: &Path, image: &Path) -> Result<(
             run_logged(
                 kernel_make(&resolution.source, arch, resolution.build_dir())?
                     .arg(format!("-j{jobs}"))
-                    .arg(image_target(arch)),
+                    .arg(image_target(arch))
+                    .args(device_tree_targets(arch)),
                 &log,
             )
         },
@@ -280,6 +300,11 @@ fn compile(resolution: &Resolution, output_dir: &Path, image: &Path) -> Result<(
     let build_dir = resolution.build_dir();
     std::fs::copy(build_dir.join(".config"), output_dir.join("config"))
         .with_context(|| format!("copying the config to {}", output_dir.display()))?;
+    for target in device_tree_targets(arch) {
+        let built = build_dir.join(device_tree_path_in_build(target));
+        let name = built.file_name().context("a device tree target names a file")?;
+        copy_into_place(&built, &output_dir.join(name))?;
+    }
     // The image last: its presence is what marks the cached build complete.
     copy_into_place(&build_dir.join(image_path_in_build(arch)), image)
 }

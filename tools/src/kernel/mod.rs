@@ -56,6 +56,21 @@ fn image_target(arch: Arch) -> &'static str {
     }
 }
 
+/// The board device trees built beside the kernel, from the same source:
+/// `make` target (relative to the arch's `boot/dts`) per arch.
+fn device_tree_targets(arch: Arch) -> &'static [&'static str] {
+    match arch {
+        Arch::Amd64 => &[],
+        // The Raspberry Pi 4 Model B (`--board rpi4`).
+        Arch::Arm64 => &["broadcom/bcm2711-rpi-4-b.dtb"],
+    }
+}
+
+/// Where `make` writes a device tree target, relative to the build directory.
+fn device_tree_path_in_build(target: &str) -> PathBuf {
+    Path::new("arch/arm64/boot/dts").join(target)
+}
+
 fn image_path_in_build(arch: Arch) -> PathBuf {
     let arch_dir = match arch {
         Arch::Amd64 => "x86",
@@ -134,6 +149,10 @@ mod tests {
         assert_eq!(
             image_path_in_build(Arch::Arm64),
             Path::new("arch/arm64/boot/Image")
+        );
+        assert_eq!(
+            device_tree_path_in_build(device_tree_targets(Arch::Arm64)[0]),
+            Path::new("arch/arm64/boot/dts/broadcom/bcm2711-rpi-4-b.dtb")
         );
     }
 }
