@@ -1,6 +1,7 @@
 #!/bin/sh
-# Post-build hook of kios_aarch64_uefi_defconfig. $1 is the target
-# directory (the genimage arguments that follow are for post-image).
+# Post-build hook of kios_aarch64_uefi_defconfig and kios_rpi4_defconfig
+# (nothing in it depends on the board). $1 is the target directory (the
+# genimage arguments that follow are for post-image).
 set -eu
 
 target_dir=$1
