@@ -290,6 +290,33 @@ impl Sys for FuzzSys {
             .ok_or(Errno::NOENT)
     }
 
+    /// A file's time is the stand-in's clock.
+    fn modified_secs(&mut self, path: &str) -> SysResult<i64> {
+        self.call()?;
+        if self.files.contains_key(path) {
+            Ok(self.realtime_secs())
+        } else {
+            Err(Errno::NOENT)
+        }
+    }
+
+    fn touch(&mut self, _path: &str) -> SysResult<()> {
+        self.call()
+    }
+
+    /// The boot clock as the wall clock.
+    fn realtime_secs(&mut self) -> i64 {
+        (self.now_us / 1_000_000) as i64
+    }
+
+    fn set_realtime_secs(&mut self, _secs: i64) -> SysResult<()> {
+        self.call()
+    }
+
+    fn watch_clock(&mut self) -> SysResult<()> {
+        self.call()
+    }
+
     fn set_hostname(&mut self, name: &str) -> SysResult<()> {
         assert!(
             !name.is_empty() && name.len() <= 64,

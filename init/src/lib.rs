@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bus;
+pub mod clock;
 pub mod config;
 pub mod errno;
 pub mod init;

@@ -198,10 +198,19 @@ impl Shutdown {
         self.stage == Stage::Finishing
     }
 
-    /// Unmounts everything and syncs, within FINISH_TIMEOUT_MS, then powers
+    /// Saves the time when `save_clock` (/var is the data partition),
+    /// unmounts everything and syncs, within FINISH_TIMEOUT_MS, then powers
     /// off or reboots. Returns the errno only if the kernel refused the
     /// reboot call.
-    pub fn finish<S: Sys>(&self, sys: &mut S) -> Errno {
+    pub fn finish<S: Sys>(&self, sys: &mut S, save_clock: bool) -> Errno {
+        // In the bounded child too: a dead data disk can block the write.
+        let mut finish_filesystems = |sys: &mut S| {
+            if save_clock {
+                crate::clock::save(sys);
+            }
+            unmount_all(sys);
+            sys.sync();
+        };
         match sys.run_bounded(FINISH_TIMEOUT_MS, &mut finish_filesystems) {
             Ok(()) => {}
             Err(Errno::TIMEDOUT) => log!(
@@ -239,11 +248,6 @@ impl Shutdown {
         log!(sys, Level::Err, "reboot syscall failed: {}", errno);
         errno
     }
-}
-
-fn finish_filesystems<S: Sys>(sys: &mut S) {
-    unmount_all(sys);
-    sys.sync();
 }
 
 /// Takes every mount but `/` away, children first. Remote filesystems
@@ -496,6 +500,20 @@ mod tests {
             b"1 0 0:1 / / ro - rootfs rootfs rw\n"
         );
         assert!(!sys.logged("busy"));
+    }
+
+    #[test]
+    fn with_a_data_partition_the_time_is_saved_before_anything_is_unmounted() {
+        let mountinfo = b"1 0 0:1 / / ro - rootfs rootfs rw\n\
+3 1 0:3 / /var rw - ext4 /dev/vda2 rw\n";
+        let sys = crate::init::testing::with_data_disk(RecordingSys::new())
+            .with_file("/proc/self/mountinfo", mountinfo);
+        let sys = shut_down(sys);
+        assert!(position(&sys, "bounded") < position(&sys, "touch /var/lib/kios/clock"));
+        assert!(position(&sys, "touch /var/lib/kios/clock") < position(&sys, "umount /var"));
+
+        let ephemeral = shut_down(RecordingSys::new().with_file("/proc/self/mountinfo", mountinfo));
+        assert!(ephemeral.calls_starting("touch").is_empty());
     }
 
     /// umount and sync can block forever in the kernel (an NFS server gone,

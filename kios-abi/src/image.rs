@@ -49,6 +49,11 @@ pub const CONTAINERD_SNAPSHOTS: &str = "/var/lib/containerd-snapshots";
 pub const VAR: &str = "/var";
 /// The services' captured output, `<service>.log`, rotated once.
 pub const SERVICE_LOG_DIR: &str = "/var/log/kios";
+/// The last known time, kept on the data partition: the init moves the
+/// clock forward to this file's modification time at boot (a board without
+/// a real-time clock starts in 1970), and sets that time to now whenever
+/// the clock is set, hourly, and at a clean shutdown.
+pub const CLOCK_FILE: &str = "/var/lib/kios/clock";
 
 /// The first-boot step (`tools/firstboot`): the init runs it once per
 /// boot, with no arguments, after /etc's writable layer is mounted and

@@ -2,6 +2,7 @@
 //! logged and none fatal.
 
 use super::Init;
+use crate::clock;
 use crate::config::cmdline;
 use crate::config::hostname::Hostname;
 use crate::errno::Errno;
@@ -375,6 +376,7 @@ impl<S: Sys> Init<S> {
                             device.as_str(),
                             mounts::VAR
                         );
+                        self.keep_time();
                         return;
                     }
                     Err(errno) => BootError::DataMount(device, errno),
@@ -393,6 +395,22 @@ impl<S: Sys> Init<S> {
             error
         );
         self.mount(&mounts::VAR_EPHEMERAL);
+    }
+
+    /// With a data partition: the clock moves forward to the last known
+    /// time before anything reads it, and from now on that time is saved
+    /// whenever the clock is set, hourly, and at a clean shutdown.
+    fn keep_time(&mut self) {
+        self.keeps_time = true;
+        clock::restore(&mut self.sys);
+        if let Err(errno) = self.sys.watch_clock() {
+            log!(
+                &mut self.sys,
+                Level::Warning,
+                "watching the clock failed: {}, the time is saved at shutdown only",
+                errno
+            );
+        }
     }
 
     /// Puts the writable layers over the image's /etc and /opt/cni/bin (on

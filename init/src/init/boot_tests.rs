@@ -1,7 +1,7 @@
 //! Host tests of the boot sequence, on the recording `Sys`.
 
 use super::*;
-use crate::init::testing::{booted, position};
+use crate::init::testing::{booted, position, with_data_disk};
 use crate::sys::recording::RecordingSys;
 
 fn assert_root_sequence(sys: &RecordingSys, staged_by: &str) {
@@ -248,21 +248,6 @@ fn the_seeded_image_store_is_overlaid_after_the_modules_load() {
     assert!(without_seed.sys().logged("no seeded image store"));
 }
 
-/// A disk holding a GPT whose second partition is of the kiOS type and
-/// holds ext4 (as far as the superblock magic goes).
-fn with_data_disk(sys: RecordingSys) -> RecordingSys {
-    let (header, entries) =
-        crate::storage::gpt::tests::gpt_with(&[[1; 16], crate::storage::gpt::DATA_PARTITION_TYPE]);
-    let mut disk = vec![0u8; 512];
-    disk.extend(header);
-    disk.extend(entries);
-    let mut partition = vec![0u8; 2048];
-    partition[1024 + 0x38..1024 + 0x3a].copy_from_slice(&[0x53, 0xEF]);
-    sys.with_dir("/sys/block", &["vda"])
-        .with_file("/dev/vda", &disk)
-        .with_file("/dev/vda2", &partition)
-}
-
 #[test]
 fn the_data_partition_becomes_var_after_the_modules_and_before_etc_and_the_store() {
     let sys = with_data_disk(RecordingSys::new())
@@ -281,6 +266,52 @@ fn the_data_partition_becomes_var_after_the_modules_and_before_etc_and_the_store
     assert!(sys.calls_starting("mount tmpfs /var").is_empty());
     assert!(sys.logged("Notice: data partition /dev/vda2 mounted on /var"));
     assert!(!sys.logged("ephemeral"));
+}
+
+#[test]
+fn the_last_known_time_is_restored_from_the_data_partition_before_the_runtime_starts() {
+    let mut sys = with_data_disk(RecordingSys::new())
+        .with_modified(kios_abi::image::CLOCK_FILE, 1_749_723_630);
+    sys.realtime_secs = 978_307_205;
+    let init = booted(sys);
+    let sys = init.sys();
+    let var = position(sys, "mount ext4 /var flags=1024 ");
+    let set = position(sys, "clock_settime 1749723630");
+    assert_eq!(
+        sys.calls[var + 1..=set],
+        ["mtime /var/lib/kios/clock", "clock_settime 1749723630"]
+    );
+    assert!(set < position(sys, "watch_clock"));
+    assert!(position(sys, "watch_clock") < position(sys, "spawn kios-firstboot"));
+    assert!(sys.logged("Notice: clock set forward from 978307205 to 1749723630 "));
+
+    let ephemeral = booted(RecordingSys::new());
+    assert!(ephemeral.sys().calls_starting("mtime").is_empty());
+    assert!(ephemeral.sys().calls_starting("watch_clock").is_empty());
+}
+
+#[test]
+fn a_clock_that_cannot_be_watched_is_saved_at_shutdown_only() {
+    let init = booted(with_data_disk(RecordingSys::new()).failing("watch_clock", Errno::MFILE));
+    assert!(init.sys().logged(
+        "Warning: watching the clock failed: EMFILE (24), the time is saved at shutdown only"
+    ));
+    assert!(position(init.sys(), "spawn containerd") > 0);
+}
+
+#[test]
+fn each_clock_tick_saves_the_time() {
+    let mut init = booted(with_data_disk(RecordingSys::new()));
+    init.sys_mut().realtime_secs = 1_749_723_630;
+    init.deliver(crate::sys::Event::ClockTick);
+    assert_eq!(
+        init.sys().calls.last().unwrap(),
+        "touch /var/lib/kios/clock"
+    );
+    assert_eq!(
+        init.sys().modified.get(kios_abi::image::CLOCK_FILE),
+        Some(&1_749_723_630)
+    );
 }
 
 #[test]

@@ -18,7 +18,7 @@ impl<S: Sys> Init<S> {
         loop {
             if let Some(shutdown) = &self.shutdown {
                 if shutdown.is_finishing() {
-                    return shutdown.finish(&mut self.sys);
+                    return shutdown.finish(&mut self.sys, self.keeps_time);
                 }
             }
             let now = self.sys.now_us();
@@ -99,6 +99,7 @@ impl<S: Sys> Init<S> {
             Event::BusConnected { conn, uid } => self.bus.connected(&mut self.sys, conn, uid),
             Event::BusReadable(conn) => self.bus.readable(&mut self.sys, conn),
             Event::PowerButton => self.request_shutdown(PowerAction::PowerOff, "power button"),
+            Event::ClockTick => crate::clock::save(&mut self.sys),
             Event::InhibitorReleased => {
                 self.bus.inhibitor_released(&mut self.sys);
                 if let Some(shutdown) = &mut self.shutdown {

@@ -39,6 +39,8 @@ pub struct Init<S: Sys> {
     boot_slot: Option<BootSlot>,
     /// The running `kios-update`, while one runs.
     update: Option<Pid>,
+    /// /var is the data partition, which keeps the last known time.
+    keeps_time: bool,
 }
 
 impl<S: Sys> Init<S> {
@@ -53,6 +55,7 @@ impl<S: Sys> Init<S> {
             esp: None,
             boot_slot: None,
             update: None,
+            keeps_time: false,
         }
     }
 

@@ -33,6 +33,21 @@ pub(crate) fn booted(sys: RecordingSys) -> Init<RecordingSys> {
     init
 }
 
+/// A disk holding a GPT whose second partition is of the kiOS type and
+/// holds ext4 (as far as the superblock magic goes).
+pub(crate) fn with_data_disk(sys: RecordingSys) -> RecordingSys {
+    let (header, entries) =
+        crate::storage::gpt::tests::gpt_with(&[[1; 16], crate::storage::gpt::DATA_PARTITION_TYPE]);
+    let mut disk = vec![0u8; 512];
+    disk.extend(header);
+    disk.extend(entries);
+    let mut partition = vec![0u8; 2048];
+    partition[1024 + 0x38..1024 + 0x3a].copy_from_slice(&[0x53, 0xEF]);
+    sys.with_dir("/sys/block", &["vda"])
+        .with_file("/dev/vda", &disk)
+        .with_file("/dev/vda2", &partition)
+}
+
 /// Where the first call equal to `call`, or starting with `call` and a space, is.
 pub(crate) fn position(sys: &RecordingSys, call: &str) -> usize {
     sys.calls

@@ -4,6 +4,7 @@
 //! clients, the output pipes and the input devices) and the [`Sys`] impl,
 //! each method a call into the file for its area.
 
+mod clock;
 mod files;
 mod input;
 mod output;
@@ -30,6 +31,7 @@ use output::{LogFile, Output, LOG_FILES_MAX};
 const TOKEN_SIGNALS: u64 = 0;
 const TOKEN_LISTENER: u64 = 1;
 const TOKEN_BUS_LISTENER: u64 = 2;
+const TOKEN_CLOCK: u64 = 3;
 const TOKEN_CLIENT: u64 = 1 << 32;
 const TOKEN_OUTPUT: u64 = 2 << 32;
 const TOKEN_BUS: u64 = 3 << 32;
@@ -62,6 +64,8 @@ pub struct Linux {
     reap_pending: bool,
     /// When the listeners, paused after a failed accept, are watched again.
     accept_resume_us: Option<u64>,
+    /// The wall clock's watch, once the data partition keeps the time.
+    clock: Option<OwnedFd>,
     next_id: u32,
 }
 
@@ -133,6 +137,7 @@ impl Linux {
             pending: heapless::Deque::new(),
             reap_pending: false,
             accept_resume_us: None,
+            clock: None,
             next_id: 0,
         })
     }
@@ -156,6 +161,7 @@ impl Linux {
             }
             (TOKEN_INHIBITOR, id) => self.inhibitor_hung_up(id),
             (TOKEN_INPUT, id) => self.read_input(id),
+            (0, _) if token == TOKEN_CLOCK => self.read_clock(),
             _ => {}
         }
     }
@@ -228,6 +234,30 @@ impl Sys for Linux {
 
     fn file_size(&mut self, path: &str) -> SysResult<u64> {
         files::file_size(path)
+    }
+
+    fn modified_secs(&mut self, path: &str) -> SysResult<i64> {
+        files::modified_secs(path)
+    }
+
+    fn touch(&mut self, path: &str) -> SysResult<()> {
+        files::touch(path)
+    }
+
+    fn realtime_secs(&mut self) -> i64 {
+        mini_libc_free::time::realtime_secs()
+    }
+
+    fn set_realtime_secs(&mut self, secs: i64) -> SysResult<()> {
+        let time = rustix::time::Timespec {
+            tv_sec: secs,
+            tv_nsec: 0,
+        };
+        rustix::time::clock_settime(rustix::time::ClockId::Realtime, time).map_err(errno)
+    }
+
+    fn watch_clock(&mut self) -> SysResult<()> {
+        self.watch_wall_clock()
     }
 
     fn set_hostname(&mut self, name: &str) -> SysResult<()> {

@@ -155,6 +155,9 @@ pub enum Event {
     InhibitorReleased,
     /// The power key went down on a watched input device.
     PowerButton,
+    /// The wall clock was set (stepped), or another hour of it passed,
+    /// on a clock [`Sys::watch_clock`] watches: time to save it.
+    ClockTick,
     Timeout,
 }
 
@@ -199,6 +202,19 @@ pub trait Sys {
     fn list_dir(&mut self, path: &str, each: &mut dyn FnMut(&str)) -> SysResult<()>;
     /// The size of a regular file (EISDIR or EINVAL for anything else).
     fn file_size(&mut self, path: &str) -> SysResult<u64>;
+    /// A regular file's modification time, in seconds since the epoch.
+    fn modified_secs(&mut self, path: &str) -> SysResult<i64>;
+    /// Sets a file's modification time to now, creating it (mode 0600)
+    /// when missing.
+    fn touch(&mut self, path: &str) -> SysResult<()>;
+
+    /// CLOCK_REALTIME, in whole seconds since the epoch.
+    fn realtime_secs(&mut self) -> i64;
+    /// Sets CLOCK_REALTIME to `secs` since the epoch.
+    fn set_realtime_secs(&mut self, secs: i64) -> SysResult<()>;
+    /// Delivers [`Event::ClockTick`] now, hourly, and whenever the wall
+    /// clock is set.
+    fn watch_clock(&mut self) -> SysResult<()>;
 
     fn set_hostname(&mut self, name: &str) -> SysResult<()>;
     /// Sends one rtnetlink request and reads the reply into `reply`.

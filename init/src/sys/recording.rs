@@ -33,6 +33,10 @@ pub struct RecordingSys {
     pub bus_output: BTreeMap<u32, Vec<u8>>,
     /// `run_bounded` work hangs (it is not run) and times out.
     pub bounded_work_hangs: bool,
+    /// CLOCK_REALTIME, in seconds: `set_realtime_secs` sets it.
+    pub realtime_secs: i64,
+    /// Files' modification times, in seconds: `touch` sets one to the clock.
+    pub modified: BTreeMap<String, i64>,
     next_pid: i32,
 }
 
@@ -55,6 +59,11 @@ impl RecordingSys {
             path.to_string(),
             names.iter().map(|n| n.to_string()).collect(),
         );
+        self
+    }
+
+    pub fn with_modified(mut self, path: &str, secs: i64) -> RecordingSys {
+        self.modified.insert(path.to_string(), secs);
         self
     }
 
@@ -233,6 +242,31 @@ impl Sys for RecordingSys {
             .get(path)
             .map(|content| content.len() as u64)
             .ok_or(Errno::NOENT)
+    }
+
+    fn modified_secs(&mut self, path: &str) -> SysResult<i64> {
+        self.record(format!("mtime {path}"))?;
+        self.modified.get(path).copied().ok_or(Errno::NOENT)
+    }
+
+    fn touch(&mut self, path: &str) -> SysResult<()> {
+        self.record(format!("touch {path}"))?;
+        self.modified.insert(path.to_string(), self.realtime_secs);
+        Ok(())
+    }
+
+    fn realtime_secs(&mut self) -> i64 {
+        self.realtime_secs
+    }
+
+    fn set_realtime_secs(&mut self, secs: i64) -> SysResult<()> {
+        self.record(format!("clock_settime {secs}"))?;
+        self.realtime_secs = secs;
+        Ok(())
+    }
+
+    fn watch_clock(&mut self) -> SysResult<()> {
+        self.record("watch_clock".into())
     }
 
     fn set_hostname(&mut self, name: &str) -> SysResult<()> {
