@@ -9,18 +9,19 @@ use anyhow::{bail, ensure, Result};
 use serde::Serialize;
 
 use crate::commands::build::{config_overlay, read_config_dir, Manifest, DISK, INITRAMFS, KERNEL};
-use crate::components::node::NodeComponents;
+use crate::components::node::{NodeComponents, NodeKernel};
 use crate::components::OciRuntime;
 use crate::host::arch::Arch;
 use crate::host::packages::{ensure_installed, qemu_packages};
 use crate::host::progress::with_step;
 use crate::host::workspace::Workspace;
-use crate::image::disk::{build_disk_image, firmware_vm_config, DiskOptions};
+use crate::image::board::{build_card, Board, CardOptions};
+use crate::image::disk::{build_disk_image, firmware_vm_config, DiskOptions, DEFAULT_DATA_BYTES};
 use crate::image::node_image::{
     build_node_image, vm_config, ImageOptions, InitChoice, NODE_MEMORY_MIB,
 };
 use crate::kernel::KernelChoice;
-use crate::testing::probe_pod::probe_pod_file;
+use crate::testing::probe_pod::{memory_report, probe_pod_file, MemoryReport};
 use crate::vm::console::ConsoleLine;
 use crate::vm::qemu::{run_vm, Accel, ConsoleVerbosity, LineVerdict, RunOptions, VmConfig, VmRun};
 use crate::vm::timeline::Timeline;
@@ -41,6 +42,12 @@ pub struct BootArgs {
     /// The node's arch.
     #[arg(long, value_enum, default_value_t = Arch::Amd64)]
     arch: Arch,
+    /// Boot a board's QEMU model instead (rpi4: `-M raspi4b`), from the
+    /// card `kios build --board` writes: the kernel, device tree,
+    /// initramfs and command line its boot partition holds, the card in
+    /// the card slot.
+    #[arg(long, value_enum, conflicts_with_all = ["arch", "image", "disk", "kernel"])]
+    board: Option<Board>,
     /// Boot what `cargo kios build --out DIR` wrote (DIR/manifest.json says
     /// its arch and kernel) instead of building the image.
     #[arg(
@@ -82,10 +89,11 @@ pub struct BootArgs {
     /// Lay the files of DIR over the image's /etc, as `kios build --config` does.
     #[arg(long, value_name = "DIR", conflicts_with = "image")]
     config: Option<PathBuf>,
-    /// With --disk: the first-boot configuration on the EFI system
-    /// partition, as `kios build --esp-config` writes it (each `kios boot
-    /// --disk` builds a fresh disk: every boot is a first boot).
-    #[arg(long, value_name = "DIR", requires = "disk", conflicts_with = "image")]
+    /// With --disk or --board: the first-boot configuration on the EFI
+    /// system partition (the card's boot partition), as `kios build
+    /// --esp-config` writes it (each boot builds a fresh disk or card:
+    /// every boot is a first boot).
+    #[arg(long, value_name = "DIR", conflicts_with = "image")]
     esp_config: Option<PathBuf>,
 }
 
@@ -94,7 +102,8 @@ struct BootReport {
     arch: Arch,
     /// `debian` or `kios`.
     kernel: &'static str,
-    /// `kernel` (QEMU loads kernel and initramfs) or `uefi-disk`.
+    /// `kernel` (QEMU loads kernel and initramfs), `uefi-disk`, or the
+    /// board (`rpi4`: its model boots its card's files).
     boot: &'static str,
     accel: Accel,
     /// The `kios build` output booted, if not built for this boot.
@@ -106,6 +115,8 @@ struct BootReport {
     kernel_banner_wall_seconds: Option<f64>,
     wall_seconds: f64,
     powered_off: bool,
+    /// The probe pod's view of the node's memory once it runs.
+    memory: Option<MemoryReport>,
 }
 
 /// The kernel's first console line.
@@ -174,12 +185,17 @@ fn check_host(arch: Arch, accel: Accel) -> Result<()> {
     accel.check(arch)
 }
 
-/// Builds the node image with the probe pod (and its disk with `--disk`).
+/// Builds the node image with the probe pod (and its disk with `--disk`,
+/// its card with `--board`).
 fn new_image_config(args: &BootArgs) -> Result<VmConfig> {
-    check_host(args.arch, args.accel)?;
+    if args.esp_config.is_some() && !args.disk && args.board.is_none() {
+        bail!("--esp-config puts files on a disk's or a card's boot partition: give --disk or --board");
+    }
+    let arch = args.board.map_or(args.arch, Board::arch);
+    check_host(arch, args.accel)?;
     let workspace = Workspace::locate()?;
     let out = workspace.output_dir()?.join("node");
-    let components = NodeComponents::resolve(&workspace, args.arch, args.oci_runtime, args.kernel)?;
+    let components = NodeComponents::resolve(&workspace, arch, args.oci_runtime, args.kernel)?;
     let image = build_node_image(
         &workspace,
         &components,
@@ -198,6 +214,30 @@ fn new_image_config(args: &BootArgs) -> Result<VmConfig> {
         },
         &out,
     )?;
+    if let Some(board) = args.board {
+        let NodeKernel::Kios(kernel) = &components.kernel else {
+            bail!("a board boots the kiOS kernel, which has the board's drivers built in");
+        };
+        let options = CardOptions {
+            min_data_bytes: DEFAULT_DATA_BYTES,
+            esp_config: match &args.esp_config {
+                Some(dir) => read_config_dir(dir)?,
+                None => Vec::new(),
+            },
+        };
+        let card = build_card(board, &components.bom, &image, kernel, &options, &out)?;
+        return Ok(VmConfig {
+            icount: !args.no_icount,
+            // The card's command line is quiet; a later loglevel= wins.
+            extra_kernel_arguments: match args.console.unwrap_or_default() {
+                ConsoleVerbosity::All => {
+                    format!("loglevel={}", kios_abi::console::ALL_LOGLEVEL)
+                }
+                ConsoleVerbosity::Quiet => String::new(),
+            },
+            ..VmConfig::board_boot(board, &card)
+        });
+    }
     Ok(if args.disk {
         let options = DiskOptions {
             console: args.console.unwrap_or_default(),
@@ -271,7 +311,11 @@ pub fn run(command: &BootCommand) -> Result<()> {
     let report = BootReport {
         arch,
         kernel: kernel.name(),
-        boot: if args.disk { "uefi-disk" } else { "kernel" },
+        boot: match (args.board, args.disk) {
+            (Some(board), _) => board.name(),
+            (None, true) => "uefi-disk",
+            (None, false) => "kernel",
+        },
         accel: args.accel,
         image: args.image.clone(),
         clock,
@@ -284,6 +328,7 @@ pub fn run(command: &BootCommand) -> Result<()> {
             .map(|line| line.at.as_secs_f64()),
         wall_seconds: run.wall_time.as_secs_f64(),
         powered_off: run.status.success(),
+        memory: memory_report(&run.console.texts().collect::<Vec<_>>().join("\n")),
     };
     if command.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -297,6 +342,9 @@ pub fn run(command: &BootCommand) -> Result<()> {
             println!("the kernel started {seconds:.1} s of host time after QEMU");
         }
         println!("QEMU ran {:.1} s of host time", report.wall_seconds);
+        if let Some(memory) = &report.memory {
+            print!("{}", memory.table());
+        }
     }
     if !report.powered_off {
         bail!(

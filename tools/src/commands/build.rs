@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::components::node::NodeComponents;
+use crate::components::node::{NodeComponents, NodeKernel};
 use crate::host::arch::Arch;
 use crate::host::fs::sha256_file;
 use crate::host::workspace::Workspace;
+use crate::image::board::{build_card, Board, BoardCard, CardOptions};
 use crate::image::disk::{build_disk_image, DiskOptions, DEFAULT_DATA_BYTES};
 use crate::image::node_image::{build_node_image, ImageOptions, InitChoice, NodeImage};
 use crate::image::secure_boot::{project_key, write_der_certificate, SigningKey};
@@ -25,6 +26,13 @@ use crate::vm::qemu::ConsoleVerbosity;
 pub struct BuildArgs {
     #[arg(long, value_enum, default_value_t = Arch::Amd64)]
     arch: Arch,
+    /// Write DIR/sdcard.img for a board whose own firmware boots it
+    /// (rpi4: Raspberry Pi 4 Model B; arm64, kiOS kernel): its boot
+    /// partition with the firmware, config.txt, cmdline.txt, the kernel,
+    /// its device tree and the initramfs, and the data partition
+    /// (docs/boards.md).
+    #[arg(long, value_enum, conflicts_with_all = ["arch", "kernel", "disk", "update"])]
+    board: Option<Board>,
     /// Where the artifacts and manifest.json go.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
@@ -60,8 +68,9 @@ pub struct BuildArgs {
     /// cached), or Debian's cloud kernel with modules.
     #[arg(long, value_enum, default_value_t = KernelChoice::Kios)]
     kernel: KernelChoice,
-    /// The data partition's size with --disk.
-    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_DATA_BYTES >> 20, requires = "disk")]
+    /// The data partition's size with --disk; with --board the least it
+    /// gets (it fills the card up to a power of two).
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_DATA_BYTES >> 20)]
     data_mib: u64,
     /// What the disk's serial console shows: quiet (the init and the
     /// timeline) or all (containerd's and the kubelet's lines too). A
@@ -73,9 +82,10 @@ pub struct BuildArgs {
     /// names are taken as kiOS's ([docs/configuration.md]).
     #[arg(long, value_name = "DIR")]
     config: Option<PathBuf>,
-    /// With --disk: put the files of DIR on the EFI system partition under
-    /// /kios/config/, for the node to take into /etc on its first boot.
-    #[arg(long, value_name = "DIR", requires = "disk")]
+    /// With --disk or --board: put the files of DIR on the EFI system
+    /// partition (a card's boot partition) under /kios/config/, for the
+    /// node to take into /etc on its first boot.
+    #[arg(long, value_name = "DIR")]
     esp_config: Option<PathBuf>,
     /// With --slots or --update: sign systemd-boot and the UKI on the
     /// disk, and the update bundle's UKI, for UEFI Secure Boot with the project key, made once in the cache's
@@ -184,6 +194,7 @@ pub const UKI: &str = "uki";
 pub const DISK: &str = "disk";
 pub const UPDATE_BUNDLE: &str = "update";
 pub const SECURE_BOOT_CERT: &str = "db-cert";
+pub const SD_CARD: &str = "sdcard";
 /// The certificate a signed disk's firmware must trust, in DIR.
 pub const SECURE_BOOT_CERT_FILE: &str = "secure-boot-db.cer";
 
@@ -213,6 +224,9 @@ pub struct Manifest {
     pub disk: bool,
     /// Whether the probe pod (a test fixture that powers the node off) is in.
     pub probe_pod: bool,
+    /// The board whose card DIR holds (`sdcard.img`), if any.
+    #[serde(default)]
+    pub board: Option<Board>,
     pub artifacts: Vec<Artifact>,
     pub components: Vec<ComponentBytes>,
 }
@@ -277,6 +291,10 @@ pub fn run(args: &BuildArgs) -> Result<()> {
     if (args.sign || args.sign_key.is_some()) && !release_wanted {
         bail!("--sign and --sign-key sign a release's boot files: give --slots or --update");
     }
+    if args.esp_config.is_some() && !args.disk && args.board.is_none() {
+        bail!("--esp-config puts files on a disk's or a card's boot partition: give --disk or --board");
+    }
+    let arch = args.board.map_or(args.arch, Board::arch);
     // Before the build: a key that does not fit fails at once.
     let signing = match (&args.sign_key, &args.sign_cert) {
         (Some(key), Some(cert)) => Some(SigningKey::from_files(key, cert)?),
@@ -284,7 +302,7 @@ pub fn run(args: &BuildArgs) -> Result<()> {
         _ => None,
     };
     let workspace = Workspace::locate()?;
-    let components = NodeComponents::resolve(&workspace, args.arch, args.oci_runtime, args.kernel)?;
+    let components = NodeComponents::resolve(&workspace, arch, args.oci_runtime, args.kernel)?;
     let image: NodeImage = build_node_image(
         &workspace,
         &components,
@@ -308,7 +326,7 @@ pub fn run(args: &BuildArgs) -> Result<()> {
         },
         &args.out,
     )?;
-    let kernel = args.out.join(format!("vmlinuz-{}", args.arch));
+    let kernel = args.out.join(format!("vmlinuz-{arch}"));
     std::fs::copy(&image.kernel, &kernel)
         .with_context(|| format!("copying the kernel to {}", kernel.display()))?;
     let mut artifacts = vec![
@@ -381,6 +399,29 @@ pub fn run(args: &BuildArgs) -> Result<()> {
             );
             artifacts.push(describe(SECURE_BOOT_CERT, &args.out, &cert)?);
         }
+    } else if let Some(board) = args.board {
+        let NodeKernel::Kios(kios_kernel) = &components.kernel else {
+            bail!("a board's card boots the kiOS kernel, which has the board's drivers built in");
+        };
+        let card = build_card(
+            board,
+            &components.bom,
+            &image,
+            kios_kernel,
+            &CardOptions {
+                min_data_bytes: args
+                    .data_mib
+                    .checked_mul(1 << 20)
+                    .context("--data-mib is too large")?,
+                esp_config: match &args.esp_config {
+                    Some(dir) => read_config_dir(dir)?,
+                    None => Vec::new(),
+                },
+            },
+            &args.out,
+        )?;
+        print_card(&card);
+        artifacts.push(describe(SD_CARD, &args.out, &card.image)?);
     } else if args.disk {
         let options = DiskOptions {
             data_bytes: args
@@ -402,10 +443,11 @@ pub fn run(args: &BuildArgs) -> Result<()> {
         artifacts.push(describe(DISK, &args.out, &disk.path)?);
     }
     let manifest = Manifest {
-        arch: args.arch,
+        arch,
         kernel: args.kernel,
         disk: args.disk,
         probe_pod: args.probe_pod,
+        board: args.board,
         artifacts,
         components: image
             .parts
@@ -436,6 +478,26 @@ pub fn run(args: &BuildArgs) -> Result<()> {
     Ok(())
 }
 
+/// The card's partitions and what its boot partition holds, on stderr.
+fn print_card(card: &BoardCard) {
+    eprintln!(
+        "{} card {}: {} bytes, {} allocated (sparse)",
+        card.board.name(),
+        card.image.display(),
+        card.bytes,
+        card.allocated_bytes
+    );
+    for partition in &card.partitions {
+        eprintln!(
+            "  partition {} {:<6} {:>12} bytes at {}",
+            partition.number, partition.name, partition.bytes, partition.offset
+        );
+    }
+    for file in &card.boot_files {
+        eprintln!("  boot/{:<28} {:>12} bytes", file.name, file.bytes);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,6 +509,7 @@ mod tests {
             kernel: KernelChoice::Kios,
             disk: false,
             probe_pod: true,
+            board: None,
             artifacts: vec![describe(KERNEL, dir, &dir.join("vmlinuz-arm64")).unwrap()],
             components: vec![ComponentBytes {
                 component: "init".into(),

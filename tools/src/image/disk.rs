@@ -438,9 +438,20 @@ pub fn make_ext4(path: &Path, bytes: u64, label: &str, uuid: Uuid) -> Result<()>
     Ok(())
 }
 
-/// Makes a FAT32 filesystem of `bytes` in a new file at `path` holding
-/// `files` (path with `/`, contents), creating their directories.
+/// Makes the EFI system partition's FAT32 (see [`make_fat`]).
 pub fn make_esp(path: &Path, bytes: u64, files: &[(&str, &[u8])], volume_id: u32) -> Result<()> {
+    make_fat(path, bytes, files, volume_id, *b"KIOS-ESP   ")
+}
+
+/// Makes a FAT32 filesystem of `bytes` labelled `label` in a new file at
+/// `path` holding `files` (path with `/`, contents), creating their directories.
+pub fn make_fat(
+    path: &Path,
+    bytes: u64,
+    files: &[(&str, &[u8])],
+    volume_id: u32,
+    label: [u8; 11],
+) -> Result<()> {
     let mut file = File::options()
         .read(true)
         .write(true)
@@ -455,7 +466,7 @@ pub fn make_esp(path: &Path, bytes: u64, files: &[(&str, &[u8])], volume_id: u32
         fatfs::FormatVolumeOptions::new()
             .fat_type(fatfs::FatType::Fat32)
             .volume_id(volume_id)
-            .volume_label(*b"KIOS-ESP   "),
+            .volume_label(label),
     )
     .with_context(|| format!("formatting {} as FAT32", path.display()))?;
     let filesystem =

@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use crate::host::arch::Arch;
 use crate::host::child::killed_with_parent;
+use crate::image::board::{Board, BoardCard};
 use crate::vm::console::{Console, ConsoleLine};
 
 /// Where the VM's kernel comes from.
@@ -45,6 +46,18 @@ pub enum BootSource {
         kernel: PathBuf,
         cmdline: String,
         disk: PathBuf,
+    },
+    /// A board's QEMU model booted as the board's firmware boots it: the
+    /// kernel, the board's device tree and the initramfs loaded into
+    /// memory with the card's command line, and the SD card image in the
+    /// card slot.
+    Board {
+        board: Board,
+        kernel: PathBuf,
+        device_tree: PathBuf,
+        initrd: PathBuf,
+        cmdline: String,
+        sd_card: PathBuf,
     },
 }
 
@@ -307,6 +320,25 @@ impl VmConfig {
         )
     }
 
+    /// A board model booting `card`'s kernel, device tree, initramfs and
+    /// command line with the card image attached ([`BootSource::Board`]).
+    pub fn board_boot(board: Board, card: &BoardCard) -> VmConfig {
+        VmConfig {
+            memory_mib: board.memory_mib(),
+            ..VmConfig::booting(
+                board.arch(),
+                BootSource::Board {
+                    board,
+                    kernel: card.kernel.clone(),
+                    device_tree: card.device_tree.clone(),
+                    initrd: card.initramfs.clone(),
+                    cmdline: card.command_line.clone(),
+                    sd_card: card.image.clone(),
+                },
+            )
+        }
+    }
+
     fn booting(arch: Arch, boot: BootSource) -> VmConfig {
         VmConfig {
             arch,
@@ -376,26 +408,43 @@ impl VmConfig {
     }
 
     pub fn command(&self) -> Command {
-        let machine = match (self.arch, self.secure_boot()) {
+        let board = match &self.boot {
+            BootSource::Board { board, .. } => Some(*board),
+            _ => None,
+        };
+        let machine = match (self.arch, self.secure_boot(), board) {
+            (_, _, Some(board)) => board.qemu_machine(),
             // SMM: only the firmware's SMM code writes its authenticated variables.
-            (Arch::Amd64, true) => "q35,smm=on",
-            (Arch::Amd64, false) => "q35",
-            (Arch::Arm64, _) => "virt",
+            (Arch::Amd64, true, None) => "q35,smm=on",
+            (Arch::Amd64, false, None) => "q35",
+            (Arch::Arm64, _, None) => "virt",
         };
         let (accel, cpu) = match self.accel {
             Accel::Tcg => ("tcg", "max"),
             Accel::Kvm => ("kvm", "host"),
         };
         let mut command = Command::new(self.qemu_binary());
+        command.args(["-machine", machine, "-accel", accel]);
+        // A board model has its SoC's CPU, and all of its cores.
+        if board.is_none() {
+            command.args(["-cpu", cpu]);
+        }
+        let cpus = board.map_or(1, Board::cpus);
         command
-            .args(["-machine", machine, "-accel", accel, "-cpu", cpu])
-            .args(["-m", &self.memory_mib.to_string(), "-smp", "1"])
+            .args(["-m", &self.memory_mib.to_string(), "-smp", &cpus.to_string()])
             .args(
                 self.smbios_uuid
                     .iter()
                     .flat_map(|uuid| ["-uuid".to_string(), uuid.to_string()]),
             )
-            .args(["-nographic", "-serial", "stdio"])
+            .arg("-nographic")
+            // The console's UART is the board's n-th serial port; the ones
+            // before it go nowhere.
+            .args(
+                (0..board.map_or(0, Board::console_serial_index))
+                    .flat_map(|_| ["-serial", "null"]),
+            )
+            .args(["-serial", "stdio"])
             .args(if self.reboots {
                 &[][..]
             } else {
@@ -407,7 +456,11 @@ impl VmConfig {
                 None => "none".to_string(),
             })
             .arg("-nic")
-            .arg(self.nic_option());
+            .arg(match board {
+                // The board models have no network device QEMU can back.
+                Some(_) => "none".to_string(),
+                None => self.nic_option(),
+            });
         match &self.boot {
             BootSource::Kernel { kernel, initrd } => {
                 command
@@ -452,6 +505,31 @@ impl VmConfig {
                     .arg("-drive")
                     .arg(drive_option("if=none,format=raw,id=boot-disk", disk))
                     .args(["-device", "virtio-blk-pci,drive=boot-disk"]);
+            }
+            BootSource::Board {
+                board,
+                kernel,
+                device_tree,
+                initrd,
+                cmdline,
+                sd_card,
+            } => {
+                let cmdline = match self.extra_kernel_arguments.trim() {
+                    "" => cmdline.clone(),
+                    extra => format!("{cmdline} {extra}"),
+                };
+                command
+                    .arg("-kernel")
+                    .arg(kernel)
+                    .arg("-dtb")
+                    .arg(device_tree)
+                    .arg("-initrd")
+                    .arg(initrd)
+                    .args(["-append", &cmdline])
+                    .arg("-drive")
+                    .arg(drive_option("if=none,format=raw,id=sd-card", sd_card))
+                    .arg("-device")
+                    .arg(format!("sd-card,drive=sd-card,bus={}", board.qemu_card_bus()));
             }
         }
         for (index, disk) in self.extra_disks.iter().enumerate() {
@@ -797,6 +875,47 @@ mod tests {
             .get_args()
             .any(|arg| arg == "-icount"));
         assert_eq!(without_icount.clock(), "guest clock");
+    }
+
+    #[test]
+    fn a_board_boots_its_model_with_the_card_on_its_slot_and_the_console_on_its_uart() {
+        let card = BoardCard {
+            board: Board::Rpi4,
+            image: "/out/sdcard.img".into(),
+            bytes: 2 << 30,
+            allocated_bytes: 0,
+            partitions: Vec::new(),
+            boot_files: Vec::new(),
+            kernel: "/out/rpi4-boot/Image".into(),
+            device_tree: "/out/rpi4-boot/bcm2711-rpi-4-b.dtb".into(),
+            initramfs: "/out/rpi4-boot/initramfs".into(),
+            command_line: "console=ttyS1,115200 rdinit=/bin/init".into(),
+        };
+        let config = VmConfig {
+            extra_kernel_arguments: "kios.test=1".into(),
+            ..VmConfig::board_boot(Board::Rpi4, &card)
+        };
+        let joined = args_of(&config);
+        assert!(
+            joined.starts_with("-machine raspi4b -accel tcg -m 2048 -smp 4 "),
+            "{joined}"
+        );
+        assert!(!joined.contains("-cpu"), "{joined}");
+        assert!(
+            joined.contains("-serial null -serial stdio"),
+            "the mini UART is the second port: {joined}"
+        );
+        assert!(joined.contains("-nic none"), "{joined}");
+        assert!(joined.contains(
+            "-kernel /out/rpi4-boot/Image -dtb /out/rpi4-boot/bcm2711-rpi-4-b.dtb \
+             -initrd /out/rpi4-boot/initramfs \
+             -append console=ttyS1,115200 rdinit=/bin/init kios.test=1"
+        ));
+        assert!(joined.contains(
+            "-drive if=none,format=raw,id=sd-card,file=/out/sdcard.img \
+             -device sd-card,drive=sd-card,bus=/generic-sdhci/sd-bus"
+        ));
+        assert!(joined.ends_with("-icount shift=0,sleep=on"), "{joined}");
     }
 
     #[test]
