@@ -255,6 +255,17 @@ pub(super) const STEPS: &[Step] = &[
         resources: &[Resource::KiosKernel],
     },
     Step {
+        name: "e2e_board",
+        description: "QEMU's Raspberry Pi 4 model (raspi4b, kiOS kernel): the rpi4 card is reproducible, its hybrid MBR and GPT are what the firmware and the init read, and the kernel, device tree and initramfs read back from it boot on the model to the probe pod with the card's data partition on /var, the console on the mini UART, the node's memory reported and a clean power off",
+        action: Action::TestBinary {
+            test: "e2e_board",
+            args: &["--ignored", "--test-threads=1", "--nocapture"],
+        },
+        needs_qemu: true,
+        after: NODE_IMAGE_AND_KERNEL_SOURCE,
+        resources: &[Resource::KiosKernel],
+    },
+    Step {
         name: "e2e_power_button",
         description: "QEMU power button tests: ACPI on amd64 (Debian's and the kiOS kernel), the GPIO key on arm64 (kiOS kernel)",
         action: Action::TestBinary {
