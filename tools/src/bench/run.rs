@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 use super::baseline::{baseline_init, BASELINE_MARKER};
 use super::report::ScenarioResult;
 use super::PHASES;
-use crate::components::node::NodeComponents;
+use crate::components::node::{NodeComponents, NodeKernel};
 use crate::host::workspace::Workspace;
+use crate::image::board::{build_card, Board, CardOptions};
+use crate::image::disk::DEFAULT_DATA_BYTES;
 use crate::image::initramfs::Compression;
 use crate::image::node_image::{
     build_node_image, vm_config, ImageOptions, InitChoice, NODE_MEMORY_MIB,
@@ -123,6 +125,9 @@ pub struct Boots {
     pub compression: Compression,
     /// Where the kiOS scenario's root comes from.
     pub root: BenchRoot,
+    /// Boot the kiOS scenario on this board's QEMU model from its card
+    /// instead of the virt machine (`bench --board rpi4`).
+    pub board: Option<Board>,
 }
 
 /// Builds one scenario's image (probe pod on) and boots it `boots.runs`
@@ -142,8 +147,42 @@ pub fn bench_scenario(
         Scenario::Baseline => baseline_init(components)?,
     };
     let verity = boots.root == BenchRoot::Verity && scenario == Scenario::Kios;
+    let board = boots.board.filter(|_| scenario == Scenario::Kios);
     let extra_files = vec![probe_pod_file()];
-    let (image, config, image_bytes) = if verity {
+    let (image, config, image_bytes) = if let Some(board) = board {
+        let NodeKernel::Kios(kernel) = &components.kernel else {
+            bail!("a board boots the kiOS kernel, which has the board's drivers built in");
+        };
+        let image = build_node_image(
+            workspace,
+            components,
+            &ImageOptions {
+                init,
+                extra_files,
+                compression: boots.compression,
+                root_image: false,
+            },
+            &out,
+        )?;
+        let card = build_card(
+            board,
+            &components.bom,
+            &image,
+            kernel,
+            &CardOptions {
+                min_data_bytes: DEFAULT_DATA_BYTES,
+                esp_config: Vec::new(),
+            },
+            &out,
+        )?;
+        let config = VmConfig {
+            // Every run boots the same fresh card (its writes go to a scratch overlay).
+            snapshot: true,
+            ..VmConfig::board_boot(board, &card)
+        };
+        let bytes = card.boot_files.iter().map(|file| file.bytes).sum();
+        (image, config, bytes)
+    } else if verity {
         let (image, release) = build_node_release(
             workspace,
             components,

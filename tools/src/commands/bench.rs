@@ -24,12 +24,13 @@ use crate::components::node::NodeComponents;
 use crate::components::OciRuntime;
 use crate::host::packages::{ensure_installed, qemu_packages};
 use crate::host::workspace::Workspace;
+use crate::image::board::Board;
 use crate::image::initramfs::Compression;
 use crate::kernel::KernelChoice;
 use crate::vm::qemu::{Accel, ConsoleVerbosity, KVM_CLOCK};
 
 /// The options `--against` leaves no use for: nothing is booted.
-const BOOT_OPTIONS: [&str; 9] = [
+const BOOT_OPTIONS: [&str; 10] = [
     "arch",
     "runs",
     "no_baseline",
@@ -39,6 +40,7 @@ const BOOT_OPTIONS: [&str; 9] = [
     "console",
     "compression",
     "root",
+    "board",
 ];
 
 #[derive(Debug, clap::Args)]
@@ -91,6 +93,12 @@ pub struct BenchArgs {
     /// --no-baseline, and is recorded and compared apart.
     #[arg(long, value_enum, default_value_t = BenchRoot::default())]
     root: BenchRoot,
+    /// Boot the kiOS scenario on a board's QEMU model from the card `kios
+    /// build --board` writes (rpi4: raspi4b, 4 cores, the card in its slot)
+    /// instead of the virt machine; its arch only, the kiOS kernel and
+    /// --no-baseline. Recorded and compared apart.
+    #[arg(long, value_enum, conflicts_with = "arch")]
+    board: Option<Board>,
     /// Compare the run with this recorded run (a JSON file of
     /// benches/results/, any schema) instead of the newest earlier record of
     /// the same kernel and accel.
@@ -192,9 +200,21 @@ fn compare_records(
 
 /// Boots and records a run, then compares it with `chosen` or the previous record.
 fn bench(args: &BenchArgs, chosen: Option<(PathBuf, BenchReport)>) -> Result<()> {
-    for arch in args.arch.arches() {
+    let arches = match args.board {
+        Some(board) => vec![board.arch()],
+        None => args.arch.arches(),
+    };
+    for &arch in &arches {
         ensure_installed(qemu_packages(arch))?;
         args.accel.check(arch)?;
+    }
+    if args.board.is_some()
+        && (!args.no_baseline || args.kernel != KernelChoice::Kios || args.root != BenchRoot::Ram)
+    {
+        bail!(
+            "--board boots the board's card: the kiOS kernel (the board's drivers are built in), \
+             the root in RAM, and no shell baseline; add --kernel kios --no-baseline"
+        );
     }
     if args.compression == Compression::Erofs && !args.no_baseline {
         bail!(
@@ -212,6 +232,10 @@ fn bench(args: &BenchArgs, chosen: Option<(PathBuf, BenchReport)>) -> Result<()>
     // KVM timings follow the host's speed, and a console showing everything
     // costs boot time: each is recorded and compared apart.
     let (clock, mut record_key) = match (args.accel, args.root) {
+        // The card makes the idle guest sleep in real time, as a disk does.
+        (Accel::Tcg, BenchRoot::Ram) if args.board.is_some() => {
+            (DISK_CLOCK, args.kernel.name().to_string())
+        }
         (Accel::Tcg, BenchRoot::Ram) => (CLOCK, args.kernel.name().to_string()),
         // A disk makes the idle guest sleep in real time (`VmConfig::icount_mode`).
         (Accel::Tcg, BenchRoot::Verity) => (DISK_CLOCK, args.kernel.name().to_string()),
@@ -225,6 +249,9 @@ fn bench(args: &BenchArgs, chosen: Option<(PathBuf, BenchReport)>) -> Result<()>
     }
     if args.root != BenchRoot::default() {
         record_key.push_str(&format!("-{}-root", args.root.name()));
+    }
+    if let Some(board) = args.board {
+        record_key.push_str(&format!("-{}", board.name()));
     }
     let previous = match chosen {
         Some(chosen) => Some(chosen),
@@ -253,10 +280,11 @@ fn bench(args: &BenchArgs, chosen: Option<(PathBuf, BenchReport)>) -> Result<()>
         console: args.console,
         compression: args.compression,
         root: args.root,
+        board: args.board,
     };
-    let mut arches = Vec::new();
+    let mut results_per_arch = Vec::new();
     let mut environment = BTreeMap::new();
-    for arch in args.arch.arches() {
+    for arch in arches {
         let components = NodeComponents::resolve(&workspace, arch, OciRuntime::Runc, args.kernel)?;
         environment.insert(
             arch.debian_name().to_string(),
@@ -268,7 +296,7 @@ fn bench(args: &BenchArgs, chosen: Option<(PathBuf, BenchReport)>) -> Result<()>
         } else {
             Some(bench_scenario(&workspace, &components, Scenario::Baseline, &boots)?.1)
         };
-        arches.push(ArchResult::new(arch, init_bytes, kios, baseline));
+        results_per_arch.push(ArchResult::new(arch, init_bytes, kios, baseline));
     }
     let recorded_at = RecordTime::now()?;
     let run = RecordedRun {
@@ -280,7 +308,7 @@ fn bench(args: &BenchArgs, chosen: Option<(PathBuf, BenchReport)>) -> Result<()>
             clock: clock.to_string(),
             kernel: args.kernel.name().to_string(),
             runs_per_scenario: usize::from(args.runs),
-            arches,
+            arches: results_per_arch,
         },
         environment,
     };
