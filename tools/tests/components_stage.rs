@@ -6,10 +6,12 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use kios_tools::cluster::registry::OciLayout;
 use kios_tools::components::bom::{fetch_component, Bom, BOM_FILE};
 use kios_tools::components::ca_bundle::{
     ca_bundle, certificate_count, CA_BUNDLE_PATH, CA_CERTIFICATES_COMPONENT,
 };
+use kios_tools::components::chrony::{CHRONYD_PATH, CHRONY_IMAGE};
 use kios_tools::components::elf_deps::{closure, Sysroot};
 use kios_tools::components::node::{NodeComponents, BUSYBOX_COMPONENT};
 use kios_tools::components::oci::{BUSYBOX_IMAGE, KIOSCTL_IMAGE, PAUSE_IMAGE};
@@ -201,7 +203,10 @@ fn images_rebuild_byte_identical() -> anyhow::Result<()> {
             .iter()
             .map(|image| image.reference.as_str())
             .collect();
-        assert_eq!(references, [PAUSE_IMAGE, BUSYBOX_IMAGE, KIOSCTL_IMAGE]);
+        assert_eq!(
+            references,
+            [PAUSE_IMAGE, BUSYBOX_IMAGE, KIOSCTL_IMAGE, CHRONY_IMAGE]
+        );
         for file in &written {
             eprintln!("{:>12}  {} {arch}", file.bytes, file.reference);
             let name = file.path.file_name().unwrap_or_default();
@@ -211,6 +216,70 @@ fn images_rebuild_byte_identical() -> anyhow::Result<()> {
                 "{name:?}"
             );
         }
+    }
+    Ok(())
+}
+
+/// The image's only layer, unpacked into a fresh directory.
+fn unpack_layer(archive: &Path, into: &Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let layout = OciLayout::read(archive)?;
+    let descriptor = &layout.manifest_descriptors()?[0];
+    let manifest: serde_json::Value =
+        serde_json::from_slice(layout.blob(descriptor["digest"].as_str().context("no digest")?)?)?;
+    let layers = manifest["layers"].as_array().context("no layers")?;
+    anyhow::ensure!(layers.len() == 1, "{} layers", layers.len());
+    anyhow::ensure!(
+        layers[0]["mediaType"] == "application/vnd.oci.image.layer.v1.tar+zstd",
+        "the seeded layer is not zstd: {}",
+        layers[0]["mediaType"]
+    );
+    let layer = layout.blob(layers[0]["digest"].as_str().context("no digest")?)?;
+    let mut tar = tar::Archive::new(zstd::Decoder::new(layer)?);
+    tar.set_preserve_permissions(true);
+    tar.unpack(into)?;
+    Ok(())
+}
+
+/// chronyd runs chrooted in the time-sync image's own layer: its loader,
+/// its libraries and its root user (chronyd looks it up by name even to
+/// stay root). Without a server and with `port 0` it only starts, logs
+/// and exits after a second (`-t 1`), never touching the clock (`-x`).
+#[test]
+#[ignore = "fetches Debian packages and chroots (root): run by cargo kios test"]
+fn chronyd_runs_from_the_time_sync_images_own_layer() -> anyhow::Result<()> {
+    let workspace = Workspace::locate()?;
+    let bom = bom()?;
+    let images = staging_dir("chrony-image")?;
+    let busybox = fetch_component(&bom, BUSYBOX_COMPONENT, Arch::Amd64)?;
+    let archive = build_images(&workspace, Arch::Amd64, &busybox, &images)?
+        .into_iter()
+        .find(|image| image.reference == CHRONY_IMAGE)
+        .expect("the chrony image");
+    eprintln!("{:>12}  {}", archive.bytes, archive.reference);
+    let root = staging_dir("chrony-layer")?;
+    unpack_layer(&archive.path, &root)?;
+    let output = Command::new("chroot")
+        .arg(&root)
+        .arg(CHRONYD_PATH)
+        .args(["-d", "-x", "-u", "root", "-t", "1"])
+        .args([
+            "port 0",
+            "cmdport 0",
+            "bindcmdaddress /",
+            "pidfile /chronyd.pid",
+        ])
+        .output()?;
+    let log = String::from_utf8_lossy(&output.stderr);
+    eprintln!("{log}");
+    // Exit status 1 after the timeout: the clock is not synchronised.
+    for line in [
+        "chronyd version 4.3 starting",
+        "Running with root privileges",
+        "Timeout reached",
+        "chronyd exiting",
+    ] {
+        anyhow::ensure!(log.contains(line), "no `{line}` ({output:?}):\n{log}");
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ use std::process::Command;
 
 use kios_tools::components::bom::{fetch_component, Bom, BOM_FILE};
 use kios_tools::components::build_images;
+use kios_tools::components::chrony::CHRONY_IMAGE;
 use kios_tools::components::image_seed::{seed_containerd_store, ContainerdSandbox};
 use kios_tools::components::node::BUSYBOX_COMPONENT;
 use kios_tools::components::oci::{BUSYBOX_IMAGE, KIOSCTL_IMAGE, PAUSE_IMAGE};
@@ -62,7 +63,10 @@ fn seeded_store_serves_the_images_to_the_node_config_and_is_cached() -> anyhow::
 
     let seed = seed_containerd_store(&bom, Arch::Amd64, &archives, &dir.join("seed"))?;
     eprintln!("seed: {seed:?}");
-    assert_eq!(seed.images, [BUSYBOX_IMAGE, KIOSCTL_IMAGE, PAUSE_IMAGE]);
+    assert_eq!(
+        seed.images,
+        [BUSYBOX_IMAGE, CHRONY_IMAGE, KIOSCTL_IMAGE, PAUSE_IMAGE]
+    );
     assert_eq!(
         names_in(&seed.dir)?,
         [
@@ -109,7 +113,7 @@ fn seeded_store_serves_the_images_to_the_node_config_and_is_cached() -> anyhow::
         assert!(loaded, "the node config did not load {plugin}:\n{plugins}");
     }
     let listed: Vec<&str> = images.lines().collect();
-    for image in [PAUSE_IMAGE, BUSYBOX_IMAGE, KIOSCTL_IMAGE] {
+    for image in [PAUSE_IMAGE, BUSYBOX_IMAGE, KIOSCTL_IMAGE, CHRONY_IMAGE] {
         assert!(listed.contains(&image), "{image} missing from {listed:?}");
     }
     eprintln!(
@@ -136,6 +140,9 @@ fn arm64_images_are_seeded_on_an_amd64_host() -> anyhow::Result<()> {
     .map(|archive| archive.path)
     .collect();
     let seed = seed_containerd_store(&bom, Arch::Arm64, &archives, &dir.join("seed"))?;
-    assert_eq!(seed.images, [BUSYBOX_IMAGE, KIOSCTL_IMAGE, PAUSE_IMAGE]);
+    assert_eq!(
+        seed.images,
+        [BUSYBOX_IMAGE, CHRONY_IMAGE, KIOSCTL_IMAGE, PAUSE_IMAGE]
+    );
     Ok(())
 }

@@ -18,7 +18,7 @@ pub const MAX_FILE_BYTES: usize = 64 * 1024;
 pub const MAX_FILES: usize = 64;
 
 /// The top-level names a configuration may hold, for messages.
-pub const TOP_LEVEL: &[&str] = &["hostname", "kubernetes", "containerd", "cni"];
+pub const TOP_LEVEL: &[&str] = &["hostname", "kubernetes", "containerd", "cni", "kios"];
 
 /// What a file must look like to be taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -224,6 +224,13 @@ const FILES: &[Files] = &[
         ],
         instead: "the image's CNI config stays",
     },
+    Files {
+        // The time-sync pod's NTP servers (chronyd's `sourcedir`).
+        source_dir: "kios/time-sources",
+        dir: "/etc/kios/time-sources",
+        suffixes: &[(".sources", Check::Text, 0o644)],
+        instead: "the image's time sources stay",
+    },
 ];
 
 /// containerd's per-registry directories (`containerd/certs.d/<host>/`):
@@ -307,6 +314,8 @@ pub fn known_dir(source: &str) -> bool {
         "containerd/certs.d",
         "cni",
         "cni/net.d",
+        "kios",
+        "kios/time-sources",
     ];
     if known.iter().any(|dir| source.eq_ignore_ascii_case(dir)) {
         return true;
@@ -469,6 +478,10 @@ mod tests {
                 "cni/net.d/10-flannel.conflist",
                 "/etc/cni/net.d/10-flannel.conflist",
             ),
+            (
+                "kios/time-sources/site.sources",
+                "/etc/kios/time-sources/site.sources",
+            ),
             // FAT keeps the case the operator's OS wrote.
             ("Kubernetes/Kubelet.conf", "/etc/kubernetes/kubeconfig"),
             ("HOSTNAME", "/etc/hostname"),
@@ -505,6 +518,10 @@ mod tests {
             "containerd/certs.d/.x/hosts.toml",
             "containerd/certs.d/hosts.toml",
             "kubernetes/pki/ca.srl",
+            // The init's own files under /etc/kios are the image's.
+            "kios/modules",
+            "kios/udhcpc.script",
+            "kios/time-sources/servers.conf",
         ] {
             assert_eq!(place(source), Err(Refusal::Unknown), "{source}");
         }
@@ -512,6 +529,7 @@ mod tests {
         assert!(known_dir("Containerd/certs.d/registry.local"));
         assert!(!known_dir("containerd/certs.d/a/b"));
         assert!(!known_dir("systemd"));
+        assert!(known_dir("KIOS/time-sources"));
         assert!(!known_dir("kubernetes/manifests/sub"));
     }
 

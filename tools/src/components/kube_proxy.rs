@@ -23,7 +23,7 @@ use anyhow::{bail, Context, Result};
 use crate::components::bom::{fetch_component, Bom, Source};
 use crate::components::elf_deps::{self, Sysroot};
 use crate::components::oci::{Image, Layer, DEBIAN_PATH_ENV};
-use crate::components::{find_executable, relative_target};
+use crate::components::{add_shared_libraries, find_executable, mode_of};
 use crate::host::arch::Arch;
 use crate::host::cache::cache_subdir;
 use crate::host::fs::{persist_file, scratch_file_for, sha256_hex};
@@ -164,21 +164,7 @@ pub fn image(bom: &Bom, arch: Arch) -> Result<Image> {
             .collect::<Result<Vec<_>>>()?,
     );
     for file in &elf_files {
-        for needed in elf_deps::closure(file, &sysroot)
-            .with_context(|| format!("the libraries of {}", file.display()))?
-        {
-            let real = needed.real_image_path.display().to_string();
-            if !layer.contains(&real) {
-                layer.file_from_host(&real, mode_of(&needed.host_file)?, &needed.host_file)?;
-            }
-            if needed.image_path != needed.real_image_path {
-                let target = relative_target(&needed.image_path, &needed.real_image_path);
-                layer.symlink(
-                    &needed.image_path.display().to_string(),
-                    &target.display().to_string(),
-                );
-            }
-        }
+        add_shared_libraries(&mut layer, file, &sysroot)?;
     }
     // iptables takes /run/xtables.lock; kube-proxy writes nothing else.
     layer.directory("/run", 0o755).directory("/tmp", 0o1777);
@@ -260,13 +246,6 @@ fn add_multi_call_links(layer: &mut Layer, sbin: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The permission bits of a packaged file, kept in the image.
-fn mode_of(file: &Path) -> Result<u32> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?;
-    Ok(meta.permissions().mode() & 0o7777)
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<std::ffi::OsString>> {

@@ -11,6 +11,7 @@
 
 pub mod bom;
 pub mod ca_bundle;
+pub mod chrony;
 pub mod debian;
 pub mod elf_deps;
 pub mod image_seed;
@@ -30,7 +31,7 @@ use self::elf_deps::Sysroot;
 use self::node::NodeComponents;
 use crate::components::oci::{busybox_image, kiosctl_image, pause_image};
 use crate::host::arch::Arch;
-use crate::host::fs::remove_file_if_present;
+use crate::host::fs::{copy_into_place, file_size, remove_file_if_present};
 use crate::host::workspace::Workspace;
 
 /// The OCI runtime containerd's shim starts containers with.
@@ -319,6 +320,38 @@ fn link_into(dir: &Path, image_path: &Path, real_image_path: &Path) -> Result<()
         .with_context(|| format!("linking {} to {}", link.display(), target.display()))
 }
 
+/// Adds to `layer` the shared libraries `elf_file` needs, closed over and
+/// resolved in `sysroot`, at their real paths, with the links the loader
+/// opens them by.
+pub(crate) fn add_shared_libraries(
+    layer: &mut oci::Layer,
+    elf_file: &Path,
+    sysroot: &Sysroot,
+) -> Result<()> {
+    for needed in elf_deps::closure(elf_file, sysroot)
+        .with_context(|| format!("the libraries of {}", elf_file.display()))?
+    {
+        let real = needed.real_image_path.display().to_string();
+        if !layer.contains(&real) {
+            layer.file_from_host(&real, mode_of(&needed.host_file)?, &needed.host_file)?;
+        }
+        if needed.image_path != needed.real_image_path {
+            let target = relative_target(&needed.image_path, &needed.real_image_path);
+            layer.symlink(
+                &needed.image_path.display().to_string(),
+                &target.display().to_string(),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The permission bits of a packaged file, kept in an image.
+pub(crate) fn mode_of(file: &Path) -> Result<u32> {
+    let meta = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?;
+    Ok(meta.permissions().mode() & 0o7777)
+}
+
 /// The path from `link`'s directory to `target` (both absolute image paths).
 pub(crate) fn relative_target(link: &Path, target: &Path) -> PathBuf {
     let link_dir: Vec<_> = link
@@ -344,7 +377,8 @@ pub(crate) fn relative_target(link: &Path, target: &Path) -> PathBuf {
 
 /// Builds the images a first boot needs offline — `kios.local/pause:1`
 /// from `tools/pause`, `kios.local/busybox:1` from `busybox_tree` (the
-/// BOM's busybox, fetched) and `kios.local/kiosctl:1` from `tools/kiosctl`
+/// BOM's busybox, fetched), `kios.local/kiosctl:1` from `tools/kiosctl`
+/// and `kios.local/chrony:1` (the time-sync pod's) from the BOM's chrony
 /// — as OCI archives in `out_dir`.
 pub fn build_images(
     workspace: &Workspace,
@@ -374,6 +408,14 @@ pub fn build_images(
             bytes,
         });
     }
+    let chrony_archive = chrony::chrony_archive(&bom::Bom::of(workspace)?, arch)?;
+    let path = out_dir.join("chrony.tar");
+    copy_into_place(&chrony_archive, &path)?;
+    written.push(ImageArchive {
+        reference: chrony::CHRONY_IMAGE.to_string(),
+        bytes: file_size(&path)?,
+        path,
+    });
     Ok(written)
 }
 
