@@ -22,11 +22,11 @@ use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use kios_tools::components::node::{NodeComponents, NodeKernel};
+use kios_tools::components::node::NodeComponents;
 use kios_tools::components::OciRuntime;
 use kios_tools::host::fs::sha256_file;
 use kios_tools::host::workspace::Workspace;
-use kios_tools::image::board::{build_card, Board, BootFile, CardOptions};
+use kios_tools::image::board::{board_kernel, build_card, Board, BootFile, CardOptions};
 use kios_tools::image::disk::DEFAULT_DATA_BYTES;
 use kios_tools::image::node_image::{build_node_image, ImageOptions};
 use kios_tools::kernel::KernelChoice;
@@ -57,9 +57,7 @@ fn the_rpi4_card_boots_on_the_board_model_to_a_running_pod() -> Result<()> {
         OciRuntime::Runc,
         KernelChoice::Kios,
     )?;
-    let NodeKernel::Kios(kernel) = &components.kernel else {
-        unreachable!("resolved with the kiOS kernel");
-    };
+    let kernel = board_kernel(&components, BOARD)?;
     let image = build_node_image(
         &workspace,
         &components,

@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use super::baseline::{baseline_init, BASELINE_MARKER};
 use super::report::ScenarioResult;
 use super::PHASES;
-use crate::components::node::{NodeComponents, NodeKernel};
+use crate::components::node::NodeComponents;
 use crate::host::workspace::Workspace;
-use crate::image::board::{build_card, Board, CardOptions};
+use crate::image::board::{board_kernel, build_card, Board, CardOptions};
 use crate::image::disk::DEFAULT_DATA_BYTES;
 use crate::image::initramfs::Compression;
 use crate::image::node_image::{
@@ -149,11 +149,9 @@ pub fn bench_scenario(
     let verity = boots.root == BenchRoot::Verity && scenario == Scenario::Kios;
     let board = boots.board.filter(|_| scenario == Scenario::Kios);
     let extra_files = vec![probe_pod_file()];
-    let (image, config, image_bytes) = if let Some(board) = board {
-        let NodeKernel::Kios(kernel) = &components.kernel else {
-            bail!("a board boots the kiOS kernel, which has the board's drivers built in");
-        };
-        let image = build_node_image(
+    // The root in RAM, as `kios build` ships it.
+    let ram_image = |extra_files| {
+        build_node_image(
             workspace,
             components,
             &ImageOptions {
@@ -163,12 +161,15 @@ pub fn bench_scenario(
                 root_image: false,
             },
             &out,
-        )?;
+        )
+    };
+    let (image, config, image_bytes) = if let Some(board) = board {
+        let image = ram_image(extra_files)?;
         let card = build_card(
             board,
             &components.bom,
             &image,
-            kernel,
+            board_kernel(components, board)?,
             &CardOptions {
                 min_data_bytes: DEFAULT_DATA_BYTES,
                 esp_config: Vec::new(),
@@ -210,17 +211,7 @@ pub fn bench_scenario(
         };
         (image, config, release.root_bytes)
     } else {
-        let image = build_node_image(
-            workspace,
-            components,
-            &ImageOptions {
-                init,
-                extra_files,
-                compression: boots.compression,
-                root_image: false,
-            },
-            &out,
-        )?;
+        let image = ram_image(extra_files)?;
         let bytes = std::fs::metadata(&image.initrd)
             .with_context(|| format!("reading {}", image.initrd.display()))?
             .len();

@@ -9,13 +9,13 @@ use anyhow::{bail, ensure, Result};
 use serde::Serialize;
 
 use crate::commands::build::{config_overlay, read_config_dir, Manifest, DISK, INITRAMFS, KERNEL};
-use crate::components::node::{NodeComponents, NodeKernel};
+use crate::components::node::NodeComponents;
 use crate::components::OciRuntime;
 use crate::host::arch::Arch;
 use crate::host::packages::{ensure_installed, qemu_packages};
 use crate::host::progress::with_step;
 use crate::host::workspace::Workspace;
-use crate::image::board::{build_card, Board, CardOptions};
+use crate::image::board::{board_kernel, build_card, Board, CardOptions};
 use crate::image::disk::{build_disk_image, firmware_vm_config, DiskOptions, DEFAULT_DATA_BYTES};
 use crate::image::node_image::{
     build_node_image, vm_config, ImageOptions, InitChoice, NODE_MEMORY_MIB,
@@ -215,9 +215,6 @@ fn new_image_config(args: &BootArgs) -> Result<VmConfig> {
         &out,
     )?;
     if let Some(board) = args.board {
-        let NodeKernel::Kios(kernel) = &components.kernel else {
-            bail!("a board boots the kiOS kernel, which has the board's drivers built in");
-        };
         let options = CardOptions {
             min_data_bytes: DEFAULT_DATA_BYTES,
             esp_config: match &args.esp_config {
@@ -225,6 +222,7 @@ fn new_image_config(args: &BootArgs) -> Result<VmConfig> {
                 None => Vec::new(),
             },
         };
+        let kernel = board_kernel(&components, board)?;
         let card = build_card(board, &components.bom, &image, kernel, &options, &out)?;
         return Ok(VmConfig {
             icount: !args.no_icount,

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::components::node::{NodeComponents, NodeKernel};
+use crate::components::node::NodeComponents;
 use crate::host::arch::Arch;
 use crate::host::fs::sha256_file;
 use crate::host::workspace::Workspace;
-use crate::image::board::{build_card, Board, BoardCard, CardOptions};
+use crate::image::board::{board_kernel, build_card, Board, BoardCard, CardOptions};
 use crate::image::disk::{build_disk_image, DiskOptions, DEFAULT_DATA_BYTES};
 use crate::image::node_image::{build_node_image, ImageOptions, InitChoice, NodeImage};
 use crate::image::secure_boot::{project_key, write_der_certificate, SigningKey};
@@ -358,20 +358,22 @@ pub fn run(args: &BuildArgs) -> Result<()> {
         );
         artifacts.push(describe(UPDATE_BUNDLE, &args.out, &bundle.archive)?);
     }
+    let data_bytes = args
+        .data_mib
+        .checked_mul(1 << 20)
+        .context("--data-mib is too large")?;
+    let esp_config = match &args.esp_config {
+        Some(dir) => read_config_dir(dir)?,
+        None => Vec::new(),
+    };
     if let (true, Some(release)) = (args.slots, &release) {
         let disk = build_slot_disk(
             &components.bom,
             release,
             None,
             &SlotDiskOptions {
-                data_bytes: args
-                    .data_mib
-                    .checked_mul(1 << 20)
-                    .context("--data-mib is too large")?,
-                esp_config: match &args.esp_config {
-                    Some(dir) => read_config_dir(dir)?,
-                    None => Vec::new(),
-                },
+                data_bytes,
+                esp_config,
                 signing: signing.clone(),
                 ..SlotDiskOptions::default()
             },
@@ -400,23 +402,14 @@ pub fn run(args: &BuildArgs) -> Result<()> {
             artifacts.push(describe(SECURE_BOOT_CERT, &args.out, &cert)?);
         }
     } else if let Some(board) = args.board {
-        let NodeKernel::Kios(kios_kernel) = &components.kernel else {
-            bail!("a board's card boots the kiOS kernel, which has the board's drivers built in");
-        };
         let card = build_card(
             board,
             &components.bom,
             &image,
-            kios_kernel,
+            board_kernel(&components, board)?,
             &CardOptions {
-                min_data_bytes: args
-                    .data_mib
-                    .checked_mul(1 << 20)
-                    .context("--data-mib is too large")?,
-                esp_config: match &args.esp_config {
-                    Some(dir) => read_config_dir(dir)?,
-                    None => Vec::new(),
-                },
+                min_data_bytes: data_bytes,
+                esp_config,
             },
             &args.out,
         )?;
@@ -424,15 +417,9 @@ pub fn run(args: &BuildArgs) -> Result<()> {
         artifacts.push(describe(SD_CARD, &args.out, &card.image)?);
     } else if args.disk {
         let options = DiskOptions {
-            data_bytes: args
-                .data_mib
-                .checked_mul(1 << 20)
-                .context("--data-mib is too large")?,
+            data_bytes,
             console: args.console,
-            esp_config: match &args.esp_config {
-                Some(dir) => read_config_dir(dir)?,
-                None => Vec::new(),
-            },
+            esp_config,
         };
         let disk = build_disk_image(&components.bom, &image, &options, &args.out)?;
         eprintln!(

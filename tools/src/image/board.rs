@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::components::bom::{fetch_component, Bom};
+use crate::components::node::{NodeComponents, NodeKernel};
 use crate::host::arch::Arch;
 use crate::host::fs::file_size;
 use crate::host::progress::with_step;
@@ -145,6 +146,18 @@ pub const INITRAMFS_FILE: &str = "initramfs";
 pub const CONFIG_FILE: &str = "config.txt";
 pub const CMDLINE_FILE: &str = "cmdline.txt";
 const LICENCE_FILE: &str = "LICENCE.raspi-firmware";
+
+/// The kiOS kernel of `components`, which a board's card boots: it has the
+/// board's drivers and device tree; Debian's cloud kernel has neither.
+pub fn board_kernel(components: &NodeComponents, board: Board) -> Result<&KernelImage> {
+    match &components.kernel {
+        NodeKernel::Kios(kernel) => Ok(kernel),
+        NodeKernel::Debian { .. } => bail!(
+            "the {} card boots the kiOS kernel, which has the board's drivers built in",
+            board.name()
+        ),
+    }
+}
 
 /// What `build_card` takes beyond the node image.
 #[derive(Clone, Debug, Default)]

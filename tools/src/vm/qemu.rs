@@ -374,10 +374,14 @@ impl VmConfig {
     }
 
     pub fn kernel_command_line(&self) -> String {
-        let base = kernel_command_line(self.arch, self.console);
+        self.with_extra_arguments(&kernel_command_line(self.arch, self.console))
+    }
+
+    /// `cmdline` followed by [`VmConfig::extra_kernel_arguments`], if any.
+    fn with_extra_arguments(&self, cmdline: &str) -> String {
         match self.extra_kernel_arguments.trim() {
-            "" => base,
-            extra => format!("{base} {extra}"),
+            "" => cmdline.to_string(),
+            extra => format!("{cmdline} {extra}"),
         }
     }
 
@@ -494,10 +498,7 @@ impl VmConfig {
                 cmdline,
                 disk,
             } => {
-                let cmdline = match self.extra_kernel_arguments.trim() {
-                    "" => cmdline.clone(),
-                    extra => format!("{cmdline} {extra}"),
-                };
+                let cmdline = self.with_extra_arguments(cmdline);
                 command
                     .arg("-kernel")
                     .arg(kernel)
@@ -514,10 +515,7 @@ impl VmConfig {
                 cmdline,
                 sd_card,
             } => {
-                let cmdline = match self.extra_kernel_arguments.trim() {
-                    "" => cmdline.clone(),
-                    extra => format!("{cmdline} {extra}"),
-                };
+                let cmdline = self.with_extra_arguments(cmdline);
                 command
                     .arg("-kernel")
                     .arg(kernel)
