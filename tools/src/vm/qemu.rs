@@ -5,7 +5,8 @@
 //! measured on, and only TCG can count instructions (`-icount`); KVM is
 //! an option ([`Accel`]). The guest's network is user-mode with
 //! `restrict=on`, so it can reach nothing but the host's loopback
-//! forwards a test sets up in [`VmConfig::guest_forwards`]; the host
+//! forwards a test sets up in [`VmConfig::guest_forwards`] (or, unrestricted,
+//! only a loopback-only network namespace: [`GuestNetwork`]); the host
 //! reaches a guest port only through a [`HostForward`] on a loopback address.
 
 use std::fmt;
@@ -151,6 +152,26 @@ pub struct VmConfig {
     /// (q35 with SMM; amd64 only) from a copy of this variable store, the
     /// one with the keys enrolled ([`crate::image::secure_boot::enrolled_variables`]).
     pub secure_boot_variables: Option<PathBuf>,
+    /// What the guest's user-mode network reaches.
+    pub guest_network: GuestNetwork,
+    /// Where the guest's real-time clock starts (`-rtc base=`, e.g.
+    /// `2001-01-01`); None: the host's time.
+    pub rtc_base: Option<String>,
+}
+
+/// What the guest's user-mode network reaches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GuestNetwork {
+    /// `restrict=on`: nothing but [`VmConfig::guest_forwards`] (TCP), and
+    /// DHCP from QEMU itself. libslirp drops every other packet from the
+    /// guest, UDP included.
+    Restricted,
+    /// `restrict=off`, with QEMU run inside the named network namespace
+    /// (`ip netns exec`), which must have no interface but its loopback
+    /// (see `crate::testing::netns`): the guest reaches what listens on
+    /// the namespace's loopback as 10.0.2.2, over TCP and UDP alike, and
+    /// nothing else, since the namespace has no other interface or route.
+    LoopbackNamespace(String),
 }
 
 /// A guest TCP port reachable at `address:host_port` on the host: QEMU
@@ -356,6 +377,8 @@ impl VmConfig {
             smbios_uuid: None,
             reboots: false,
             secure_boot_variables: None,
+            guest_network: GuestNetwork::Restricted,
+            rtc_base: None,
         }
     }
 
@@ -427,7 +450,14 @@ impl VmConfig {
             Accel::Tcg => ("tcg", "max"),
             Accel::Kvm => ("kvm", "host"),
         };
-        let mut command = Command::new(self.qemu_binary());
+        let mut command = match &self.guest_network {
+            GuestNetwork::Restricted => Command::new(self.qemu_binary()),
+            GuestNetwork::LoopbackNamespace(namespace) => {
+                let mut in_namespace = Command::new("ip");
+                in_namespace.args(["netns", "exec", namespace, self.qemu_binary()]);
+                in_namespace
+            }
+        };
         command.args(["-machine", machine, "-accel", accel]);
         // A board model has its SoC's CPU, and all of its cores.
         if board.is_none() {
@@ -543,6 +573,9 @@ impl VmConfig {
         if self.snapshot {
             command.arg("-snapshot");
         }
+        if let Some(base) = &self.rtc_base {
+            command.arg("-rtc").arg(format!("base={base}"));
+        }
         if self.counts_instructions() {
             command.args(["-icount", self.icount_mode()]);
         }
@@ -566,9 +599,14 @@ impl VmConfig {
         }
     }
 
-    /// The user-mode network: restricted, plus the guest and host forwards.
+    /// The user-mode network: restricted (or not, inside a loopback-only
+    /// namespace), plus the guest and host forwards.
     fn nic_option(&self) -> String {
-        let mut option = String::from("user,model=virtio-net-pci,restrict=on");
+        let restrict = match self.guest_network {
+            GuestNetwork::Restricted => "on",
+            GuestNetwork::LoopbackNamespace(_) => "off",
+        };
+        let mut option = format!("user,model=virtio-net-pci,restrict={restrict}");
         for forward in &self.guest_forwards {
             option.push(',');
             option.push_str(forward);
@@ -1034,6 +1072,37 @@ mod tests {
               guestfwd=tcp:10.0.2.101:80-tcp:127.0.0.1:8080"
                 .to_string()
         ));
+    }
+
+    #[test]
+    fn an_unrestricted_network_runs_qemu_inside_its_namespace() {
+        let restricted = VmConfig::new(Arch::Amd64, "/k".into(), "/i".into());
+        assert_eq!(restricted.command().get_program(), "qemu-system-x86_64");
+        assert!(args_of(&restricted).contains("user,model=virtio-net-pci,restrict=on "));
+        let inside = VmConfig {
+            guest_network: GuestNetwork::LoopbackNamespace("kios-test".into()),
+            ..restricted
+        };
+        let command = inside.command();
+        assert_eq!(command.get_program(), "ip");
+        let joined = args_of(&inside);
+        assert!(
+            joined.starts_with("netns exec kios-test qemu-system-x86_64 -machine q35 "),
+            "{joined}"
+        );
+        assert!(joined.contains("-nic user,model=virtio-net-pci,restrict=off "));
+        assert!(!joined.contains("restrict=on"));
+    }
+
+    #[test]
+    fn the_real_time_clock_starts_where_asked() {
+        let config = VmConfig::new(Arch::Amd64, "/k".into(), "/i".into());
+        assert!(!args_of(&config).contains("-rtc"));
+        let past = VmConfig {
+            rtc_base: Some("2001-01-01".into()),
+            ..config
+        };
+        assert!(args_of(&past).contains(" -rtc base=2001-01-01"));
     }
 
     #[test]
