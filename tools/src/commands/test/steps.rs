@@ -255,6 +255,17 @@ pub(super) const STEPS: &[Step] = &[
         resources: &[Resource::KiosKernel],
     },
     Step {
+        name: "e2e_timesync",
+        description: "QEMU time-sync test (kiOS kernel, a data disk, the real-time clock in 2001, as root): QEMU and the BOM's chronyd as an NTP server in a loopback-only network namespace; the time-sync pod's chronyd steps the clock from 2001 to now, a clean shutdown saves it and the next boot starts from it before containerd, and after a power cut the boot starts from the time saved when chronyd stepped the clock",
+        action: Action::TestBinary {
+            test: "e2e_timesync",
+            args: &["--ignored", "--test-threads=1", "--nocapture"],
+        },
+        needs_qemu: true,
+        after: NODE_IMAGE_AND_KERNEL_SOURCE,
+        resources: &[Resource::KiosKernel],
+    },
+    Step {
         name: "e2e_board",
         description: "QEMU's Raspberry Pi 4 model (raspi4b, kiOS kernel): the rpi4 card is reproducible, its hybrid MBR and GPT are what the firmware and the init read, and the kernel, device tree and initramfs read back from it boot on the model to the probe pod with the card's data partition on /var, the console on the mini UART, the node's memory reported and a clean power off",
         action: Action::TestBinary {
