@@ -11,7 +11,7 @@ use kios_tools::components::bom::{fetch_component, Bom, BOM_FILE};
 use kios_tools::components::ca_bundle::{
     ca_bundle, certificate_count, CA_BUNDLE_PATH, CA_CERTIFICATES_COMPONENT,
 };
-use kios_tools::components::chrony::{CHRONYD_PATH, CHRONY_IMAGE};
+use kios_tools::components::chrony::{chrony_archive_bytes, CHRONYD_PATH, CHRONY_IMAGE};
 use kios_tools::components::elf_deps::{closure, Sysroot};
 use kios_tools::components::node::{NodeComponents, BUSYBOX_COMPONENT};
 use kios_tools::components::oci::{BUSYBOX_IMAGE, KIOSCTL_IMAGE, PAUSE_IMAGE};
@@ -216,6 +216,16 @@ fn images_rebuild_byte_identical() -> anyhow::Result<()> {
                 "{name:?}"
             );
         }
+        // Both copies of the chrony image come from its cache: rebuilt, it
+        // must give the cached bytes.
+        let chrony = written
+            .iter()
+            .find(|file| file.reference == CHRONY_IMAGE)
+            .expect("the chrony image");
+        assert!(
+            chrony_archive_bytes(&bom, arch)? == std::fs::read(&chrony.path)?,
+            "the {arch} chrony image rebuilt differs from the cached one"
+        );
     }
     Ok(())
 }

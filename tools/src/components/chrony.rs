@@ -88,16 +88,20 @@ pub fn chrony_archive(bom: &Bom, arch: Arch) -> Result<PathBuf> {
     if path.is_file() {
         return Ok(path);
     }
-    let image = chrony_image(bom, arch)?;
     with_step(format!("writing the {arch} chrony image archive"), || {
-        let bytes =
-            image.to_archive_with(&[DEBIAN_PATH_ENV.to_string()], LayerCompression::Zstd)?;
+        let bytes = chrony_archive_bytes(bom, arch)?;
         let scratch = scratch_file_for(&path)?;
         std::fs::write(scratch.path(), &bytes)
             .with_context(|| format!("writing {}", scratch.path().display()))?;
         persist_file(scratch, &path)
     })?;
     Ok(path)
+}
+
+/// The OCI archive of [`chrony_image`], its layer zstd-compressed, as
+/// bytes (not cached).
+pub fn chrony_archive_bytes(bom: &Bom, arch: Arch) -> Result<Vec<u8>> {
+    chrony_image(bom, arch)?.to_archive_with(&[DEBIAN_PATH_ENV.to_string()], LayerCompression::Zstd)
 }
 
 /// What the archive is made of: the recipe, the arch and every
