@@ -8,8 +8,9 @@
 //!   same node image, it is the same bytes;
 //! - the boot: the board model loads the kernel, device tree and initramfs
 //!   read back from that boot partition with cmdline.txt's command line,
-//!   the card in the EMMC2 slot. The kernel runs on the Pi 4's device
-//!   tree, the console is the mini UART, the init mounts the card's data
+//!   the card in the EMMC2 slot (and the model's PL011 as the console:
+//!   `Board::qemu_console`). The kernel runs on the Pi 4's device tree,
+//!   the mini UART (the card's console) is there, the init mounts the card's data
 //!   partition on /var, the probe pod (host network: the model has no
 //!   Ethernet) runs and reports the node's memory, and the node powers off
 //!   through the SoC's watchdog, which ends QEMU.
@@ -40,7 +41,7 @@ const BOARD: Board = Board::Rpi4;
 const BOOT_TIMEOUT: Duration = Duration::from_secs(900);
 /// The kernel's line naming the device tree's model.
 const MACHINE_MODEL: &str = "Machine model: Raspberry Pi 4 Model B";
-/// The mini UART's registration as the console (8250_bcm2835aux).
+/// The mini UART, the card's console, registering (8250_bcm2835aux).
 const MINI_UART: &str = "ttyS1 at MMIO 0xfe215040";
 /// The init's line (init/src/init/boot.rs) for the card's data partition.
 const DATA_MOUNTED: &str = "data partition /dev/mmcblk0p2 mounted on /var";
@@ -130,7 +131,7 @@ fn the_rpi4_card_boots_on_the_board_model_to_a_running_pod() -> Result<()> {
                 outcome: require_line(console, MACHINE_MODEL),
             },
             Check {
-                name: "the console is the mini UART",
+                name: "the mini UART, the card's console, is there as ttyS1",
                 outcome: require_line(console, MINI_UART),
             },
             Check {

@@ -353,7 +353,7 @@ impl VmConfig {
                     kernel: card.kernel.clone(),
                     device_tree: card.device_tree.clone(),
                     initrd: card.initramfs.clone(),
-                    cmdline: card.command_line.clone(),
+                    cmdline: format!("{} {}", card.command_line, board.qemu_console()),
                     sd_card: card.image.clone(),
                 },
             )
@@ -471,14 +471,7 @@ impl VmConfig {
                     .iter()
                     .flat_map(|uuid| ["-uuid".to_string(), uuid.to_string()]),
             )
-            .arg("-nographic")
-            // The console's UART is the board's n-th serial port; the ones
-            // before it go nowhere.
-            .args(
-                (0..board.map_or(0, Board::console_serial_index))
-                    .flat_map(|_| ["-serial", "null"]),
-            )
-            .args(["-serial", "stdio"])
+            .args(["-nographic", "-serial", "stdio"])
             .args(if self.reboots {
                 &[][..]
             } else {
@@ -914,7 +907,7 @@ mod tests {
     }
 
     #[test]
-    fn a_board_boots_its_model_with_the_card_on_its_slot_and_the_console_on_its_uart() {
+    fn a_board_boots_its_model_with_the_card_in_its_slot_and_the_cards_command_line() {
         let card = BoardCard {
             board: Board::Rpi4,
             image: "/out/sdcard.img".into(),
@@ -937,15 +930,12 @@ mod tests {
             "{joined}"
         );
         assert!(!joined.contains("-cpu"), "{joined}");
-        assert!(
-            joined.contains("-serial null -serial stdio"),
-            "the mini UART is the second port: {joined}"
-        );
+        assert!(joined.contains("-nographic -serial stdio"), "{joined}");
         assert!(joined.contains("-nic none"), "{joined}");
         assert!(joined.contains(
             "-kernel /out/rpi4-boot/Image -dtb /out/rpi4-boot/bcm2711-rpi-4-b.dtb \
              -initrd /out/rpi4-boot/initramfs \
-             -append console=ttyS1,115200 rdinit=/bin/init kios.test=1"
+             -append console=ttyS1,115200 rdinit=/bin/init console=ttyAMA0,115200 kios.test=1"
         ));
         assert!(joined.contains(
             "-drive if=none,format=raw,id=sd-card,file=/out/sdcard.img \

@@ -267,7 +267,7 @@ pub(super) const STEPS: &[Step] = &[
     },
     Step {
         name: "e2e_board",
-        description: "QEMU's Raspberry Pi 4 model (raspi4b, kiOS kernel): the rpi4 card is reproducible, its hybrid MBR and GPT are what the firmware and the init read, and the kernel, device tree and initramfs read back from it boot on the model to the probe pod with the card's data partition on /var, the console on the mini UART, the node's memory reported and a clean power off",
+        description: "QEMU's Raspberry Pi 4 model (raspi4b, kiOS kernel): the rpi4 card is reproducible, its hybrid MBR and GPT are what the firmware and the init read, and the kernel, device tree and initramfs read back from it boot on the model to the probe pod with the card's data partition on /var, the mini UART (the card's console) registered, the node's memory reported and a clean power off",
         action: Action::TestBinary {
             test: "e2e_board",
             args: &["--ignored", "--test-threads=1", "--nocapture"],
