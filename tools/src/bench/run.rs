@@ -17,7 +17,7 @@ use crate::image::board::{board_kernel, build_card, Board, CardOptions};
 use crate::image::disk::DEFAULT_DATA_BYTES;
 use crate::image::initramfs::Compression;
 use crate::image::node_image::{
-    build_node_image, vm_config, ImageOptions, InitChoice, NODE_MEMORY_MIB,
+    build_node_image, vm_config, ImageOptions, InitChoice, NodeImage, NODE_MEMORY_MIB,
 };
 use crate::image::slots::{build_node_release, build_slot_disk, ReleaseOptions, SlotDiskOptions};
 use crate::testing::probe_pod::probe_pod_file;
@@ -181,7 +181,8 @@ pub fn bench_scenario(
             snapshot: true,
             ..VmConfig::board_boot(board, &card)
         };
-        let bytes = card.boot_files.iter().map(|file| file.bytes).sum();
+        // The initramfs, as in the RAM scenario: the firmware files are the board's, not the node's.
+        let bytes = initramfs_bytes(&image)?;
         (image, config, bytes)
     } else if verity {
         let (image, release) = build_node_release(
@@ -212,9 +213,7 @@ pub fn bench_scenario(
         (image, config, release.root_bytes)
     } else {
         let image = ram_image(extra_files)?;
-        let bytes = std::fs::metadata(&image.initrd)
-            .with_context(|| format!("reading {}", image.initrd.display()))?
-            .len();
+        let bytes = initramfs_bytes(&image)?;
         let config = vm_config(&image, true);
         (image, config, bytes)
     };
@@ -244,6 +243,12 @@ pub fn bench_scenario(
         image.init_bytes,
         ScenarioResult::new(scenario, image_bytes, components, runs),
     ))
+}
+
+fn initramfs_bytes(image: &NodeImage) -> Result<u64> {
+    Ok(std::fs::metadata(&image.initrd)
+        .with_context(|| format!("reading {}", image.initrd.display()))?
+        .len())
 }
 
 fn boot_once(
