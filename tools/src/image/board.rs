@@ -9,7 +9,7 @@
 //! and the data partition the kiOS type. The init finds the data
 //! partition by its GPT type as on any disk: the card costs PID 1 no
 //! second partition-table parser. Chosen over a plain MBR card, which
-//! would need one in the init (its size budget has 2 KiB left on arm64).
+//! would need one in the init (its size budget has 376 bytes left on arm64).
 //!
 //! QEMU's SD card model takes only power-of-two sizes, so the card is one
 //! and the data partition fills what the boot partition leaves. Like the
@@ -27,7 +27,6 @@ use sha2::{Digest, Sha256};
 use crate::components::bom::{fetch_component, Bom};
 use crate::components::node::{NodeComponents, NodeKernel};
 use crate::host::arch::Arch;
-use crate::host::fs::file_size;
 use crate::host::progress::with_step;
 use crate::image::disk::{
     data_partition_spec, derived_uuid, esp_partition, finish_disk, make_data_filesystem,
@@ -53,7 +52,7 @@ const FIRMWARE_LICENCE_IN_PACKAGE: &str = "usr/share/doc/raspi-firmware/copyrigh
 /// The card image's file name in the output directory.
 pub const CARD_FILE: &str = "sdcard.img";
 /// The boot partition: the firmware, the kernel, its device tree and the
-/// initramfs (about 80 MB today), with room for a bigger initramfs.
+/// initramfs (about 50 MB today), with room for a bigger initramfs.
 const BOOT_PARTITION_BYTES: u64 = 256 << 20;
 const BOOT_VOLUME_LABEL: [u8; 11] = *b"KIOS-BOOT  ";
 const SECTOR_BYTES: u64 = 512;
@@ -300,7 +299,7 @@ pub fn build_card(
         path.display()
     );
     let boot_dir = out_dir.join(format!("{}-boot", board.name()));
-    let read_back = read_boot_files(&path, &partitions[0], &boot_dir, board)?;
+    let loaded = read_boot_files(&path, &partitions[0], &boot_dir, board)?;
     Ok(BoardCard {
         board,
         image: path,
@@ -314,7 +313,10 @@ pub fn build_card(
             })
             .collect(),
         partitions,
-        ..read_back
+        kernel: loaded.kernel,
+        device_tree: loaded.device_tree,
+        initramfs: loaded.initramfs,
+        command_line: loaded.command_line,
     })
 }
 
@@ -373,14 +375,22 @@ fn write_hybrid_mbr(path: &Path, boot: &PlacedPartition, signature: uuid::Uuid) 
         .with_context(|| format!("writing the hybrid MBR of {}", path.display()))
 }
 
+/// What a board's firmware loads from the card, as files.
+struct LoadedFiles {
+    kernel: PathBuf,
+    device_tree: PathBuf,
+    initramfs: PathBuf,
+    command_line: String,
+}
+
 /// Reads the kernel, device tree, initramfs and command line back from
 /// the card's boot partition into `dir`: what a board's firmware would load.
-pub fn read_boot_files(
+fn read_boot_files(
     card: &Path,
     boot: &PlacedPartition,
     dir: &Path,
     board: Board,
-) -> Result<BoardCard> {
+) -> Result<LoadedFiles> {
     let file = std::fs::File::open(card).with_context(|| format!("opening {}", card.display()))?;
     let mut partition = vec![0u8; usize::try_from(boot.bytes).context("boot partition size")?];
     file.read_exact_at(&mut partition, boot.offset)
@@ -412,13 +422,7 @@ pub fn read_boot_files(
     }
     let [kernel, device_tree, initramfs] =
         <[PathBuf; 3]>::try_from(extracted).expect("three files were read");
-    Ok(BoardCard {
-        board,
-        image: card.to_path_buf(),
-        bytes: file_size(card)?,
-        allocated_bytes: 0,
-        partitions: Vec::new(),
-        boot_files: Vec::new(),
+    Ok(LoadedFiles {
         kernel,
         device_tree,
         initramfs,
