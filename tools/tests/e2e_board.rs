@@ -72,7 +72,14 @@ fn the_rpi4_card_boots_on_the_board_model_to_a_running_pod() -> Result<()> {
         min_data_bytes: DEFAULT_DATA_BYTES,
         esp_config: Vec::new(),
     };
-    let again = build_card(BOARD, &components.bom, &image, kernel, &options, &out.join("again"))?;
+    let again = build_card(
+        BOARD,
+        &components.bom,
+        &image,
+        kernel,
+        &options,
+        &out.join("again"),
+    )?;
     let card = build_card(BOARD, &components.bom, &image, kernel, &options, &out)?;
     let card_checks = CheckReport {
         checks: vec![
@@ -250,7 +257,10 @@ fn boot_files(files: &[BootFile]) -> Result<(), String> {
         let named = line
             .strip_prefix("kernel=")
             .or_else(|| line.strip_prefix("device_tree="))
-            .or_else(|| line.strip_prefix("initramfs ").and_then(|rest| rest.split(' ').next()));
+            .or_else(|| {
+                line.strip_prefix("initramfs ")
+                    .and_then(|rest| rest.split(' ').next())
+            });
         if let Some(name) = named {
             if !names.contains(&name) {
                 missing.push(format!("{name} (named by config.txt)"));

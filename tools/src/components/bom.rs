@@ -214,7 +214,13 @@ pub fn fetch_component(bom: &Bom, name: &str, arch: Arch) -> Result<PathBuf> {
             arch: package_arch,
             component,
             ..
-        } => fetch_debian(&pinned, package, version, *package_arch, component.as_deref()),
+        } => fetch_debian(
+            &pinned,
+            package,
+            version,
+            *package_arch,
+            component.as_deref(),
+        ),
         Source::DebianSource {
             package,
             version,

@@ -283,7 +283,12 @@ mod tests {
             "/etc/apt/sources.list.d/kios-non-free-firmware.sources"
         );
         assert_eq!(
-            sources_entry("deb", "http://mirror.example/debian", "bookworm", "non-free-firmware"),
+            sources_entry(
+                "deb",
+                "http://mirror.example/debian",
+                "bookworm",
+                "non-free-firmware"
+            ),
             "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm\n\
              Components: non-free-firmware\n\
              Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"

@@ -29,8 +29,8 @@ use crate::components::node::{NodeComponents, NodeKernel};
 use crate::host::arch::Arch;
 use crate::host::progress::with_step;
 use crate::image::disk::{
-    data_partition_spec, derived_uuid, esp_partition, finish_disk, make_data_filesystem,
-    make_fat, write_gpt_disk, PlacedPartition, ALIGNMENT,
+    data_partition_spec, derived_uuid, esp_partition, finish_disk, make_data_filesystem, make_fat,
+    write_gpt_disk, PlacedPartition, ALIGNMENT,
 };
 use crate::image::node_image::NodeImage;
 use crate::kernel::build::KernelImage;
@@ -242,7 +242,10 @@ pub fn build_card(
             contents.clone(),
         ));
     }
-    let boot_bytes: u64 = files.iter().map(|(_, contents)| contents.len() as u64).sum();
+    let boot_bytes: u64 = files
+        .iter()
+        .map(|(_, contents)| contents.len() as u64)
+        .sum();
     ensure!(
         boot_bytes < BOOT_PARTITION_BYTES * 9 / 10,
         "the {} boot files take {boot_bytes} bytes: too many for the {} MiB boot partition",
@@ -257,8 +260,7 @@ pub fn build_card(
         })
         .finalize();
 
-    std::fs::create_dir_all(out_dir)
-        .with_context(|| format!("creating {}", out_dir.display()))?;
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let card_bytes = card_size(BOOT_PARTITION_BYTES, options.min_data_bytes);
     let data_bytes = card_bytes - BOOT_PARTITION_BYTES - 2 * ALIGNMENT;
     let boot_fat = out_dir.join(format!(".boot-{}.fat", board.name()));
@@ -463,13 +465,19 @@ mod tests {
         assert_eq!(protective[4], 0xee);
         // Linux takes the GPT of a hybrid MBR only when the 0xEE entry starts at sector 1.
         assert_eq!(u32::from_le_bytes(protective[8..12].try_into().unwrap()), 1);
-        assert_eq!(u32::from_le_bytes(protective[12..16].try_into().unwrap()), 2047);
+        assert_eq!(
+            u32::from_le_bytes(protective[12..16].try_into().unwrap()),
+            2047
+        );
     }
 
     #[test]
     fn config_txt_names_the_files_the_card_holds() {
         let config = Board::Rpi4.config_txt();
-        assert!(config.contains(&format!("\nkernel={KERNEL_FILE}\n")), "{config}");
+        assert!(
+            config.contains(&format!("\nkernel={KERNEL_FILE}\n")),
+            "{config}"
+        );
         assert!(
             config.contains(&format!("\ndevice_tree={}\n", Board::Rpi4.device_tree())),
             "{config}"

@@ -302,7 +302,9 @@ fn compile(resolution: &Resolution, output_dir: &Path, image: &Path) -> Result<(
         .with_context(|| format!("copying the config to {}", output_dir.display()))?;
     for target in device_tree_targets(arch) {
         let built = build_dir.join(device_tree_path_in_build(target));
-        let name = built.file_name().context("a device tree target names a file")?;
+        let name = built
+            .file_name()
+            .context("a device tree target names a file")?;
         copy_into_place(&built, &output_dir.join(name))?;
     }
     // The image last: its presence is what marks the cached build complete.

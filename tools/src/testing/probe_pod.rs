@@ -157,7 +157,10 @@ mod tests {
                 services_rss_kib: vec![("/bin/init".into(), 120), ("/bin/kubelet".into(), 52_000)],
             })
         );
-        assert_eq!(memory_report("[ 1.0] kios-probe: host-procs /bin/init\n"), None);
+        assert_eq!(
+            memory_report("[ 1.0] kios-probe: host-procs /bin/init\n"),
+            None
+        );
     }
 
     #[test]

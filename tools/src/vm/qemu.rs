@@ -465,7 +465,12 @@ impl VmConfig {
         }
         let cpus = board.map_or(1, Board::cpus);
         command
-            .args(["-m", &self.memory_mib.to_string(), "-smp", &cpus.to_string()])
+            .args([
+                "-m",
+                &self.memory_mib.to_string(),
+                "-smp",
+                &cpus.to_string(),
+            ])
             .args(
                 self.smbios_uuid
                     .iter()
@@ -550,7 +555,10 @@ impl VmConfig {
                     .arg("-drive")
                     .arg(drive_option("if=none,format=raw,id=sd-card", sd_card))
                     .arg("-device")
-                    .arg(format!("sd-card,drive=sd-card,bus={}", board.qemu_card_bus()));
+                    .arg(format!(
+                        "sd-card,drive=sd-card,bus={}",
+                        board.qemu_card_bus()
+                    ));
             }
         }
         for (index, disk) in self.extra_disks.iter().enumerate() {
